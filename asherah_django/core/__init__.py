@@ -1,0 +1,54 @@
+"""The Django-free envelope-encryption engine, wire-compatible with Asherah.
+
+Nothing under ``asherah_django.core`` imports Django.
+"""
+
+from .errors import (
+    AsherahError,
+    ConfigurationError,
+    DecryptionError,
+    InvalidPartitionError,
+    KeyCreationError,
+    KeyNotFoundError,
+    KMSError,
+    MalformedRecordError,
+    MetastoreError,
+    NoActiveSessionError,
+    PartitionMismatchError,
+    PayloadTooLargeError,
+    SessionClosedError,
+)
+from .kms.static import StaticKMS
+from .metastore.memory import InMemoryMetastore
+from .policy import CryptoPolicy
+from .protocols import BatchMetastore, KeyManagementService, Metastore
+from .records import DataRowRecord, EnvelopeKeyRecord, KeyMeta, parse_data_row
+from .session import Session, SessionFactory
+
+__all__ = [
+    "AsherahError",
+    "BatchMetastore",
+    "ConfigurationError",
+    "CryptoPolicy",
+    "DataRowRecord",
+    "DecryptionError",
+    "EnvelopeKeyRecord",
+    "InMemoryMetastore",
+    "InvalidPartitionError",
+    "KMSError",
+    "KeyCreationError",
+    "KeyManagementService",
+    "KeyMeta",
+    "KeyNotFoundError",
+    "MalformedRecordError",
+    "Metastore",
+    "MetastoreError",
+    "NoActiveSessionError",
+    "PartitionMismatchError",
+    "PayloadTooLargeError",
+    "Session",
+    "SessionClosedError",
+    "SessionFactory",
+    "StaticKMS",
+    "parse_data_row",
+]

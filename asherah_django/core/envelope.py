@@ -1,0 +1,376 @@
+"""Loading and creating system and intermediate keys: Asherah's rotation rules.
+
+Write path (canonical Go algorithm): use the latest intermediate key (IK) of the
+partition if it is valid and its parent system key (SK) is valid; otherwise create a
+new IK under the latest valid SK, creating that SK through the KMS when needed.
+"Valid" means neither revoked nor expired. Keys are inserted if absent; a lost insert
+race reloads the winner and uses it when it is valid.
+
+Rule for the same-minute collision (revocation followed by a write in the same
+minute): a replacement key takes the truncated current time, or one second after the
+invalid latest key's ``Created`` when that is not earlier. Lookups are by exact
+``(id, created)`` and "latest" orders by ``created``, so every Asherah implementation
+reads such keys; and a write never reuses a revoked key nor fails.
+
+Read path: exact ``(id, created)`` lookups only, never "latest"; expiry and revocation
+are ignored so old data stays readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from .aead import NONCE_SIZE, new_key
+from .cache import KeyCache
+from .errors import (
+    AsherahError,
+    DecryptionError,
+    KeyCreationError,
+    KeyNotFoundError,
+    MetastoreError,
+)
+from .keys import CryptoKey
+from .policy import CryptoPolicy
+from .protocols import BatchMetastore, KeyManagementService, Metastore
+from .records import EnvelopeKeyRecord, KeyMeta
+
+logger = logging.getLogger("asherah_django.core")
+
+_T = TypeVar("_T")
+_CREATE_ATTEMPTS = 5
+_LOCK_STRIPES = 64
+
+#: Called as ``listener(event, key_id, created)`` for "created" keys; set by the Django layer.
+KeyListener = Callable[[str, str, int], None]
+
+
+class KeyHierarchy:
+    """Owns the key caches of one factory and applies Asherah's key rules."""
+
+    def __init__(
+        self,
+        system_key_id: str,
+        kms: KeyManagementService,
+        metastore: Metastore,
+        policy: CryptoPolicy,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy = policy
+        self.system_key_id = system_key_id
+        self.kms = kms
+        self.metastore = metastore
+        self.clock = clock
+        self.system_keys = KeyCache(policy.system_key_cache_size, enabled=policy.cache_system_keys)
+        self.intermediate_keys = KeyCache(
+            policy.intermediate_key_cache_size, enabled=policy.cache_intermediate_keys
+        )
+        self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
+        self.listeners: list[KeyListener] = []
+
+    def _lock_for(self, key_id: str) -> threading.RLock:
+        return self._locks[hash(key_id) % _LOCK_STRIPES]
+
+    # -- the write path -------------------------------------------------------------
+
+    def latest_intermediate_key(self, ik_id: str) -> CryptoKey:
+        """A valid IK for writing: cached, else loaded, else newly created."""
+        with self._lock_for(ik_id):
+            now = self.clock()
+            cached = self.intermediate_keys.latest.get(ik_id)
+            if cached is not None and not cached.revoked and now <= cached.use_until:
+                return cached  # another thread refreshed it while we waited
+            record = self._load_latest(ik_id)
+            if record is not None and not self._record_invalid(record, now):
+                system_key = self._valid_parent_system_key(record, now)
+                if system_key is not None:
+                    return self._install_intermediate(ik_id, record, system_key, now, cached)
+            elif record is not None and cached is not None and cached.created == record.created:
+                cached.revoked = record.revoked  # let other holders see the revocation
+            return self._create_intermediate_key(ik_id, record, now)
+
+    def latest_system_key(self) -> CryptoKey:
+        """A valid SK for wrapping new IKs: cached, else loaded through the KMS, else created."""
+        sk_id = self.system_key_id
+        now = self.clock()
+        cached = self.system_keys.latest.get(sk_id)
+        if cached is not None and not cached.revoked and now <= cached.use_until:
+            return cached
+        with self._lock_for(sk_id):
+            now = self.clock()
+            cached = self.system_keys.latest.get(sk_id)
+            if cached is not None and not cached.revoked and now <= cached.use_until:
+                return cached
+            record = self._load_latest(sk_id)
+            if record is not None and not self._record_invalid(record, now):
+                return self._install_system(sk_id, record, now, cached)
+            if record is not None and cached is not None and cached.created == record.created:
+                cached.revoked = record.revoked
+            return self._create_system_key(record, now)
+
+    def _create_intermediate_key(
+        self, ik_id: str, latest: EnvelopeKeyRecord | None, now: float
+    ) -> CryptoKey:
+        for _ in range(_CREATE_ATTEMPTS):
+            system_key = self.latest_system_key()
+            created = self._new_created(now, latest)
+            secret = bytearray(new_key())
+            try:
+                record = EnvelopeKeyRecord(
+                    created, system_key.wrap(secret, _nonce()), parent=system_key.meta
+                )
+                if self._store(ik_id, created, record):
+                    key = CryptoKey(
+                        KeyMeta(ik_id, created), secret, parent=system_key.meta, checked_at=now
+                    )
+                    self._notify("created", ik_id, created)
+                    return self._remember(self.intermediate_keys, key, system_key, now)
+            finally:
+                _zero(secret)
+            # Lost the insert race: use the winner when it is valid, else try again.
+            latest = self._load_latest(ik_id)
+            if latest is not None and not self._record_invalid(latest, now):
+                winner_sk = self._valid_parent_system_key(latest, now)
+                if winner_sk is not None:
+                    return self._install_intermediate(ik_id, latest, winner_sk, now, None)
+        raise KeyCreationError(
+            f"failed to create or load intermediate key {ik_id!r} after "
+            f"{_CREATE_ATTEMPTS} attempts; check the metastore's clock and contents"
+        )
+
+    def _create_system_key(self, latest: EnvelopeKeyRecord | None, now: float) -> CryptoKey:
+        sk_id = self.system_key_id
+        for _ in range(_CREATE_ATTEMPTS):
+            created = self._new_created(now, latest)
+            secret = bytearray(new_key())
+            try:
+                encrypted = self.kms.encrypt_key(bytes(secret))
+                if self._store(sk_id, created, EnvelopeKeyRecord(created, encrypted)):
+                    key = CryptoKey(KeyMeta(sk_id, created), secret, checked_at=now)
+                    self._notify("created", sk_id, created)
+                    return self._remember(self.system_keys, key, None, now)
+            finally:
+                _zero(secret)
+            latest = self._load_latest(sk_id)
+            if latest is not None and not self._record_invalid(latest, now):
+                return self._install_system(sk_id, latest, now, None)
+        raise KeyCreationError(
+            f"failed to create or load system key {sk_id!r} after {_CREATE_ATTEMPTS} attempts"
+        )
+
+    # -- the read path ----------------------------------------------------------------
+
+    def intermediate_key(self, meta: KeyMeta) -> CryptoKey:
+        """The IK named exactly by ``meta`` (for decryption): cached, else loaded."""
+        cached = self.intermediate_keys.get(meta)
+        if cached is not None:
+            return cached
+        with self._lock_for(meta.key_id):
+            cached = self.intermediate_keys.get(meta)
+            if cached is not None:
+                return cached
+            record = self._call(lambda: self.metastore.load(meta.key_id, meta.created))
+            if record is None:
+                raise KeyNotFoundError(
+                    f"intermediate key {meta.key_id!r} created {meta.created} is not in the "
+                    "metastore (it was never stored there, or it was shredded)"
+                )
+            return self._unwrap_intermediate(meta, record, self.clock())
+
+    def system_key(self, meta: KeyMeta) -> CryptoKey:
+        """The SK named exactly by ``meta``: cached, else loaded and unwrapped by the KMS."""
+        cached = self.system_keys.get(meta)
+        if cached is not None:
+            return cached
+        with self._lock_for(meta.key_id):
+            cached = self.system_keys.get(meta)
+            if cached is not None:
+                return cached
+            record = self._call(lambda: self.metastore.load(meta.key_id, meta.created))
+            if record is None:
+                raise KeyNotFoundError(
+                    f"system key {meta.key_id!r} created {meta.created} is not in the metastore"
+                )
+            return self._unwrap_system(meta, record, self.clock())
+
+    def preload_intermediate_keys(self, metas: Iterable[KeyMeta]) -> None:
+        """Load every uncached IK in ``metas`` (and their SKs) with as few queries as possible.
+
+        Keys that cannot be loaded are skipped here; decrypting their values reports why.
+        """
+        missing = {meta for meta in metas if self.intermediate_keys.get(meta) is None}
+        if not missing or not isinstance(self.metastore, BatchMetastore):
+            return
+        metastore: BatchMetastore = self.metastore
+        records = self._call(lambda: dict(metastore.load_many(missing)))
+        parents = {r.parent for r in records.values() if r.parent is not None}
+        wanted = {p for p in parents if self.system_keys.get(p) is None}
+        if wanted:
+            sk_records = self._call(lambda: dict(metastore.load_many(wanted)))
+            now = self.clock()
+            for meta, record in sk_records.items():
+                try:
+                    self._unwrap_system(meta, record, now)
+                except DecryptionError:
+                    continue
+        now = self.clock()
+        for meta, record in records.items():
+            try:
+                self._unwrap_intermediate(meta, record, now)
+            except (DecryptionError, KeyNotFoundError):
+                continue
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _valid_parent_system_key(self, record: EnvelopeKeyRecord, now: float) -> CryptoKey | None:
+        """The record's parent SK if it exists, unwraps and is still valid (canon rule)."""
+        if record.parent is None:
+            return None
+        try:
+            system_key = self.system_key(record.parent)
+        except (KeyNotFoundError, DecryptionError):
+            return None
+        if now > system_key.checked_at + self.policy.check_interval:
+            fresh = self._load(record.parent)
+            if fresh is None:
+                return None
+            system_key.revoked = fresh.revoked
+            system_key.checked_at = now
+        if system_key.revoked or self.policy.is_expired(system_key.created, now):
+            return None
+        return system_key
+
+    def _install_intermediate(
+        self,
+        ik_id: str,
+        record: EnvelopeKeyRecord,
+        system_key: CryptoKey,
+        now: float,
+        cached: CryptoKey | None,
+    ) -> CryptoKey:
+        meta = KeyMeta(ik_id, record.created)
+        if cached is not None and cached.meta == meta and cached.usable:
+            cached.revoked = record.revoked
+            cached.checked_at = now
+            return self._remember(self.intermediate_keys, cached, system_key, now)
+        key = self._unwrap_with(system_key, meta, record, now)
+        return self._remember(self.intermediate_keys, key, system_key, now)
+
+    def _install_system(
+        self, sk_id: str, record: EnvelopeKeyRecord, now: float, cached: CryptoKey | None
+    ) -> CryptoKey:
+        meta = KeyMeta(sk_id, record.created)
+        if cached is not None and cached.meta == meta and cached.usable:
+            cached.revoked = record.revoked
+            cached.checked_at = now
+            return self._remember(self.system_keys, cached, None, now)
+        key = self._kms_unwrap(meta, record, now)
+        return self._remember(self.system_keys, key, None, now)
+
+    def _unwrap_intermediate(
+        self, meta: KeyMeta, record: EnvelopeKeyRecord, now: float
+    ) -> CryptoKey:
+        if record.parent is None:
+            raise DecryptionError(f"intermediate key {meta.key_id!r} has no ParentKeyMeta")
+        system_key = self.system_key(record.parent)
+        key = self._unwrap_with(system_key, meta, record, now)
+        return self.intermediate_keys.put(key)
+
+    def _unwrap_system(self, meta: KeyMeta, record: EnvelopeKeyRecord, now: float) -> CryptoKey:
+        return self.system_keys.put(self._kms_unwrap(meta, record, now))
+
+    def _unwrap_with(
+        self, system_key: CryptoKey, meta: KeyMeta, record: EnvelopeKeyRecord, now: float
+    ) -> CryptoKey:
+        try:
+            secret = bytearray(system_key.unwrap(record.encrypted_key))
+        except DecryptionError:
+            raise DecryptionError(
+                f"intermediate key {meta.key_id!r} created {meta.created} does not decrypt "
+                f"with system key {system_key.key_id!r} created {system_key.created}"
+            ) from None
+        try:
+            return CryptoKey(
+                meta, secret, parent=record.parent, revoked=record.revoked, checked_at=now
+            )
+        except ValueError:
+            raise DecryptionError(f"intermediate key {meta.key_id!r} is not 32 bytes") from None
+        finally:
+            _zero(secret)
+
+    def _kms_unwrap(self, meta: KeyMeta, record: EnvelopeKeyRecord, now: float) -> CryptoKey:
+        secret = bytearray(self.kms.decrypt_key(record.encrypted_key))
+        try:
+            return CryptoKey(meta, secret, revoked=record.revoked, checked_at=now)
+        except ValueError:
+            raise DecryptionError(
+                f"system key {meta.key_id!r} created {meta.created} did not unwrap to 32 bytes"
+            ) from None
+        finally:
+            _zero(secret)
+
+    def _remember(
+        self, cache: KeyCache, key: CryptoKey, system_key: CryptoKey | None, now: float
+    ) -> CryptoKey:
+        """Cache ``key`` as the latest of its id and compute how long writes may use it."""
+        until = min(key.created + self.policy.expire_after, now + self.policy.check_interval)
+        if system_key is not None:
+            until = min(until, system_key.created + self.policy.expire_after)
+        key = cache.put(key, latest=True)
+        key.use_until = until if cache.enabled else 0.0
+        return key
+
+    def _record_invalid(self, record: EnvelopeKeyRecord, now: float) -> bool:
+        return record.revoked or self.policy.is_expired(record.created, now)
+
+    def _new_created(self, now: float, latest: EnvelopeKeyRecord | None) -> int:
+        created = self.policy.truncate(now)
+        if latest is not None and latest.created >= created:
+            created = latest.created + 1
+        return created
+
+    def _load(self, meta: KeyMeta) -> EnvelopeKeyRecord | None:
+        return self._call(lambda: self.metastore.load(meta.key_id, meta.created))
+
+    def _load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
+        return self._call(lambda: self.metastore.load_latest(key_id))
+
+    def _store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        return self._call(lambda: self.metastore.store(key_id, created, record))
+
+    def _call(self, operation: Callable[[], _T]) -> _T:
+        """Run a metastore operation, translating foreign exceptions into MetastoreError."""
+        try:
+            return operation()
+        except AsherahError:
+            raise
+        except Exception as exc:
+            raise MetastoreError(
+                f"metastore operation failed: {type(exc).__name__}",
+                hint="check the database connection and that the encryption_key table exists",
+            ) from exc
+
+    def _notify(self, event: str, key_id: str, created: int) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, key_id, created)
+            except Exception:  # a metrics hook must never break encryption
+                logger.exception("asherah key listener failed for event %s", event)
+
+    def close(self) -> None:
+        self.intermediate_keys.clear()
+        self.system_keys.clear()
+
+
+def _nonce() -> bytes:
+    return os.urandom(NONCE_SIZE)
+
+
+def _zero(buffer: bytearray) -> None:
+    for index in range(len(buffer)):
+        buffer[index] = 0

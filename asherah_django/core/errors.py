@@ -1,0 +1,71 @@
+"""Every error the envelope engine raises, under one base class.
+
+Messages name the setting, key id or server involved and never contain plaintext,
+key bytes, tokens or secret ids. Lower-level exceptions (cryptography, hvac,
+database drivers) are translated at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class AsherahError(Exception):
+    """Base class of every error raised by asherah_django."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message} (hint: {self.hint})" if self.hint else message
+
+
+class ConfigurationError(AsherahError):
+    """A setting is missing or invalid; the message names the setting to fix."""
+
+
+class DecryptionError(AsherahError):
+    """A DataRowRecord could not be decrypted (wrong key, tampered or corrupted data)."""
+
+
+class MalformedRecordError(DecryptionError):
+    """A DataRowRecord or key record is not valid Asherah JSON (bad shape, types or base64)."""
+
+
+class PartitionMismatchError(DecryptionError):
+    """A value encrypted for one partition was presented to another partition's session."""
+
+
+class KeyNotFoundError(DecryptionError):
+    """The key a record names is absent from the metastore (never created, or shredded)."""
+
+
+class InvalidPartitionError(AsherahError, ValueError):
+    """A partition id is empty, not a string, or too long for the metastore's key id column."""
+
+
+class PayloadTooLargeError(AsherahError, ValueError):
+    """A plaintext is larger than the 64 MiB every Asherah implementation accepts."""
+
+
+class KeyCreationError(AsherahError):
+    """A new system or intermediate key could not be created or loaded after retrying."""
+
+
+class KMSError(AsherahError):
+    """The key management service refused or failed to wrap or unwrap a system key."""
+
+
+class MetastoreError(AsherahError):
+    """The metastore could not be read or written."""
+
+
+class NoActiveSessionError(AsherahError):
+    """An encrypted value was read or written with no partition session open."""
+
+
+class SessionClosedError(AsherahError):
+    """A session or factory was used after ``close()``."""

@@ -1,0 +1,1 @@
+"""Key management services: where the master key lives."""

@@ -1,0 +1,1 @@
+"""Metastores: where envelope key records are kept."""

@@ -1,0 +1,302 @@
+"""SessionFactory and per-partition Session: the public face of the envelope engine.
+
+    factory = SessionFactory("service", "product", kms, metastore)
+    session = factory.get_session("tenant-42")
+    record = session.encrypt(b"secret")        # DataRowRecord JSON text
+    assert session.decrypt(record) == b"secret"
+
+The encrypt and decrypt paths below are the hot path: with warm caches they do no
+I/O, take no lock and allocate little, so they are written out inline.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from binascii import a2b_base64, b2a_base64
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from os import urandom
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .aead import KEY_SIZE, NONCE_SIZE, TAG_SIZE
+from .envelope import KeyHierarchy
+from .errors import (
+    DecryptionError,
+    MalformedRecordError,
+    PartitionMismatchError,
+    PayloadTooLargeError,
+    SessionClosedError,
+)
+from .keys import CryptoKey
+from .partition import check_names, check_partition_id, intermediate_key_id, system_key_id
+from .policy import CryptoPolicy
+from .protocols import KeyManagementService, Metastore
+from .records import KeyMeta, parse_data_row
+
+#: The largest plaintext every Asherah implementation accepts (the Rust core's limit).
+MAX_PLAINTEXT_SIZE = 64 * 1024 * 1024
+_MIN_BLOB = TAG_SIZE + NONCE_SIZE
+_DRK_END = KEY_SIZE
+_NONCE1_END = KEY_SIZE + NONCE_SIZE
+_RANDOM_SIZE = KEY_SIZE + 2 * NONCE_SIZE
+# Offsets of the canonical DataRowRecord layout (see Session._split_canonical).
+_HEAD = '{"Key":{"Created":'
+_CREATED_START = len(_HEAD)
+_KEY_LABEL = ',"Key":"'
+_KEY_START = _CREATED_START + 10 + len(_KEY_LABEL)
+_KEY_END = _KEY_START + 80
+_TAIL = '}},"Data":"'
+
+
+class SessionFactory:
+    """Builds sessions for one service/product pair and owns their shared key caches.
+
+    Thread-safe; create one per process and share it. ``close()`` wipes cached keys.
+    """
+
+    def __init__(
+        self,
+        service_name: str,
+        product_id: str,
+        kms: KeyManagementService,
+        metastore: Metastore,
+        policy: CryptoPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        check_names(service_name, product_id)
+        self.service_name = service_name
+        self.product_id = product_id
+        self.policy = policy or CryptoPolicy()
+        self.kms = kms
+        self.metastore = metastore
+        #: Wall clock in epoch seconds; tests substitute one to move time forward.
+        self.clock = clock
+        self.keys = KeyHierarchy(
+            system_key_id(service_name, product_id), kms, metastore, self.policy, clock=clock
+        )
+        self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
+        self._sessions_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<SessionFactory service={self.service_name!r} product={self.product_id!r} "
+            f"kms={type(self.kms).__name__} metastore={type(self.metastore).__name__}>"
+        )
+
+    @property
+    def system_key_id(self) -> str:
+        return self.keys.system_key_id
+
+    def intermediate_key_id(self, partition_id: str) -> str:
+        return intermediate_key_id(partition_id, self.service_name, self.product_id)
+
+    def get_session(self, partition_id: str) -> Session:
+        """The session for ``partition_id`` (cached; sessions are cheap and stateless)."""
+        if self._closed:
+            raise SessionClosedError("this SessionFactory is closed")
+        policy = self.policy
+        if not policy.cache_sessions:
+            return Session(self, partition_id)
+        now = time.monotonic()
+        entry = self._sessions.get(partition_id) if isinstance(partition_id, str) else None
+        if entry is not None and now - entry[1] < policy.session_cache_duration:
+            return entry[0]
+        session = Session(self, partition_id)
+        with self._sessions_lock:
+            self._sessions[partition_id] = (session, now)
+            self._sessions.move_to_end(partition_id)
+            while len(self._sessions) > policy.session_cache_size:
+                self._sessions.popitem(last=False)
+        return session
+
+    def close(self) -> None:
+        """Wipe every cached key and refuse further sessions. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._sessions_lock:
+            self._sessions.clear()
+        self.keys.close()
+        close = getattr(self.kms, "close", None)
+        if callable(close):
+            close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> SessionFactory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Session:
+    """Encrypts and decrypts for one partition. Cheap; safe to share between threads."""
+
+    __slots__ = ("_clock", "_factory", "_ik_id", "_keys", "_latest", "_middle", "partition_id")
+
+    def __init__(self, factory: SessionFactory, partition_id: str) -> None:
+        self.partition_id = check_partition_id(
+            partition_id, factory.service_name, factory.product_id
+        )
+        self._factory = factory
+        self._keys = factory.keys
+        self._ik_id = factory.intermediate_key_id(partition_id)
+        self._latest = factory.keys.intermediate_keys.latest
+        self._clock = factory.clock
+        self._middle = '","ParentKeyMeta":{"KeyId":' + json.dumps(self._ik_id, ensure_ascii=False)
+        self._middle += ',"Created":'
+
+    def __repr__(self) -> str:
+        return f"<Session partition={self.partition_id!r} key_id={self._ik_id!r}>"
+
+    @property
+    def intermediate_key_id(self) -> str:
+        return self._ik_id
+
+    def encrypt(self, data: bytes) -> str:
+        """Encrypt ``data`` with a fresh data row key; return the DataRowRecord JSON."""
+        if type(data) is not bytes and not isinstance(data, bytearray | memoryview):
+            raise TypeError(f"encrypt() takes bytes, not {type(data).__name__}")
+        if len(data) > MAX_PLAINTEXT_SIZE:
+            raise PayloadTooLargeError("plaintext is larger than the 64 MiB Asherah accepts")
+        now = self._clock()
+        key = self._latest.get(self._ik_id)
+        if key is None or key.revoked or now > key.use_until:
+            key = self._write_key()
+        aead = key.aead
+        random = urandom(_RANDOM_SIZE)
+        data_key = random[:_DRK_END]
+        nonce = random[_DRK_END:_NONCE1_END]
+        key_nonce = random[_NONCE1_END:]
+        try:
+            wrapped_key = aead.encrypt(key_nonce, data_key, None) + key_nonce
+        except RuntimeError:  # the key was wiped by an eviction just now: take a fresh one
+            key = self._write_key()
+            wrapped_key = key.aead.encrypt(key_nonce, data_key, None) + key_nonce
+        encrypted = AESGCM(data_key).encrypt(nonce, data, None) + nonce
+        return (
+            f'{{"Key":{{"Created":{int(now)},"Key":"'
+            f'{b2a_base64(wrapped_key, newline=False).decode()}","ParentKeyMeta":'
+            f'{key.meta_json}}},"Data":"{b2a_base64(encrypted, newline=False).decode()}"}}'
+        )
+
+    def decrypt(self, record: str | bytes) -> bytes:
+        """Decrypt a DataRowRecord made for this partition (by any Asherah implementation)."""
+        parts = self._split_canonical(record) if type(record) is str else None
+        if parts is None:
+            row = parse_data_row(record)
+            if row.parent.key_id != self._ik_id:
+                raise PartitionMismatchError(
+                    "unable to decrypt record: it was encrypted for another partition"
+                )
+            parts = row.parent, row.encrypted_key, row.data
+        meta, blob, data = parts
+        key = self._keys.intermediate_keys.get(meta)  # type: ignore[arg-type]
+        if key is None or not key.usable:
+            key = self._read_key(KeyMeta(*meta))
+        if len(blob) < _MIN_BLOB or len(data) < _MIN_BLOB:
+            raise MalformedRecordError("data row record: encrypted blob is too short")
+        try:
+            try:
+                data_key = key.aead.decrypt(blob[-NONCE_SIZE:], blob[:-NONCE_SIZE], None)
+            except RuntimeError:  # wiped by an eviction just now: load it again
+                key = self._read_key(KeyMeta(*meta))
+                data_key = key.aead.decrypt(blob[-NONCE_SIZE:], blob[:-NONCE_SIZE], None)
+            if len(data_key) != KEY_SIZE:
+                raise DecryptionError("unable to decrypt record: data row key is not 32 bytes")
+            return AESGCM(data_key).decrypt(data[-NONCE_SIZE:], data[:-NONCE_SIZE], None)
+        except InvalidTag:
+            raise DecryptionError(
+                "unable to decrypt record: authentication failed (tampered or corrupted record)"
+            ) from None
+
+    def _split_canonical(self, record: str) -> tuple[tuple[str, int], bytes, bytes] | None:
+        """Slice apart a record in the exact compact layout that we, Go and the Rust core
+        write, for this partition, with a 10-digit DRK ``Created`` and a 60-byte wrapped key.
+
+        Several times cheaper than JSON parsing. Anything else returns None and takes the
+        tolerant parser, which also produces the precise error for a bad record.
+        """
+        middle = self._middle
+        end = _KEY_END + len(middle)
+        if (
+            record[:_CREATED_START] != _HEAD
+            or record[_CREATED_START + 10 : _KEY_START] != _KEY_LABEL
+            or record[_KEY_END:end] != middle
+            or record[end + 10 : end + 21] != _TAIL
+            or record[-2:] != '"}'
+        ):
+            return None
+        created = record[_CREATED_START : _CREATED_START + 10]
+        parent_created = record[end : end + 10]
+        if not (
+            (created + parent_created).isdigit()
+            and created.isascii()
+            and parent_created.isascii()
+            and created[0] != "0"
+            and parent_created[0] != "0"
+        ):
+            return None
+        try:
+            blob = a2b_base64(record[_KEY_START:_KEY_END], strict_mode=True)
+            data = a2b_base64(record[end + 21 : -2], strict_mode=True)
+        except ValueError:
+            return None
+        return (self._ik_id, int(parent_created)), blob, data
+
+    def encrypt_text(self, text: str) -> str:
+        """UTF-8 encode ``text`` and :meth:`encrypt` it."""
+        if not isinstance(text, str):
+            raise TypeError(f"encrypt_text() takes str, not {type(text).__name__}")
+        return self.encrypt(text.encode("utf-8"))
+
+    def decrypt_text(self, record: str | bytes) -> str:
+        """:meth:`decrypt` and UTF-8 decode."""
+        plaintext = self.decrypt(record)
+        try:
+            return plaintext.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecryptionError("decrypted value is not UTF-8 text") from None
+
+    def decrypt_many(self, records: Sequence[str | bytes]) -> list[bytes]:
+        """Decrypt several records, loading their keys in batches first."""
+        self.preload(records)
+        return [self.decrypt(record) for record in records]
+
+    def preload(self, records: Iterable[str | bytes]) -> None:
+        """Load, in as few metastore round trips as possible, the keys ``records`` need."""
+        metas = set()
+        for record in records:
+            try:
+                metas.add(parse_data_row(record).parent)
+            except MalformedRecordError:
+                continue
+        self._keys.preload_intermediate_keys(metas)
+
+    def _read_key(self, meta: KeyMeta) -> CryptoKey:
+        if self._factory.closed:
+            raise SessionClosedError("this session's SessionFactory is closed")
+        return self._keys.intermediate_key(meta)
+
+    def _write_key(self) -> CryptoKey:
+        if self._factory.closed:
+            raise SessionClosedError("this session's SessionFactory is closed")
+        return self._keys.latest_intermediate_key(self._ik_id)
+
+    def close(self) -> None:
+        """Sessions hold no resources of their own; kept for API parity with Asherah."""
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
