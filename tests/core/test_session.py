@@ -1,0 +1,181 @@
+"""Session round trips, partition isolation, input checking and factory lifecycle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from asherah_django.core import (
+    DecryptionError,
+    InMemoryMetastore,
+    InvalidPartitionError,
+    KeyNotFoundError,
+    KMSError,
+    PartitionMismatchError,
+    PayloadTooLargeError,
+    SessionClosedError,
+    SessionFactory,
+    StaticKMS,
+    parse_data_row,
+)
+from asherah_django.core.session import MAX_PLAINTEXT_SIZE
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00", b"hello", bytes(range(256)) * 40])
+def test_round_trip(factory: SessionFactory, payload: bytes) -> None:
+    session = factory.get_session("tenant-1")
+    record = session.encrypt(payload)
+    assert session.decrypt(record) == payload
+    assert session.decrypt(record.encode()) == payload
+
+
+def test_text_helpers(factory: SessionFactory) -> None:
+    session = factory.get_session("tenant-1")
+    assert session.decrypt_text(session.encrypt_text("héllo ✓")) == "héllo ✓"
+    with pytest.raises(DecryptionError, match="not UTF-8"):
+        session.decrypt_text(session.encrypt(b"\xff\xfe"))
+
+
+def test_record_shape_matches_asherah(factory: SessionFactory) -> None:
+    record = factory.get_session("p1").encrypt(b"x" * 20)
+    parsed = json.loads(record)
+    assert list(parsed) == ["Key", "Data"]
+    assert list(parsed["Key"]) == ["Created", "Key", "ParentKeyMeta"]
+    assert parsed["Key"]["ParentKeyMeta"]["KeyId"] == "_IK_p1_service_product"
+    assert parsed["Key"]["ParentKeyMeta"]["Created"] % 60 == 0  # minute-truncated IK
+    assert " " not in record
+    row = parse_data_row(record)
+    assert len(row.encrypted_key) == 60
+    assert len(row.data) == 20 + 16 + 12
+
+
+def test_each_encrypt_uses_a_fresh_data_key(factory: SessionFactory) -> None:
+    session = factory.get_session("p1")
+    first, second = session.encrypt(b"same"), session.encrypt(b"same")
+    assert parse_data_row(first).encrypted_key != parse_data_row(second).encrypted_key
+    assert parse_data_row(first).data != parse_data_row(second).data
+
+
+def test_other_partition_is_refused(factory: SessionFactory) -> None:
+    record = factory.get_session("alice").encrypt(b"alice's secret")
+    with pytest.raises(PartitionMismatchError, match="another partition"):
+        factory.get_session("bob").decrypt(record)
+    # A partition whose id is a prefix of another's is refused too (exact match only).
+    record = factory.get_session("al").encrypt(b"x")
+    with pytest.raises(PartitionMismatchError):
+        factory.get_session("al_ice").decrypt(record)
+
+
+def test_other_service_is_refused(kms: StaticKMS, metastore: InMemoryMetastore) -> None:
+    with (
+        SessionFactory("service", "product", kms, metastore) as mine,
+        SessionFactory("other", "product", kms, metastore) as theirs,
+    ):
+        record = theirs.get_session("p").encrypt(b"x")
+        with pytest.raises(PartitionMismatchError):
+            mine.get_session("p").decrypt(record)
+
+
+def test_missing_intermediate_key_is_reported(factory: SessionFactory) -> None:
+    session = factory.get_session("p1")
+    record = session.encrypt(b"x")
+    fresh = SessionFactory("service", "product", factory.kms, InMemoryMetastore())
+    with pytest.raises(KeyNotFoundError, match="not in the metastore"):
+        fresh.get_session("p1").decrypt(record)
+    fresh.close()
+
+
+def test_wrong_master_key_is_a_kms_error(
+    factory: SessionFactory, metastore: InMemoryMetastore
+) -> None:
+    record = factory.get_session("p1").encrypt(b"x")
+    with SessionFactory("service", "product", StaticKMS.random(), metastore) as other:
+        with pytest.raises(KMSError, match="master key differs"):
+            other.get_session("p1").decrypt(record)
+
+
+@pytest.mark.parametrize("partition", ["", None, 5, "x" * 300, "tab\there"])
+def test_bad_partition_ids(factory: SessionFactory, partition: object) -> None:
+    with pytest.raises(InvalidPartitionError):
+        factory.get_session(partition)  # type: ignore[arg-type]
+
+
+def test_encrypt_checks_its_input(factory: SessionFactory) -> None:
+    session = factory.get_session("p1")
+    with pytest.raises(TypeError, match="takes bytes, not str"):
+        session.encrypt("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes str"):
+        session.encrypt_text(b"bytes")  # type: ignore[arg-type]
+    assert session.decrypt(session.encrypt(bytearray(b"ba"))) == b"ba"
+    assert session.decrypt(session.encrypt(memoryview(b"mv"))) == b"mv"
+
+
+def test_payload_limit(factory: SessionFactory) -> None:
+    too_big = memoryview(bytearray(MAX_PLAINTEXT_SIZE + 1))
+    with pytest.raises(PayloadTooLargeError, match="64 MiB"):
+        factory.get_session("p1").encrypt(too_big)
+
+
+def test_closed_factory_refuses_work_and_wipes_keys(factory: SessionFactory) -> None:
+    session = factory.get_session("p1")
+    record = session.encrypt(b"x")
+    cached = factory.keys.intermediate_keys.keys() + factory.keys.system_keys.keys()
+    assert cached
+    factory.close()
+    assert all(not key.usable for key in cached)
+    assert all(not any(key._secret) for key in cached)
+    with pytest.raises(SessionClosedError):
+        session.encrypt(b"x")
+    with pytest.raises(SessionClosedError):
+        session.decrypt(record)
+    with pytest.raises(SessionClosedError):
+        factory.get_session("p2")
+    factory.close()  # idempotent
+
+
+def test_sessions_are_cached_and_bounded(kms: StaticKMS, metastore: InMemoryMetastore) -> None:
+    from asherah_django.core import CryptoPolicy
+
+    with SessionFactory(
+        "service", "product", kms, metastore, CryptoPolicy(session_cache_size=2)
+    ) as factory:
+        first = factory.get_session("a")
+        assert factory.get_session("a") is first
+        factory.get_session("b")
+        factory.get_session("c")
+        assert len(factory._sessions) == 2
+        assert factory.get_session("a") is not first
+
+
+def test_reprs_hide_key_material(factory: SessionFactory) -> None:
+    session = factory.get_session("p1")
+    record = session.encrypt(b"super secret plaintext")
+    row = parse_data_row(record)
+    key = factory.keys.intermediate_keys.latest["_IK_p1_service_product"]
+    texts = [repr(factory), repr(session), repr(row), repr(key), str(key), repr(factory.kms)]
+    texts += [repr(factory.keys.intermediate_keys), repr(factory.metastore)]
+    texts += [repr(r) for _, _, r in factory.metastore.items()]  # type: ignore[attr-defined]
+    secrets = [row.encrypted_key.hex(), row.data.hex(), bytes(key._secret).hex()]
+    b64 = json.loads(record)
+    secrets += [b64["Data"], b64["Key"]["Key"], "super secret"]
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, text
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        import pickle
+
+        pickle.dumps(key)
+
+
+def test_core_never_imports_django() -> None:
+    code = (
+        "import sys, asherah_django.core, asherah_django.core.session, "
+        "asherah_django.core.kms.static, asherah_django.core.metastore.memory\n"
+        "try:\n    import asherah_django.core.kms.vault\nexcept ImportError:\n    pass\n"
+        "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
