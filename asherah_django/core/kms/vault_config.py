@@ -1,0 +1,307 @@
+"""Settings of the Vault Transit KMS, read from environment-style names.
+
+``VaultTransitConfig.from_mapping`` takes a mapping keyed by the names Asherah's
+Vault Transit KMS reads from the environment (``VAULT_ADDR``, ``VAULT_TRANSIT_KEY``,
+...), validates them and raises :class:`~asherah_django.core.errors.ConfigurationError`
+naming the setting to fix. Unknown keys are ignored, so a whole ``ASHERAH`` settings
+dict or ``os.environ`` can be passed. ``None`` and empty strings count as unset.
+
+Defaults and extras beyond upstream (asherah-ffi):
+
+=========================  ==========================================================
+``VAULT_TRANSIT_MOUNT``    ``transit`` (leading and trailing ``/`` ignored)
+``VAULT_AUTH_METHOD``      unset: ``VAULT_TOKEN`` is used. ``token``, ``kubernetes``
+                           (alias ``k8s``), ``approle``, ``cert`` (alias ``tls``)
+``VAULT_AUTH_MOUNT``       the method's name: ``kubernetes``, ``approle``, ``cert``
+``VAULT_K8S_TOKEN_PATH``   ``/var/run/secrets/kubernetes.io/serviceaccount/token``
+``VAULT_CACERT``           unset: the system trust store verifies Vault's certificate
+``VAULT_TIMEOUT``          10 seconds to wait for each Vault answer (read timeout)
+``VAULT_CONNECT_TIMEOUT``  3 seconds to open each connection
+``VAULT_MAX_RETRIES``      2 retries after the first attempt, with jittered backoff,
+                           for connection errors and 5xx/sealed answers only
+=========================  ==========================================================
+
+Upstream uses ``VAULT_TOKEN`` whenever it is set, whatever ``VAULT_AUTH_METHOD`` says;
+here a named method wins, and ``VAULT_TOKEN`` is used when no method is named.
+This module does no I/O: certificate and token files are read when the KMS is built.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Final, Literal
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+
+AuthMethod = Literal["token", "kubernetes", "approle", "cert"]
+
+DEFAULT_TRANSIT_MOUNT: Final = "transit"
+DEFAULT_K8S_TOKEN_PATH: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+DEFAULT_TIMEOUT: Final = 10.0
+DEFAULT_CONNECT_TIMEOUT: Final = 3.0
+DEFAULT_MAX_RETRIES: Final = 2
+MAX_RETRIES_LIMIT: Final = 10
+MAX_TIMEOUT: Final = 300.0
+
+#: Every setting name ``from_mapping`` reads.
+SETTING_NAMES: Final = (
+    "VAULT_ADDR",
+    "VAULT_TRANSIT_KEY",
+    "VAULT_TRANSIT_MOUNT",
+    "VAULT_TOKEN",
+    "VAULT_AUTH_METHOD",
+    "VAULT_AUTH_ROLE",
+    "VAULT_AUTH_MOUNT",
+    "VAULT_K8S_TOKEN_PATH",
+    "VAULT_APPROLE_ROLE_ID",
+    "VAULT_APPROLE_SECRET_ID",
+    "VAULT_CLIENT_CERT",
+    "VAULT_CLIENT_KEY",
+    "VAULT_CACERT",
+    "VAULT_TIMEOUT",
+    "VAULT_CONNECT_TIMEOUT",
+    "VAULT_MAX_RETRIES",
+)
+
+_METHOD_ALIASES: Final[Mapping[str, AuthMethod]] = {
+    "token": "token",
+    "kubernetes": "kubernetes",
+    "k8s": "kubernetes",
+    "approle": "approle",
+    "cert": "cert",
+    "tls": "cert",
+}
+_SEGMENT = re.compile(r"[A-Za-z0-9_.@:+=-]+")
+_SECRET_FIELDS: Final = frozenset({"token", "approle_secret_id"})
+
+AUTH_REQUIRED_MESSAGE: Final = (
+    "Vault authentication required: set VAULT_TOKEN, or VAULT_AUTH_METHOD "
+    "(kubernetes, approle, cert) with the appropriate credentials"
+)
+
+
+@dataclass(frozen=True, repr=False)
+class VaultTransitConfig:
+    """Validated Vault Transit settings. ``repr()`` never shows the token or secret id."""
+
+    addr: str
+    transit_key: str
+    transit_mount: str = DEFAULT_TRANSIT_MOUNT
+    auth_method: AuthMethod = "token"
+    token: str | None = None
+    auth_role: str | None = None
+    auth_mount: str | None = None
+    k8s_token_path: str = DEFAULT_K8S_TOKEN_PATH
+    approle_role_id: str | None = None
+    approle_secret_id: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    ca_cert: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    def __post_init__(self) -> None:
+        _check_addr(self.addr)
+        _check_path("VAULT_TRANSIT_KEY", self.transit_key, single_segment=True)
+        _check_path("VAULT_TRANSIT_MOUNT", self.transit_mount, single_segment=False)
+        if self.auth_mount is not None:
+            _check_path("VAULT_AUTH_MOUNT", self.auth_mount, single_segment=False)
+        if self.auth_method not in _METHOD_ALIASES.values():
+            raise ConfigurationError(_unsupported(str(self.auth_method)))
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ConfigurationError(
+                "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY must be set together "
+                "(PEM paths of the client certificate and its private key)"
+            )
+        if self.auth_method == "cert" and not self.addr.startswith("https://"):
+            raise ConfigurationError(
+                "VAULT_AUTH_METHOD=cert needs an https:// VAULT_ADDR: the client certificate "
+                "is presented during the TLS handshake"
+            )
+        required = {
+            "token": ("token", "VAULT_TOKEN"),
+            "kubernetes": ("auth_role", "VAULT_AUTH_ROLE"),
+            "approle": ("approle_role_id", "VAULT_APPROLE_ROLE_ID"),
+            "cert": ("client_cert", "VAULT_CLIENT_CERT"),
+        }[self.auth_method]
+        if not getattr(self, required[0]):
+            if self.auth_method == "token":
+                raise ConfigurationError(AUTH_REQUIRED_MESSAGE)
+            method = self.auth_method
+            raise ConfigurationError(
+                f"{required[1]} is required for Vault {method} auth (VAULT_AUTH_METHOD={method})"
+            )
+        for name, value, low, high in (
+            ("VAULT_TIMEOUT", self.timeout, 0.0, MAX_TIMEOUT),
+            ("VAULT_CONNECT_TIMEOUT", self.connect_timeout, 0.0, MAX_TIMEOUT),
+        ):
+            if not (
+                isinstance(value, int | float) and math.isfinite(value) and low < value <= high
+            ):
+                raise ConfigurationError(
+                    f"{name} must be a number of seconds above {low:g} and at most {high:g}"
+                )
+        retries = self.max_retries
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise ConfigurationError("VAULT_MAX_RETRIES must be a whole number")
+        if not 0 <= retries <= MAX_RETRIES_LIMIT:
+            raise ConfigurationError(f"VAULT_MAX_RETRIES must be between 0 and {MAX_RETRIES_LIMIT}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> VaultTransitConfig:
+        """Build from environment-style names (``VAULT_ADDR`` ...); see the module docs."""
+        get = _Reader(values)
+        addr = get.text("VAULT_ADDR")
+        if addr is None:
+            raise ConfigurationError(
+                "VAULT_ADDR is required for the Vault Transit KMS "
+                "(the Vault server URL, e.g. https://vault.example.com:8200)"
+            )
+        key = get.text("VAULT_TRANSIT_KEY")
+        if key is None:
+            raise ConfigurationError(
+                "VAULT_TRANSIT_KEY is required for the Vault Transit KMS "
+                "(the name of the Transit key, e.g. asherah-master)"
+            )
+        token = get.text("VAULT_TOKEN")
+        raw_method = get.text("VAULT_AUTH_METHOD")
+        if raw_method is None:
+            if token is None:
+                raise ConfigurationError(AUTH_REQUIRED_MESSAGE)
+            method: AuthMethod = "token"
+        else:
+            normalized = _METHOD_ALIASES.get(raw_method.lower())
+            if normalized is None:
+                raise ConfigurationError(_unsupported(raw_method.lower()))
+            method = normalized
+        mount = (get.text("VAULT_TRANSIT_MOUNT") or DEFAULT_TRANSIT_MOUNT).strip("/")
+        auth_mount = get.text("VAULT_AUTH_MOUNT")
+        return cls(
+            addr=addr.rstrip("/"),
+            transit_key=key,
+            transit_mount=mount,
+            auth_method=method,
+            token=token,
+            auth_role=get.text("VAULT_AUTH_ROLE"),
+            auth_mount=auth_mount.strip("/") if auth_mount is not None else None,
+            k8s_token_path=get.text("VAULT_K8S_TOKEN_PATH") or DEFAULT_K8S_TOKEN_PATH,
+            approle_role_id=get.text("VAULT_APPROLE_ROLE_ID"),
+            approle_secret_id=get.text("VAULT_APPROLE_SECRET_ID", strip=False),
+            client_cert=get.text("VAULT_CLIENT_CERT"),
+            client_key=get.text("VAULT_CLIENT_KEY"),
+            ca_cert=get.text("VAULT_CACERT"),
+            timeout=get.number("VAULT_TIMEOUT", DEFAULT_TIMEOUT),
+            connect_timeout=get.number("VAULT_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            max_retries=get.integer("VAULT_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+        )
+
+    @property
+    def login_mount(self) -> str:
+        """The auth mount a login goes to (``VAULT_AUTH_MOUNT`` or the method's name)."""
+        return self.auth_mount or self.auth_method
+
+    @property
+    def logs_in(self) -> bool:
+        """True when the token comes from a login (and can be obtained again)."""
+        return self.auth_method != "token"
+
+    def __repr__(self) -> str:
+        parts = []
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name in _SECRET_FIELDS and value is not None:
+                parts.append(f"{field.name}='<redacted>'")
+            else:
+                parts.append(f"{field.name}={value!r}")
+        return f"VaultTransitConfig({', '.join(parts)})"
+
+
+class _Reader:
+    """Typed access to a settings mapping; ``None`` and blank strings mean unset."""
+
+    def __init__(self, values: Mapping[str, object]) -> None:
+        self._values = values
+
+    def text(self, name: str, *, strip: bool = True) -> str | None:
+        value = self._values.get(name)
+        if value is None:
+            return None
+        if isinstance(value, Path):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
+        if not value.strip():
+            return None
+        return value.strip() if strip else value
+
+    def number(self, name: str, default: float) -> float:
+        value = self._values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return default
+        if isinstance(value, bool):
+            raise ConfigurationError(f"{name} must be a number of seconds, not a boolean")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+
+    def integer(self, name: str, default: int) -> int:
+        value = self._values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return default
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        raise ConfigurationError(f"{name} must be a whole number, got {value!r}")
+
+
+def _unsupported(method: str) -> str:
+    return f"unsupported VAULT_AUTH_METHOD '{method}': expected kubernetes, approle, or cert"
+
+
+def _check_addr(addr: object) -> None:
+    if not isinstance(addr, str) or not addr:
+        raise ConfigurationError("VAULT_ADDR is required for the Vault Transit KMS")
+    try:
+        parts = urlsplit(addr)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+        or (port is not None and not 0 < port < 65536)
+    ):
+        raise ConfigurationError(
+            f"VAULT_ADDR must be an http:// or https:// URL such as "
+            f"https://vault.example.com:8200, got {addr!r}"
+        )
+
+
+def _check_path(name: str, value: object, *, single_segment: bool) -> None:
+    if not isinstance(value, str) or not value.strip("/"):
+        raise ConfigurationError(f"{name} must not be empty")
+    segments = value.split("/")
+    if (single_segment and len(segments) != 1) or not all(
+        segment not in (".", "..") and _SEGMENT.fullmatch(segment) for segment in segments
+    ):
+        kind = "a name" if single_segment else "a path"
+        raise ConfigurationError(
+            f"{name} must be {kind} made of letters, digits and _ . - characters, got {value!r}"
+        )

@@ -1,0 +1,198 @@
+"""The token the Vault Transit KMS sends, kept valid: login, renewal, re-login on expiry.
+
+Tokens are checked lazily, before each Vault call (no background thread, so nothing to
+stop and nothing to fork): a token past two thirds of its TTL is renewed while Vault says
+it is renewable; once renewal no longer extends it (max TTL) or it is not renewable, a
+login-based client logs in again before it expires. A call answered 403 whose token Vault
+no longer knows (lookup-self answers 403 too) logs in again and is repeated once.
+A static ``VAULT_TOKEN`` is looked up once for its TTL and renewed if renewable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+
+from .vault_auth import LoginError, LoginPlan, SecretIdSpentError, TokenLease, lease_from_auth
+from .vault_config import VaultTransitConfig
+from .vault_errors import (
+    HINT_AUTH,
+    HINT_FRESH_SECRET_ID,
+    HINT_TOKEN,
+    HINT_UNAVAILABLE,
+    VaultAuthError,
+    VaultKMSError,
+    VaultUnavailableError,
+    context,
+)
+from .vault_http import VaultHTTP, VaultReply, on_fork
+
+logger = logging.getLogger("asherah_django.core.kms.vault")
+
+
+class TokenManager:
+    """Holds the current token; thread-safe (one login or renewal at a time)."""
+
+    def __init__(self, config: VaultTransitConfig, http: VaultHTTP) -> None:
+        self.config = config
+        self._send = http.send
+        self._plan = LoginPlan(config)
+        self._lease: TokenLease | None = None
+        self._closed = False
+        self.lock = threading.RLock()
+        mount = config.login_mount if config.logs_in else config.transit_mount
+        self._ctx = context(config.addr, mount, config.transit_key)
+        on_fork(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's lock may be held by a thread that is not there.
+
+        The token itself is kept: a child must not log in again (a single-use AppRole
+        secret id would already be spent).
+        """
+        self.lock = threading.RLock()
+
+    def token(self) -> str:
+        """A token to send now (logs in, renews or re-logs-in first when needed)."""
+        lease = self._lease
+        if lease is not None and not lease.due(time.monotonic()):
+            return lease.token
+        with self.lock:
+            self._lease = self._refresh()
+            return self._lease.token
+
+    def login(self) -> None:
+        """Drop the current token and obtain a new one now."""
+        with self.lock:
+            self._lease = None
+            self._lease = self._refresh()
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+            self._lease = None
+
+    def call(self, label: str, method: str, path: str, body: object, kind: str) -> VaultReply:
+        """A request with the current token; after a 403 from a dead token, once more."""
+        for attempt in (1, 2):
+            token = self.token()
+            reply = self._send(method, path, label, token=token, kind=kind, body=body)
+            if reply.status != 403 or attempt == 2 or not self._is_dead(token):
+                return reply
+            if not self.config.logs_in:
+                raise VaultAuthError(
+                    f"{label} failed: {reply.text()}; Vault no longer accepts VAULT_TOKEN "
+                    f"(expired or revoked) {self._ctx}",
+                    hint=HINT_TOKEN,
+                    status=403,
+                )
+            with self.lock:
+                if self._lease is not None and self._lease.token == token:
+                    self._lease = None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refresh(self) -> TokenLease:
+        if self._closed:
+            raise VaultKMSError(f"the Vault Transit KMS is closed {self._ctx}")
+        lease, now = self._lease, time.monotonic()
+        if lease is None:
+            return self._login() if self.config.logs_in else self._static_lease()
+        if not lease.due(now):
+            return lease
+        if lease.renewable and not lease.expired(now):
+            lease = self._renew(lease)
+        if lease.due(time.monotonic()) and not lease.renewable:
+            if lease.from_login:
+                return self._login()
+            return replace(lease, ttl=0.0)  # a static token we cannot renew: stop tracking it
+        return lease
+
+    def _static_lease(self) -> TokenLease:
+        token = self.config.token or ""
+        reply = self._send(
+            "GET", "v1/auth/token/lookup-self", "Vault token lookup-self", token=token, kind="other"
+        )
+        now = time.monotonic()
+        if reply.ok:
+            data = reply.payload.get("data") or {}
+            auth = {"client_token": token, **{k: data.get(v) for k, v in _LOOKUP_AUTH.items()}}
+            lease = lease_from_auth(auth, now, from_login=False)
+            if lease is not None:
+                return lease
+        return TokenLease(token=token, obtained_at=now, ttl=0.0, renewable=False, from_login=False)
+
+    def _login(self) -> TokenLease:
+        config, plan = self.config, self._plan
+        method, mount = config.auth_method, config.login_mount
+        label = f"Vault {method} auth"
+        try:
+            body = plan.body()
+        except SecretIdSpentError:
+            raise self._spent(label, None) from None
+        except LoginError as exc:
+            raise VaultAuthError(
+                f"{label} failed: {exc} {self._ctx}", hint=HINT_AUTH[method].format(mount=mount)
+            ) from None
+        reply = self._send(
+            "POST", plan.path, label, token=None, kind="logins", body=body,
+            repeatable=not plan.sends_secret_id,
+        )  # fmt: skip
+        if not reply.ok:
+            if 400 <= reply.status < 500 and plan.refused():
+                raise self._spent(label, reply)
+            server = reply.status >= 500
+            raise (VaultUnavailableError if server else VaultAuthError)(
+                f"{label} failed: {reply.text()} {self._ctx}",
+                hint=(HINT_UNAVAILABLE if server else HINT_AUTH[method]).format(mount=mount),
+                status=reply.status,
+            )
+        lease = lease_from_auth(reply.payload.get("auth"), time.monotonic(), from_login=True)
+        if lease is None:
+            raise VaultAuthError(f"{label} returned no token {self._ctx}", status=reply.status)
+        plan.accepted()
+        logger.info(
+            "Vault %s login succeeded: token TTL %ss, renewable=%s",
+            method, int(lease.ttl), lease.renewable,
+        )  # fmt: skip
+        return lease
+
+    def _spent(self, label: str, reply: VaultReply | None) -> VaultAuthError:
+        said = f"{reply.text()}; " if reply is not None else ""
+        return VaultAuthError(
+            f"{label} failed: {said}VAULT_APPROLE_SECRET_ID was already used for a login and "
+            f"Vault no longer accepts it (single-use or expired): a fresh secret id is needed "
+            f"{self._ctx}",
+            hint=HINT_FRESH_SECRET_ID.format(mount=self.config.login_mount),
+            status=reply.status if reply is not None else None,
+        )
+
+    def _renew(self, lease: TokenLease) -> TokenLease:
+        reply = self._send(
+            "POST", "v1/auth/token/renew-self", "Vault token renew-self",
+            token=lease.token, kind="renewals", body={},
+        )  # fmt: skip
+        auth = reply.payload.get("auth")
+        if reply.ok and isinstance(auth, dict):
+            auth = {**auth, "client_token": lease.token}
+            renewed = lease_from_auth(auth, time.monotonic(), from_login=lease.from_login)
+            if renewed is not None:
+                extended = renewed.expires_at > lease.expires_at + 1.0
+                return replace(renewed, renewable=renewed.renewable and extended)
+        logger.info("Vault token renewal refused (%s)", reply.text())
+        return replace(lease, renewable=False)
+
+    def _is_dead(self, token: str) -> bool:
+        """After a 403: True when Vault no longer knows the token (expired or revoked)."""
+        try:
+            reply = self._send(
+                "GET", "v1/auth/token/lookup-self", "Vault token lookup-self",
+                token=token, kind="other",
+            )  # fmt: skip
+        except VaultKMSError:
+            return False
+        return reply.status in (401, 403)
+
+
+_LOOKUP_AUTH = {"lease_duration": "ttl", "renewable": "renewable"}
