@@ -1,45 +1,41 @@
 """Bounded, thread-safe caches of unwrapped keys.
 
 Keys are cached by their exact ``(id, created)`` plus a pointer from each id to its
-latest known key. Reads take no lock (single dict operations are atomic under the
+latest known key. Eviction approximates LRU with the CLOCK algorithm. Reads take no lock (single dict operations are atomic under the
 GIL); inserts and evictions do. An evicted key is wiped.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
 from .keys import CryptoKey
 from .records import KeyMeta
 
 
 class KeyCache:
-    """An LRU cache of :class:`CryptoKey` with a per-id "latest" pointer."""
+    """A bounded cache of :class:`CryptoKey` (CLOCK eviction) with a per-id "latest" pointer."""
 
     def __init__(self, max_size: int, *, enabled: bool = True) -> None:
         if max_size < 1:
             raise ValueError("cache size must be at least 1")
         self.max_size = max_size
         self.enabled = enabled
-        self._keys: OrderedDict[KeyMeta, CryptoKey] = OrderedDict()
+        self.entries: dict[KeyMeta, CryptoKey] = {}
         #: Latest key per key id; read directly by sessions on the encrypt hot path.
         self.latest: dict[str, CryptoKey] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self.entries)
 
     def __repr__(self) -> str:
-        return f"<KeyCache {len(self._keys)}/{self.max_size} keys>"
+        return f"<KeyCache {len(self.entries)}/{self.max_size} keys>"
 
     def get(self, meta: KeyMeta) -> CryptoKey | None:
-        key = self._keys.get(meta)
+        key = self.entries.get(meta)
         if key is not None:
-            try:  # noqa: SIM105 (suppress() costs a context manager on the hot path)
-                self._keys.move_to_end(meta)
-            except KeyError:  # evicted by another thread in between; still usable
-                pass
+            key.referenced = True
         return key
 
     def put(self, key: CryptoKey, *, latest: bool = False) -> CryptoKey:
@@ -48,20 +44,26 @@ class KeyCache:
             return key
         evicted: list[CryptoKey] = []
         with self._lock:
-            existing = self._keys.get(key.meta)
+            existing = self.entries.get(key.meta)
             if existing is not None and existing is not key:
                 existing.revoked = existing.revoked or key.revoked
                 existing.checked_at = max(existing.checked_at, key.checked_at)
                 key.wipe()
                 key = existing
-            self._keys[key.meta] = key
-            self._keys.move_to_end(key.meta)
+            self.entries[key.meta] = key
             if latest:
                 current = self.latest.get(key.meta.key_id)
                 if current is None or current.meta.created <= key.meta.created:
                     self.latest[key.meta.key_id] = key
-            while len(self._keys) > self.max_size:
-                _, old = self._keys.popitem(last=False)
+            # CLOCK eviction: a key used since it last reached the front gets a second
+            # chance. Hits only set a flag, so the read path needs no lock and no reordering.
+            while len(self.entries) > self.max_size:
+                meta = next(iter(self.entries))  # dicts keep insertion order: the oldest
+                old = self.entries.pop(meta)
+                if old.referenced:
+                    old.referenced = False
+                    self.entries[meta] = old
+                    continue
                 if self.latest.get(old.meta.key_id) is old:
                     del self.latest[old.meta.key_id]
                 evicted.append(old)
@@ -76,13 +78,13 @@ class KeyCache:
 
     def keys(self) -> list[CryptoKey]:
         with self._lock:
-            return list(self._keys.values())
+            return list(self.entries.values())
 
     def clear(self) -> None:
         """Empty the cache and wipe every key it held."""
         with self._lock:
-            keys = list(self._keys.values())
-            self._keys.clear()
+            keys = list(self.entries.values())
+            self.entries.clear()
             self.latest.clear()
         for key in keys:
             key.wipe()

@@ -26,6 +26,7 @@ class CryptoKey:
         "meta",
         "meta_json",
         "parent",
+        "referenced",
         "revoked",
         "use_until",
     )
@@ -47,6 +48,8 @@ class CryptoKey:
         self.checked_at = checked_at
         #: Until when encrypt may use this key without asking the metastore again.
         self.use_until = 0.0
+        #: Set on each cache hit; the cache's CLOCK eviction spares referenced keys once.
+        self.referenced = True
         self._secret = bytearray(secret)
         self.aead = AESGCM(bytes(self._secret))
         #: Pre-rendered ``{"KeyId":...,"Created":...}``: the DataRowRecord's ParentKeyMeta.

@@ -117,5 +117,5 @@ def test_partition_isolation_holds_across_implementations(peer, ours: SessionFac
     with pytest.raises(PartitionMismatchError):
         ours.get_session("bob").decrypt(record)
     ours_record = ours.get_session("alice").encrypt(b"alice only")
-    with pytest.raises(Exception, match="(?i)decrypt|partition"):
+    with pytest.raises(Exception, match=r"(?i)decrypt|partition"):
         peer.get_session("bob").decrypt_bytes(ours_record)
