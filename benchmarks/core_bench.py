@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.fernet import Fernet  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC  # noqa: E402
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from asherah_django.core import InMemoryMetastore, SessionFactory, StaticKMS  # noqa: E402
-from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX  # noqa: E402
+from asherah_django.core import InMemoryMetastore, SessionFactory, StaticKMS
+from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
 
 Op = Callable[[], object]
 

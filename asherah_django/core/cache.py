@@ -1,8 +1,9 @@
 """Bounded, thread-safe caches of unwrapped keys.
 
 Keys are cached by their exact ``(id, created)`` plus a pointer from each id to its
-latest known key. Eviction approximates LRU with the CLOCK algorithm. Reads take no lock (single dict operations are atomic under the
-GIL); inserts and evictions do. An evicted key is wiped.
+latest known key. Eviction approximates LRU with the CLOCK algorithm. Reads take no
+lock (single dict operations are atomic under the GIL); inserts and evictions do. An
+evicted key is wiped.
 """
 
 from __future__ import annotations
