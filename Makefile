@@ -1,0 +1,24 @@
+# make demo  - the example project against a local OpenBao (Vault-compatible) server
+# make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB)
+.PHONY: demo test bench venv lint clean
+
+demo:
+	scripts/demo.sh
+
+test:
+	scripts/test.sh
+
+venv:
+	scripts/bootstrap.sh
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+bench: venv
+	.venv/bin/python benchmarks/core_bench.py
+	.venv/bin/python benchmarks/orm_bench.py
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
