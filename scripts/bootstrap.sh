@@ -3,6 +3,7 @@
 #  - system packages the Python dependencies need (MariaDB client headers for mysqlclient),
 #    installed with apt-get when missing and we are root;
 #  - the local PostgreSQL and MariaDB servers, started when installed but not running;
+#  - headless Chromium for the admin's browser tests (scripts/install-browser.sh);
 #  - the virtual environment .venv with the package and its test and lint extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,11 @@ if [ "${ASHERAH_START_SERVICES:-1}" = 1 ]; then
     echo "bootstrap: starting MariaDB"
     start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
   fi
+fi
+
+# Headless Chromium for the admin's browser tests (Debian packages chromium, chromium-driver).
+if [ -x scripts/install-browser.sh ] && [ "${ASHERAH_INSTALL_BROWSER:-1}" = 1 ]; then
+  scripts/install-browser.sh
 fi
 
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
