@@ -1,0 +1,426 @@
+"""The ASHERAH settings: one typed property per key, environment fallback, read lazily.
+
+    # settings.py
+    ASHERAH = {"SERVICE_NAME": "billing", "PRODUCT_ID": "acme", "KMS": "vault", ...}
+
+    from asherah_django.conf import asherah_settings
+    asherah_settings.SERVICE_NAME
+
+Every key is looked up in this order (the first that is set wins):
+
+1. ``settings.ASHERAH[key]`` (a value of ``None`` counts as not set);
+2. the environment variable of the same name, read with django-environ (an empty value
+   counts as not set; a value starting with ``$`` is a django-environ proxy for another
+   variable), the names users of Asherah already know;
+3. the default in :data:`DEFAULTS`.
+
+Values are read and validated on first use and cached. The cache is dropped when
+``ASHERAH`` or ``DATABASES`` change (``setting_changed``, e.g. ``override_settings``) and by
+:meth:`AsherahSettings.reload` (``asherah_django.runtime.reset_session_factory()`` calls it);
+changes to ``os.environ`` are seen only then. An invalid value raises
+:class:`~asherah_django.core.errors.ConfigurationError` naming the setting and where it
+came from, when that setting is read or when the whole configuration is validated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
+
+import environ
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from .core.errors import ConfigurationError
+from .core.kms.static import TEST_MASTER_KEY_HEX
+from .core.kms.vault_config import SETTING_NAMES as VAULT_SETTING_NAMES
+from .core.partition import check_names
+from .core.policy import (
+    DEFAULT_CHECK_INTERVAL,
+    DEFAULT_EXPIRE_AFTER,
+    DEFAULT_INTERMEDIATE_KEY_CACHE_SIZE,
+    DEFAULT_SESSION_CACHE_DURATION,
+    DEFAULT_SESSION_CACHE_SIZE,
+    DEFAULT_SYSTEM_KEY_CACHE_SIZE,
+)
+
+if TYPE_CHECKING:
+    from .core.kms.vault_config import VaultTransitConfig
+
+T = TypeVar("T")
+
+#: KMS names accepted in ``KMS`` and what they mean.
+KMS_ALIASES: Final[Mapping[str, str]] = {
+    "vault": "vault",
+    "vault-transit": "vault",
+    "static": "static",
+    # The Rust core's name: the static KMS, with Asherah's public test key when
+    # STATIC_MASTER_KEY_HEX is unset. Tests and local development only.
+    "test-debug-static": "test-debug-static",
+}
+METASTORES: Final = ("django", "memory")
+_POLICY_NAMES: Final = (
+    "EXPIRE_AFTER",
+    "CHECK_INTERVAL",
+    "SESSION_CACHE_SIZE",
+    "SESSION_CACHE_DURATION",
+    "SYSTEM_KEY_CACHE_SIZE",
+    "INTERMEDIATE_KEY_CACHE_SIZE",
+)
+
+#: Every key of ``ASHERAH`` and its default (``None``: no default, unset).
+DEFAULTS: Final[Mapping[str, object]] = {
+    "SERVICE_NAME": None,
+    "PRODUCT_ID": None,
+    "KMS": "vault",
+    "STATIC_MASTER_KEY_HEX": None,
+    **dict.fromkeys(VAULT_SETTING_NAMES),
+    "EXPIRE_AFTER": DEFAULT_EXPIRE_AFTER,
+    "CHECK_INTERVAL": DEFAULT_CHECK_INTERVAL,
+    "SESSION_CACHE_SIZE": DEFAULT_SESSION_CACHE_SIZE,
+    "SESSION_CACHE_DURATION": DEFAULT_SESSION_CACHE_DURATION,
+    "SYSTEM_KEY_CACHE_SIZE": DEFAULT_SYSTEM_KEY_CACHE_SIZE,
+    "INTERMEDIATE_KEY_CACHE_SIZE": DEFAULT_INTERMEDIATE_KEY_CACHE_SIZE,
+    "METASTORE": "django",
+    "DATABASE": "default",
+    "PARTITION_RESOLVER": "asherah_django.middleware.user_partition",
+}
+_VAULT_NUMBERS: Final = frozenset({"VAULT_TIMEOUT", "VAULT_CONNECT_TIMEOUT", "VAULT_MAX_RETRIES"})
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def where(name: str) -> str:
+    """Where a setting can be set, for messages and hints."""
+    return f"ASHERAH[{name!r}] in settings.py or the {name} environment variable"
+
+
+@dataclass
+class _Snapshot:
+    """The settings as read once: values, where each came from, and what is wrong."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, ConfigurationError] = field(default_factory=dict)
+    unknown_keys: list[str] = field(default_factory=list)
+
+
+class _Setting(Generic[T]):
+    """A typed, read-only view of one key: ``asherah_settings.SERVICE_NAME``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.__doc__ = f"The {name} setting ({where(name)})."
+
+    @overload
+    def __get__(self, obj: None, owner: type[AsherahSettings]) -> _Setting[T]: ...
+    @overload
+    def __get__(self, obj: AsherahSettings, owner: type[AsherahSettings]) -> T: ...
+    def __get__(self, obj: AsherahSettings | None, owner: type[AsherahSettings]) -> _Setting[T] | T:
+        if obj is None:
+            return self
+        value: T = obj.get(self.name)  # type: ignore[assignment]
+        return value
+
+
+class AsherahSettings:
+    """The ``ASHERAH`` settings with environment fallback; see the module docs."""
+
+    SERVICE_NAME = _Setting[str]("SERVICE_NAME")
+    PRODUCT_ID = _Setting[str]("PRODUCT_ID")
+    #: ``vault`` (also for ``vault-transit``), ``static`` or ``test-debug-static``.
+    KMS = _Setting[str]("KMS")
+    STATIC_MASTER_KEY_HEX = _Setting[str | None]("STATIC_MASTER_KEY_HEX")
+    VAULT_ADDR = _Setting[str | None]("VAULT_ADDR")
+    VAULT_TRANSIT_KEY = _Setting[str | None]("VAULT_TRANSIT_KEY")
+    VAULT_TRANSIT_MOUNT = _Setting[str | None]("VAULT_TRANSIT_MOUNT")
+    VAULT_TOKEN = _Setting[str | None]("VAULT_TOKEN")
+    VAULT_AUTH_METHOD = _Setting[str | None]("VAULT_AUTH_METHOD")
+    VAULT_AUTH_ROLE = _Setting[str | None]("VAULT_AUTH_ROLE")
+    VAULT_AUTH_MOUNT = _Setting[str | None]("VAULT_AUTH_MOUNT")
+    VAULT_K8S_TOKEN_PATH = _Setting[str | None]("VAULT_K8S_TOKEN_PATH")
+    VAULT_APPROLE_ROLE_ID = _Setting[str | None]("VAULT_APPROLE_ROLE_ID")
+    VAULT_APPROLE_SECRET_ID = _Setting[str | None]("VAULT_APPROLE_SECRET_ID")
+    VAULT_CLIENT_CERT = _Setting[str | None]("VAULT_CLIENT_CERT")
+    VAULT_CLIENT_KEY = _Setting[str | None]("VAULT_CLIENT_KEY")
+    VAULT_CACERT = _Setting[str | None]("VAULT_CACERT")
+    VAULT_TIMEOUT = _Setting[float | None]("VAULT_TIMEOUT")
+    VAULT_CONNECT_TIMEOUT = _Setting[float | None]("VAULT_CONNECT_TIMEOUT")
+    VAULT_MAX_RETRIES = _Setting[int | None]("VAULT_MAX_RETRIES")
+    EXPIRE_AFTER = _Setting[int]("EXPIRE_AFTER")
+    CHECK_INTERVAL = _Setting[int]("CHECK_INTERVAL")
+    SESSION_CACHE_SIZE = _Setting[int]("SESSION_CACHE_SIZE")
+    SESSION_CACHE_DURATION = _Setting[int]("SESSION_CACHE_DURATION")
+    SYSTEM_KEY_CACHE_SIZE = _Setting[int]("SYSTEM_KEY_CACHE_SIZE")
+    INTERMEDIATE_KEY_CACHE_SIZE = _Setting[int]("INTERMEDIATE_KEY_CACHE_SIZE")
+    #: ``django`` (the EncryptionKey table) or ``memory`` (tests and development only).
+    METASTORE = _Setting[str]("METASTORE")
+    #: The database alias holding the ``encryption_key`` table.
+    DATABASE = _Setting[str]("DATABASE")
+    #: Dotted path of ``resolver(request) -> partition id or None``, used by the middleware.
+    PARTITION_RESOLVER = _Setting[str]("PARTITION_RESOLVER")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._resolver: Callable[..., Any] | None = None
+
+    def __repr__(self) -> str:
+        return "<AsherahSettings>"
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, name: str) -> object:
+        """The validated value of ``name``; ConfigurationError if it is invalid or missing."""
+        snapshot = self.snapshot()
+        error = snapshot.errors.get(name)
+        if error is not None:
+            raise error
+        return snapshot.values[name]
+
+    def source(self, name: str) -> str:
+        """Where the value of ``name`` came from: ``settings``, ``environment`` or ``default``."""
+        return self.snapshot().sources[name]
+
+    def snapshot(self) -> _Snapshot:
+        snapshot = self._snapshot
+        if snapshot is None:
+            with self._lock:
+                snapshot = self._snapshot
+                if snapshot is None:
+                    snapshot = self._snapshot = _read()
+        return snapshot
+
+    def reload(self) -> None:
+        """Forget the cached values: the next read sees settings and environment anew."""
+        with self._lock:
+            self._snapshot = None
+            self._resolver = None
+
+    def errors(self) -> dict[str, ConfigurationError]:
+        """Every invalid setting and why (used by the system checks)."""
+        return dict(self.snapshot().errors)
+
+    def validate(self) -> None:
+        """Raise the first problem of the configuration needed to build the SessionFactory."""
+        snapshot = self.snapshot()
+        kms = snapshot.values.get("KMS")
+        for name in DEFAULTS:
+            if name == "PARTITION_RESOLVER" or name in VAULT_SETTING_NAMES:
+                continue  # the resolver is checked on use; Vault below, only when used
+            if name == "DATABASE" and snapshot.values.get("METASTORE") != "django":
+                continue
+            if name == "STATIC_MASTER_KEY_HEX" and kms not in ("static", "test-debug-static"):
+                continue
+            if name in snapshot.errors:
+                raise snapshot.errors[name]
+        if kms == "vault":
+            self.vault_config()
+
+    # -- derived values --------------------------------------------------------------------
+
+    @property
+    def static_master_key_hex(self) -> str:
+        """The static KMS master key: STATIC_MASTER_KEY_HEX, or Asherah's public test key
+        for ``KMS=test-debug-static``."""
+        value = self.STATIC_MASTER_KEY_HEX
+        if value is not None:
+            return value
+        if self.KMS == "test-debug-static":
+            return TEST_MASTER_KEY_HEX
+        raise ConfigurationError(
+            f"STATIC_MASTER_KEY_HEX is required with KMS={self.KMS}: "
+            f"set {where('STATIC_MASTER_KEY_HEX')} to 64 hex characters",
+            hint='generate one with: python -c "import secrets; print(secrets.token_hex(32))"',
+        )
+
+    def vault_settings(self) -> dict[str, object]:
+        """The VAULT_* settings that are set, by name (raw, for ``VaultTransitConfig``)."""
+        snapshot = self.snapshot()
+        return {
+            name: snapshot.values[name]
+            for name in VAULT_SETTING_NAMES
+            if snapshot.values.get(name) is not None
+        }
+
+    def vault_config(self) -> VaultTransitConfig:
+        """The validated Vault Transit configuration (no network I/O)."""
+        from .core.kms.vault_config import VaultTransitConfig
+
+        for name in VAULT_SETTING_NAMES:
+            self.get(name)
+        try:
+            return VaultTransitConfig.from_mapping(self.vault_settings())
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"{exc.args[0]} (set Vault settings in the ASHERAH dict in settings.py "
+                "or as environment variables of the same names)",
+                hint=exc.hint,
+            ) from None
+
+    @property
+    def partition_resolver(self) -> Callable[..., Any]:
+        """The callable PARTITION_RESOLVER names, imported on first use."""
+        resolver = self._resolver
+        if resolver is None:
+            path = self.PARTITION_RESOLVER
+            try:
+                resolver = import_string(path)
+            except ImportError as exc:
+                raise ConfigurationError(
+                    f"PARTITION_RESOLVER {path!r} cannot be imported ({exc}); "
+                    f"set {where('PARTITION_RESOLVER')} to the dotted path of a function"
+                ) from None
+            if not callable(resolver):
+                raise ConfigurationError(f"PARTITION_RESOLVER {path!r} is not callable")
+            self._resolver = resolver
+        return resolver
+
+
+def _read() -> _Snapshot:
+    snapshot = _Snapshot()
+    configured: object = getattr(settings, "ASHERAH", None)
+    if configured is None:
+        configured = {}
+    if not isinstance(configured, Mapping):
+        configured = {}
+        snapshot.errors["ASHERAH"] = ConfigurationError(
+            "settings.ASHERAH must be a dict of Asherah settings, "
+            f"not {type(getattr(settings, 'ASHERAH', None)).__name__}"
+        )
+    snapshot.unknown_keys = sorted(str(key) for key in configured if key not in DEFAULTS)
+    env = environ.Env()
+    for name, default in DEFAULTS.items():
+        raw: object = configured.get(name)
+        source = "settings"
+        if raw is None:
+            raw = env.str(name, default=None)
+            source = "environment"
+        if raw is None:
+            raw, source = default, "default"
+        snapshot.sources[name] = source
+        try:
+            snapshot.values[name] = _parse(name, raw)
+        except ConfigurationError as exc:
+            snapshot.values[name] = None
+            origin = {
+                "settings": f"ASHERAH[{name!r}] in settings.py",
+                "environment": f"the {name} environment variable",
+                "default": "the default",
+            }[source]
+            snapshot.errors[name] = ConfigurationError(
+                f"{exc.args[0]} (from {origin})", hint=exc.hint or f"set {where(name)}"
+            )
+    _check_kms_keys(snapshot)
+    return snapshot
+
+
+def _parse(name: str, raw: object) -> object:
+    """Validate and convert one raw value; ConfigurationError names the setting."""
+    if name in ("SERVICE_NAME", "PRODUCT_ID"):
+        if raw is None:
+            raise ConfigurationError(f"{name} is not set", hint=f"set {where(name)}")
+        if isinstance(raw, str):
+            raw = raw.strip()
+        check_names(raw if name == "SERVICE_NAME" else "x", raw if name == "PRODUCT_ID" else "x")
+        return raw
+    if name == "KMS":
+        kms = KMS_ALIASES.get(raw.strip().lower()) if isinstance(raw, str) else None
+        if kms is None:
+            raise ConfigurationError(
+                f"KMS {raw!r} is unknown: expected vault (or vault-transit) or static",
+                hint=f"set {where('KMS')} to vault in production; static is for tests",
+            )
+        return kms
+    if name == "STATIC_MASTER_KEY_HEX":
+        if raw is None:
+            return None
+        if not isinstance(raw, str) or not _HEX64.fullmatch(raw.strip()):
+            raise ConfigurationError(
+                "STATIC_MASTER_KEY_HEX must be 64 hex characters (a 32-byte key)",
+                hint='generate one with: python -c "import secrets; print(secrets.token_hex(32))"',
+            )
+        return raw.strip().lower()
+    if name in _POLICY_NAMES:
+        return _positive_int(name, raw, "seconds" if "CACHE_SIZE" not in name else "entries")
+    if name in _VAULT_NUMBERS:
+        return _vault_number(name, raw)
+    if name in VAULT_SETTING_NAMES:
+        if raw is None or isinstance(raw, str | os.PathLike):
+            return None if raw is None else os.fspath(raw)
+        raise ConfigurationError(f"{name} must be a string, not {type(raw).__name__}")
+    if name == "METASTORE":
+        value = raw.strip().lower() if isinstance(raw, str) else raw
+        if value not in METASTORES:
+            raise ConfigurationError(
+                f"METASTORE {raw!r} is unknown: expected django (the EncryptionKey table) "
+                "or memory (tests only)"
+            )
+        return value
+    if name == "DATABASE":
+        databases = getattr(settings, "DATABASES", {})
+        if not isinstance(raw, str) or raw not in databases:
+            raise ConfigurationError(
+                f"DATABASE {raw!r} is not an alias in settings.DATABASES "
+                f"(known: {', '.join(sorted(databases)) or 'none'})"
+            )
+        return raw
+    if name == "PARTITION_RESOLVER":
+        if not isinstance(raw, str) or not _DOTTED.fullmatch(raw.strip()):
+            raise ConfigurationError(
+                f"PARTITION_RESOLVER must be the dotted path of a function, got {raw!r}"
+            )
+        return raw.strip()
+    raise AssertionError(name)  # pragma: no cover
+
+
+def _check_kms_keys(snapshot: _Snapshot) -> None:
+    if (
+        snapshot.values.get("KMS") == "static"
+        and snapshot.values.get("STATIC_MASTER_KEY_HEX") is None
+        and "STATIC_MASTER_KEY_HEX" not in snapshot.errors
+    ):
+        snapshot.errors["STATIC_MASTER_KEY_HEX"] = ConfigurationError(
+            "STATIC_MASTER_KEY_HEX is required with KMS=static: "
+            f"set {where('STATIC_MASTER_KEY_HEX')} to 64 hex characters",
+            hint='generate one with: python -c "import secrets; print(secrets.token_hex(32))"',
+        )
+
+
+def _positive_int(name: str, raw: object, unit: str) -> int:
+    value: object = raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        value = int(raw.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive whole number of {unit}, got {raw!r}")
+    return value
+
+
+def _vault_number(name: str, raw: object) -> float | int | None:
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        if name == "VAULT_MAX_RETRIES":
+            return _positive_int(name, raw, "retries") if raw not in (0, "0") else 0
+        return float(raw.strip() if isinstance(raw, str) else raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError, ConfigurationError):
+        kind = "whole number" if name == "VAULT_MAX_RETRIES" else "number of seconds"
+        raise ConfigurationError(f"{name} must be a {kind}, got {raw!r}") from None
+
+
+asherah_settings = AsherahSettings()
+
+
+def _reload_on_change(*, setting: str, **kwargs: object) -> None:
+    if setting in ("ASHERAH", "DATABASES"):
+        asherah_settings.reload()
+
+
+setting_changed.connect(_reload_on_change, dispatch_uid="asherah_django.conf.reload")
