@@ -279,23 +279,27 @@ class OpenBaoServer:
         values.update(overrides)
         return values
 
+    def audit_entries(self, path: str) -> list[dict[str, Any]]:
+        """The audit log's response entries for requests to ``path``, oldest first.
+
+        Each has ``request`` (``path``, ``remote_port``, HMAC-ed ``data``...) and, for
+        failed requests, ``error``. Secrets in them are HMAC-ed by OpenBao.
+        """
+        if not self.audit_log_path.exists():
+            return []
+        with open(self.audit_log_path, encoding="utf-8") as log:
+            entries = [json.loads(line) for line in log]
+        return [
+            e for e in entries if e.get("type") == "response" and e["request"].get("path") == path
+        ]
+
     def audit_count(self, path: str, *, status_ok: bool | None = None) -> int:
         """Requests to ``path`` (e.g. ``transit/encrypt/asherah-master``) that got an answer.
 
         ``status_ok=True`` counts only successful ones, ``False`` only failed ones.
         """
-        count = 0
-        if not self.audit_log_path.exists():
-            return 0
-        with open(self.audit_log_path, encoding="utf-8") as log:
-            for line in log:
-                entry = json.loads(line)
-                if entry.get("type") != "response" or entry.get("request", {}).get("path") != path:
-                    continue
-                failed = bool(entry.get("error"))
-                if status_ok is None or status_ok != failed:
-                    count += 1
-        return count
+        entries = self.audit_entries(path)
+        return sum(status_ok is None or status_ok != bool(e.get("error")) for e in entries)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from .vault_config import VaultTransitConfig
 
 #: Fraction of a token's TTL after which it is renewed (or replaced by a new login).
 RENEW_AFTER: Final = 2 / 3
-#: A token this close to its expiry is treated as expired (clock skew, request time).
+#: A token this close to its expiry (at most a tenth of its TTL) is treated as expired.
 EXPIRY_MARGIN: Final = 1.0
 
 
@@ -34,6 +34,8 @@ class TokenLease:
     ttl: float
     renewable: bool
     from_login: bool
+    #: False for a ``VAULT_TOKEN`` whose TTL has not been looked up yet.
+    verified: bool = True
 
     @property
     def expires_at(self) -> float:
@@ -45,7 +47,7 @@ class TokenLease:
         return self.ttl > 0 and now >= self.obtained_at + self.ttl * RENEW_AFTER
 
     def expired(self, now: float) -> bool:
-        return now >= self.expires_at - EXPIRY_MARGIN
+        return now >= self.expires_at - min(EXPIRY_MARGIN, self.ttl / 10)
 
     def remaining(self, now: float) -> float:
         return max(0.0, self.expires_at - now)

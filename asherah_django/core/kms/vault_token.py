@@ -64,10 +64,12 @@ class TokenManager:
             return self._lease.token
 
     def login(self) -> None:
-        """Drop the current token and obtain a new one now."""
+        """Obtain a token now: a login, or for ``VAULT_TOKEN`` a lookup that must succeed."""
         with self.lock:
             self._lease = None
             self._lease = self._refresh()
+            if not self.config.logs_in:
+                self._lease = self._verify(self._lease, strict=True)
 
     def close(self) -> None:
         with self.lock:
@@ -79,15 +81,15 @@ class TokenManager:
         for attempt in (1, 2):
             token = self.token()
             reply = self._send(method, path, label, token=token, kind=kind, body=body)
+            lease = self._lease
+            if reply.ok and lease is not None and not lease.verified:
+                with self.lock:  # a static token's first success: learn its TTL
+                    if self._lease is lease:
+                        self._lease = self._verify(lease, strict=False)
             if reply.status != 403 or attempt == 2 or not self._is_dead(token):
                 return reply
             if not self.config.logs_in:
-                raise VaultAuthError(
-                    f"{label} failed: {reply.text()}; Vault no longer accepts VAULT_TOKEN "
-                    f"(expired or revoked) {self._ctx}",
-                    hint=HINT_TOKEN,
-                    status=403,
-                )
+                raise self._rejected(label, reply)
             with self.lock:
                 if self._lease is not None and self._lease.token == token:
                     self._lease = None
@@ -103,25 +105,44 @@ class TokenManager:
             return lease
         if lease.renewable and not lease.expired(now):
             lease = self._renew(lease)
-        if lease.due(time.monotonic()) and not lease.renewable:
-            if lease.from_login:
-                return self._login()
-            return replace(lease, ttl=0.0)  # a static token we cannot renew: stop tracking it
-        return lease
+            if not lease.due(time.monotonic()):
+                return lease
+        if lease.from_login:  # not renewable (any more): log in before it expires
+            return self._login()
+        return replace(lease, ttl=0.0)  # a static token we cannot renew: stop tracking it
 
     def _static_lease(self) -> TokenLease:
+        """``VAULT_TOKEN``, not yet looked up (that happens after the first success)."""
         token = self.config.token or ""
-        reply = self._send(
-            "GET", "v1/auth/token/lookup-self", "Vault token lookup-self", token=token, kind="other"
+        return TokenLease(token, time.monotonic(), 0.0, False, from_login=False, verified=False)
+
+    def _verify(self, lease: TokenLease, *, strict: bool) -> TokenLease:
+        """``VAULT_TOKEN`` with the TTL lookup-self reports (so it can be renewed)."""
+        label = "Vault token lookup-self"
+        path = "v1/auth/token/lookup-self"
+        try:
+            reply = self._send("GET", path, label, token=lease.token, kind="other")
+        except VaultKMSError:
+            if strict:
+                raise
+            return replace(lease, verified=True)
+        if strict and reply.status in (401, 403):
+            raise self._rejected(label, reply)
+        data = reply.payload.get("data") if reply.ok else None
+        if isinstance(data, dict):
+            auth = {"client_token": lease.token, **{k: data.get(v) for k, v in _LOOKUP.items()}}
+            verified = lease_from_auth(auth, time.monotonic(), from_login=False)
+            if verified is not None:
+                return verified
+        return replace(lease, verified=True)
+
+    def _rejected(self, label: str, reply: VaultReply) -> VaultAuthError:
+        return VaultAuthError(
+            f"{label} failed: {reply.text()}; Vault does not accept VAULT_TOKEN "
+            f"(invalid, expired or revoked) {self._ctx}",
+            hint=HINT_TOKEN,
+            status=reply.status,
         )
-        now = time.monotonic()
-        if reply.ok:
-            data = reply.payload.get("data") or {}
-            auth = {"client_token": token, **{k: data.get(v) for k, v in _LOOKUP_AUTH.items()}}
-            lease = lease_from_auth(auth, now, from_login=False)
-            if lease is not None:
-                return lease
-        return TokenLease(token=token, obtained_at=now, ttl=0.0, renewable=False, from_login=False)
 
     def _login(self) -> TokenLease:
         config, plan = self.config, self._plan
@@ -195,4 +216,4 @@ class TokenManager:
         return reply.status in (401, 403)
 
 
-_LOOKUP_AUTH = {"lease_duration": "ttl", "renewable": "renewable"}
+_LOOKUP = {"lease_duration": "ttl", "renewable": "renewable"}
