@@ -18,6 +18,7 @@ from binascii import a2b_base64, b2a_base64
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from os import urandom
+from typing import cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -162,7 +163,10 @@ class Session:
         self._ik_id = factory.intermediate_key_id(partition_id)
         self._latest = factory.keys.intermediate_keys.latest
         # The cache's dict itself: a hit on the read path is one dict lookup.
-        self._ik_cache = factory.keys.intermediate_keys.entries
+        # (KeyMeta is a NamedTuple, so a plain (id, created) tuple finds the same entry.)
+        self._ik_cache = cast(
+            "dict[tuple[str, int], CryptoKey]", factory.keys.intermediate_keys.entries
+        )
         self._clock = factory.clock
         self._middle = '","ParentKeyMeta":{"KeyId":' + json.dumps(self._ik_id, ensure_ascii=False)
         self._middle += ',"Created":'
