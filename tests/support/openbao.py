@@ -108,7 +108,10 @@ class OpenBaoServer:
         self.tls = tls
         self.transit_key = transit_key
         self.transit_mount = transit_mount
-        self.port, self.cluster_port = free_port(), free_port()
+        self.port = free_port()
+        self.cluster_port = free_port()
+        while self.cluster_port == self.port:
+            self.cluster_port = free_port()
         self.addr = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.log_path = self.workdir / "server.log"
         self.audit_log_path = self.workdir / "audit.log"

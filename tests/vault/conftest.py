@@ -23,8 +23,6 @@ from tests.support.kubernetes import TokenReviewServer
 from tests.support.openbao import ROTATE_POLICY, TRANSIT_POLICY, OpenBaoServer
 from tests.support.tls import CertificateAuthority
 
-pytestmark = pytest.mark.vault
-
 K8S_ROLE = "asherah-role"
 K8S_NAMESPACE = "default"
 K8S_SERVICE_ACCOUNT = "asherah-sa"

@@ -95,6 +95,8 @@ class VaultTransitKMS:
 
     def encrypt_key(self, key: bytes) -> bytes:
         """Wrap ``key`` with the latest Transit key version; returns ``b"vault:vN:..."``."""
+        if not isinstance(key, bytes | bytearray | memoryview):
+            raise TypeError(f"encrypt_key() takes bytes, not {type(key).__name__}")
         data = self._transit("encrypt", {"plaintext": base64.b64encode(bytes(key)).decode()})
         return self._ciphertext_out("encrypt", data.get("ciphertext"))
 

@@ -192,7 +192,7 @@ class VaultTransitConfig:
             auth_mount=auth_mount.strip("/") if auth_mount is not None else None,
             k8s_token_path=get.text("VAULT_K8S_TOKEN_PATH") or DEFAULT_K8S_TOKEN_PATH,
             approle_role_id=get.text("VAULT_APPROLE_ROLE_ID"),
-            approle_secret_id=get.text("VAULT_APPROLE_SECRET_ID", strip=False),
+            approle_secret_id=get.text("VAULT_APPROLE_SECRET_ID"),
             client_cert=get.text("VAULT_CLIENT_CERT"),
             client_key=get.text("VAULT_CLIENT_KEY"),
             ca_cert=get.text("VAULT_CACERT"),
@@ -228,7 +228,7 @@ class _Reader:
     def __init__(self, values: Mapping[str, object]) -> None:
         self._values = values
 
-    def text(self, name: str, *, strip: bool = True) -> str | None:
+    def text(self, name: str) -> str | None:
         value = self._values.get(name)
         if value is None:
             return None
@@ -238,7 +238,7 @@ class _Reader:
             raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
         if not value.strip():
             return None
-        return value.strip() if strip else value
+        return value.strip()
 
     def number(self, name: str, default: float) -> float:
         value = self._values.get(name)

@@ -5,7 +5,8 @@ stop and nothing to fork): a token past two thirds of its TTL is renewed while V
 it is renewable; once renewal no longer extends it (max TTL) or it is not renewable, a
 login-based client logs in again before it expires. A call answered 403 whose token Vault
 no longer knows (lookup-self answers 403 too) logs in again and is repeated once.
-A static ``VAULT_TOKEN`` is looked up once for its TTL and renewed if renewable.
+A static ``VAULT_TOKEN`` is looked up after its first successful call (so that the first
+error a user sees is the Transit call's own) and then renewed while renewable.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ class TokenManager:
             repeatable=not plan.sends_secret_id,
         )  # fmt: skip
         if not reply.ok:
-            if 400 <= reply.status < 500 and plan.refused():
+            if reply.status in (400, 403) and plan.refused():
                 raise self._spent(label, reply)
             server = reply.status >= 500
             raise (VaultUnavailableError if server else VaultAuthError)(
