@@ -1,0 +1,104 @@
+"""Encrypted model fields: the column holds an Asherah DataRowRecord, code sees plaintext.
+
+    from asherah_django.fields import EncryptedTextField, EncryptedJSONField
+
+    class Note(models.Model):
+        tenant_id = models.CharField(max_length=64)
+        body = EncryptedTextField()                              # the open session's key
+        details = EncryptedJSONField(partition="tenant_id", null=True)  # each row's tenant
+
+See :mod:`asherah_django.fields.base` for how values are written and read (sessions,
+row partitions, lazy decryption with batched key loads, legacy plaintext), and
+:mod:`asherah_django.fields.types` for the encodings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+from django.db.models import Model, QuerySet, Value
+
+from .base import (
+    EncryptedAttribute,
+    EncryptedField,
+    PlaintextValueError,
+    RowPartitionRequiredError,
+    encrypted_fields,
+)
+from .sealed import SealedValue
+from .types import (
+    EncryptedBigIntegerField,
+    EncryptedBinaryField,
+    EncryptedBooleanField,
+    EncryptedCharField,
+    EncryptedDateField,
+    EncryptedDateTimeField,
+    EncryptedDecimalField,
+    EncryptedEmailField,
+    EncryptedIntegerField,
+    EncryptedJSONField,
+    EncryptedTextField,
+)
+
+__all__ = [
+    "EncryptedAttribute",
+    "EncryptedBigIntegerField",
+    "EncryptedBinaryField",
+    "EncryptedBooleanField",
+    "EncryptedCharField",
+    "EncryptedDateField",
+    "EncryptedDateTimeField",
+    "EncryptedDecimalField",
+    "EncryptedEmailField",
+    "EncryptedField",
+    "EncryptedIntegerField",
+    "EncryptedJSONField",
+    "EncryptedTextField",
+    "PlaintextValueError",
+    "RowPartitionRequiredError",
+    "SealedValue",
+    "bulk_update",
+    "encrypted_fields",
+]
+
+M = TypeVar("M", bound=Model)
+
+
+def bulk_update(
+    queryset: QuerySet[M], objs: Iterable[M], fields: Sequence[str], batch_size: int | None = None
+) -> int:
+    """``queryset.bulk_update(objs, fields)`` that also handles row-partitioned fields.
+
+    Django's ``bulk_update()`` hands each value to the field without its row, so a field
+    with ``partition=`` cannot pick the key there. This encrypts those values first, each
+    with its own row's partition, and passes them to Django as ready-made expressions.
+    Other fields (and session-partitioned encrypted fields) go through unchanged.
+    """
+    objs = list(objs)
+    model = queryset.model
+    by_row = {
+        f.attname
+        for f in encrypted_fields(model)
+        if f.partition is not None and (f.name in fields or f.attname in fields)
+    }
+    saved: list[tuple[M, str, Any]] = []
+    try:
+        for obj in objs:
+            for field in encrypted_fields(model):
+                if field.attname not in by_row:
+                    continue
+                value = obj.__dict__.get(field.attname)
+                if type(value) is SealedValue:  # loaded and untouched: keep its record
+                    sealed = field.pre_save(obj, add=False)
+                else:
+                    value = getattr(obj, field.attname)
+                    if value is None or hasattr(value, "resolve_expression"):
+                        continue
+                    sealed = SealedValue(field.encrypt(value, field.partition_of(obj)))
+                saved.append((obj, field.attname, value))
+                obj.__dict__[field.attname] = Value(sealed, output_field=field)
+        return queryset.bulk_update(objs, fields, batch_size=batch_size)
+    finally:
+        for obj, attname, value in saved:
+            obj.__dict__[attname] = value

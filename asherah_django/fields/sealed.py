@@ -1,0 +1,127 @@
+"""Values read from the database but not decrypted yet, and batched key loading.
+
+When Django builds model instances from a query, an encrypted column's text becomes a
+:class:`SealedValue` in the instance's ``__dict__`` instead of being decrypted at once
+(``from_db_value`` gets no instance, so it cannot know a row's partition). The field's
+descriptor opens it on first attribute access, with the instance at hand.
+
+All sealed values of one query column share a :class:`ReadBatch`. The first value opened
+hands every record of the batch not yet seen to :func:`preload`, which loads the
+intermediate keys they name in one batched metastore round trip (plus one for their
+system keys). So reading N rows over P partitions costs at most two metastore queries
+with cold caches, whatever N and P, and none with warm ones. With ``QuerySet.iterator()``
+rows arrive one chunk at a time and each access preloads only the rows seen so far.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import MalformedRecordError
+from ..core.records import KeyMeta, parse_data_row
+
+if TYPE_CHECKING:
+    from ..core.session import SessionFactory
+
+__all__ = ["ReadBatch", "SealedValue", "preload"]
+
+_PARENT = '"ParentKeyMeta":'
+
+
+class SealedValue:
+    """A stored encrypted-column value, as the database returned it, not decrypted.
+
+    ``record`` is the column's text: a DataRowRecord, or legacy plaintext. Its ``repr``
+    never shows it. Writing a SealedValue back stores ``record`` unchanged, which is how
+    ``loaddata`` keeps fixture ciphertext and how ``save()`` leaves untouched values alone.
+    """
+
+    __slots__ = ("batch", "record")
+
+    def __init__(self, record: str, batch: ReadBatch | None = None) -> None:
+        self.record = record
+        self.batch = batch
+
+    def __repr__(self) -> str:
+        return "<SealedValue (not decrypted)>"
+
+    def __reduce__(self) -> tuple[type[SealedValue], tuple[str]]:
+        return SealedValue, (self.record,)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SealedValue):
+            return self.record == other.record
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.record)
+
+
+class ReadBatch:
+    """The records of one query column whose keys have not been preloaded yet."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+
+    def seal(self, record: str) -> SealedValue:
+        self.pending.append(record)
+        return SealedValue(record, self)
+
+    def flush(self, factory: SessionFactory) -> None:
+        """Preload the keys of every pending record (at most two metastore queries)."""
+        records = self.pending
+        if not records:
+            return
+        self.pending = []
+        if len(records) > 1:  # a single record loads its own key when decrypted
+            preload(factory, records)
+
+
+def preload(factory: SessionFactory, records: Iterable[str]) -> None:
+    """Load, in one batched round trip, the intermediate keys ``records`` need."""
+    factory.keys.preload_intermediate_keys(key_metas(records))
+
+
+def key_metas(records: Iterable[str]) -> set[KeyMeta]:
+    """The intermediate keys named by ``records`` (legacy plaintext is skipped).
+
+    Records in the compact canonical layout are sliced (the ``ParentKeyMeta`` object, one
+    small ``json.loads`` per distinct key); anything else takes the full parser.
+    """
+    seen: set[str] = set()
+    metas: set[KeyMeta] = set()
+    for record in records:
+        start = record.find(_PARENT)
+        if start >= 0:
+            start += len(_PARENT)
+            end = record.find("}", start) + 1
+            chunk = record[start:end]
+            if chunk in seen:
+                continue
+            meta = _meta_from_json(chunk)
+            if meta is not None:  # else a KeyId holding "}" cut it short: parse in full
+                seen.add(chunk)
+                metas.add(meta)
+                continue
+        try:
+            metas.add(parse_data_row(record).parent)
+        except MalformedRecordError:
+            continue
+    return metas
+
+
+def _meta_from_json(chunk: str) -> KeyMeta | None:
+    try:
+        obj: Any = json.loads(chunk)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    key_id, created = obj.get("KeyId"), obj.get("Created")
+    if not isinstance(key_id, str) or not key_id or type(created) is not int:
+        return None
+    return KeyMeta(key_id, created)
