@@ -1,0 +1,76 @@
+"""Fixtures for the Django-layer tests: metastores, factories and extra database aliases.
+
+Key rows written through a dedicated connection (PostgreSQL, MariaDB) are committed and
+outlive each test's transaction, so tests use fresh service names or partitions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from asherah_django import metastore as metastore_module
+from asherah_django import runtime
+from asherah_django.core import CryptoPolicy, SessionFactory, StaticKMS
+from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
+from asherah_django.core.partition import system_key_id
+from asherah_django.metastore import DjangoMetastore
+
+SQLITE_ONLY = "SQLite-only: other databases keep keys on a dedicated connection"
+NOT_SQLITE = (
+    "needs a dedicated key connection (PostgreSQL or MariaDB); run with "
+    "DATABASE_URL=postgres://postgres@127.0.0.1:5432/test or "
+    "DATABASE_URL=mysql://root@127.0.0.1:3306/test"
+)
+POSTGRES_ONLY = "PostgreSQL-only; run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"
+MYSQL_ONLY = "MariaDB/MySQL-only; run with DATABASE_URL=mysql://root@127.0.0.1:3306/test"
+
+
+def vendor() -> str:
+    return connection.vendor
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_key_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Close every key connection before the test database is dropped (PostgreSQL refuses
+    to drop a database that has sessions)."""
+    yield
+    with django_db_blocker.unblock():
+        runtime.reset_session_factory()
+        for metastore in list(metastore_module._LIVE):
+            metastore.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime() -> Iterator[None]:
+    runtime.reset_session_factory()
+    yield
+    runtime.reset_session_factory()
+
+
+@pytest.fixture
+def service() -> str:
+    return unique("svc")
+
+
+@pytest.fixture
+def metastore(service: str) -> Iterator[DjangoMetastore]:
+    store = DjangoMetastore(system_key_id=system_key_id(service, "prod"))
+    yield store
+    store.close()
+
+
+def make_factory(
+    metastore: DjangoMetastore, service: str, policy: CryptoPolicy | None = None
+) -> SessionFactory:
+    return SessionFactory(
+        service, "prod", StaticKMS.from_hex(TEST_MASTER_KEY_HEX), metastore, policy
+    )
