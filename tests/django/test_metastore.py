@@ -152,7 +152,7 @@ def test_malformed_record_is_a_metastore_error(metastore: DjangoMetastore) -> No
 def test_database_errors_become_metastore_errors() -> None:
     store = DjangoMetastore(table="asherah_no_such_table")
     try:
-        with pytest.raises(MetastoreError, match="asherah_no_such_table|no such table|exist"):
+        with pytest.raises(MetastoreError, match=r"asherah_no_such_table|no such table|exist"):
             store.load("_SK_a_b", MINUTE)
         with pytest.raises(MetastoreError) as caught:
             store.store("_SK_a_b", MINUTE, record(MINUTE))
