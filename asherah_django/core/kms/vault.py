@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -76,7 +77,7 @@ class VaultTransitKMS:
         self._paths = {
             op: f"v1/{config.transit_mount}/{op}/{config.transit_key}" for op in _TRANSIT_OPS
         }
-        self._http = VaultHTTP(config, self._ctx, self._adapter)
+        self._http = VaultHTTP(config, self._ctx, functools.partial(_hvac_adapter, config))
         self._tokens = TokenManager(config, self._http)
 
     @classmethod
@@ -104,8 +105,11 @@ class VaultTransitKMS:
         """Unwrap bytes made by :meth:`encrypt_key` (or by asherah-ffi's Vault Transit KMS)."""
         text = check_ciphertext(encrypted_key, "decrypt", self._ctx)
         data = self._transit("decrypt", {"ciphertext": text})
+        plaintext = data.get("plaintext")
         try:
-            return base64.b64decode(str(data.get("plaintext")), validate=True)
+            if not isinstance(plaintext, str):
+                raise ValueError("no plaintext")
+            return base64.b64decode(plaintext, validate=True)
         except (binascii.Error, ValueError):
             raise VaultRequestError(
                 f"Vault Transit decrypt: invalid base64 in plaintext {self._ctx}"
@@ -243,15 +247,16 @@ class VaultTransitKMS:
             raise VaultRequestError(f"Vault Transit {op} returned no ciphertext {self._ctx}")
         return ciphertext.encode("utf-8")
 
-    def _adapter(self, session: requests.Session) -> Any:
-        """hvac's raw adapter: no token of its own (it is sent per request), no redirects."""
-        return hvac.adapters.RawAdapter(
-            base_uri=self.config.addr,
-            token=None,
-            session=session,
-            allow_redirects=False,
-            timeout=(self.config.connect_timeout, self.config.timeout),
-        )
+
+def _hvac_adapter(config: VaultTransitConfig, session: requests.Session) -> Any:
+    """hvac's raw adapter: no token of its own (it is sent per request), no redirects."""
+    return hvac.adapters.RawAdapter(
+        base_uri=config.addr,
+        token=None,
+        session=session,
+        allow_redirects=False,
+        timeout=(config.connect_timeout, config.timeout),
+    )
 
 
 if TYPE_CHECKING:  # mypy verifies that VaultTransitKMS fits the contracts
