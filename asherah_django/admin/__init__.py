@@ -1,0 +1,15 @@
+"""The Django admin for asherah_django (loaded by ``admin.autodiscover()``).
+
+- Key inspection under "Asherah encryption > Encryption keys": list, detail with lineage,
+  revoke with confirmation, and a health panel on the app's admin index
+  (:mod:`asherah_django.admin.views`). Registered on ``django.contrib.admin.site``; call
+  :func:`register` for another AdminSite.
+"""
+
+from __future__ import annotations
+
+from .views import REVOKE_PERMISSION, EncryptionKeyAdmin, register
+
+__all__ = ["REVOKE_PERMISSION", "EncryptionKeyAdmin", "register"]
+
+register()
