@@ -1,0 +1,1 @@
+"""Management commands of asherah_django (all prefixed ``asherah_``)."""
