@@ -147,11 +147,14 @@ class OpenBaoServer:
         try:
             deadline = time.monotonic() + timeout
             self._wait(lambda s: s is not None, deadline)
+            if not self._initialised and self._load_root_token():
+                self._initialised = True  # a work directory initialised by an earlier run
             if not self._initialised:
                 answer = self.api(
                     "POST", "sys/init", {"recovery_shares": 1, "recovery_threshold": 1}, token=""
                 )
                 self.root_token = answer["root_token"]
+                self._save_root_token()
                 self._initialised = True
                 self._wait(lambda s: s == 200, deadline)
                 self._provision()
@@ -160,6 +163,30 @@ class OpenBaoServer:
             self.stop()
             raise
         return self
+
+    @property
+    def _root_token_path(self) -> Path:
+        return self.workdir / "root-token"
+
+    def _save_root_token(self) -> None:
+        # Only a local throw-away server's token, so that a later run (the demo started
+        # again) can reuse the work directory; readable by the owner alone.
+        fd = os.open(self._root_token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.root_token)
+
+    def _load_root_token(self) -> bool:
+        status, answer = self.request("GET", "sys/init", token="")
+        if status != 200 or not answer.get("initialized"):
+            return False
+        try:
+            self.root_token = self._root_token_path.read_text().strip()
+        except OSError as exc:
+            raise OpenBaoError(
+                f"{self.workdir} holds an initialised server but no root-token file; "
+                "delete the directory to start afresh"
+            ) from exc
+        return bool(self.root_token)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL). Data stays; :meth:`start` brings it back."""

@@ -1,0 +1,25 @@
+from django.contrib import admin
+
+from .models import Clinic, Note, Patient, StaffMember
+
+
+@admin.register(Clinic)
+class ClinicAdmin(admin.ModelAdmin):
+    list_display = ["name", "id"]
+
+
+@admin.register(StaffMember)
+class StaffMemberAdmin(admin.ModelAdmin):
+    list_display = ["user", "clinic"]
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ["id", "clinic", "name", "email", "date_of_birth"]
+    list_filter = ["clinic"]
+
+
+@admin.register(Note)
+class NoteAdmin(admin.ModelAdmin):
+    list_display = ["id", "clinic", "patient", "body", "written"]
+    list_filter = ["clinic"]
