@@ -20,13 +20,12 @@ from django.contrib.admin.sites import AdminSite
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
-from asherah_django.admin import EncryptionKeyAdmin, register
+from asherah_django.admin import EncryptionKeyAdmin, keys, register
 from asherah_django.admin import health as admin_health
-from asherah_django.admin import keys
 from asherah_django.models import EncryptionKey
 from asherah_django.signals import key_revoked
 
-from .conftest import Keyring, make_staff, stored_secrets
+from .conftest import Keyring, stored_secrets
 
 LIST = "/admin/asherah_django/encryptionkey/"
 HEALTH = LIST + "health/"
