@@ -8,7 +8,7 @@
 
 Every key is looked up in this order (the first that is set wins):
 
-1. ``settings.ASHERAH[key]`` (a value of ``None`` counts as not set);
+1. ``settings.ASHERAH[key]`` (``None`` or a blank string counts as not set);
 2. the environment variable of the same name, read with django-environ (an empty value
    counts as not set; a value starting with ``$`` is a django-environ proxy for another
    variable), the names users of Asherah already know;
@@ -209,6 +209,8 @@ class AsherahSettings:
     def validate(self) -> None:
         """Raise the first problem of the configuration needed to build the SessionFactory."""
         snapshot = self.snapshot()
+        if "ASHERAH" in snapshot.errors:
+            raise snapshot.errors["ASHERAH"]
         kms = snapshot.values.get("KMS")
         for name in DEFAULTS:
             if name == "PARTITION_RESOLVER" or name in VAULT_SETTING_NAMES:
@@ -298,6 +300,8 @@ def _read() -> _Snapshot:
     for name, default in DEFAULTS.items():
         raw: object = configured.get(name)
         source = "settings"
+        if isinstance(raw, str) and not raw.strip():
+            raw = None  # blank counts as unset, as in the environment
         if raw is None:
             raw = env.str(name, default=None)
             source = "environment"

@@ -112,7 +112,7 @@ class EncryptionKey(models.Model):
         db_table = "encryption_key"
         verbose_name = "encryption key"
         verbose_name_plural = "encryption keys"
-        indexes = [models.Index(fields=["created"], name="encryption_key_created_idx")]  # noqa: RUF012
+        indexes = [models.Index(fields=["created"], name="encryption_key_created_idx")]
 
     def __str__(self) -> str:
         return f"{self.id} @ {self.created:%Y-%m-%d %H:%M:%S}Z"

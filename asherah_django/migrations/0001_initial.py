@@ -12,9 +12,9 @@ import asherah_django.models
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = []  # noqa: RUF012
+    dependencies = []
 
-    operations = [  # noqa: RUF012
+    operations = [
         migrations.CreateModel(
             name="EncryptionKey",
             fields=[
