@@ -88,16 +88,11 @@ def bulk_update(
             for field in encrypted_fields(model):
                 if field.attname not in by_row:
                     continue
+                sealed = field.pre_save(obj, add=False)  # encrypted with this row's key
                 value = obj.__dict__.get(field.attname)
-                if type(value) is SealedValue:  # loaded and untouched: keep its record
-                    sealed = field.pre_save(obj, add=False)
-                else:
-                    value = getattr(obj, field.attname)
-                    if value is None or hasattr(value, "resolve_expression"):
-                        continue
-                    sealed = SealedValue(field.encrypt(value, field.partition_of(obj)))
-                saved.append((obj, field.attname, value))
-                obj.__dict__[field.attname] = Value(sealed, output_field=field)
+                if type(sealed) is SealedValue:
+                    saved.append((obj, field.attname, value))
+                    obj.__dict__[field.attname] = Value(sealed, output_field=field)
         return queryset.bulk_update(objs, fields, batch_size=batch_size)
     finally:
         for obj, attname, value in saved:

@@ -58,7 +58,7 @@ from types import CodeType, ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from django.core import checks
-from django.core.exceptions import FieldError, ValidationError
+from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
 from django.core.serializers import python as python_serializer
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model, query
@@ -96,6 +96,10 @@ SEARCHABLE_HINT: Final = (
 )
 
 _MISSING: Final = object()
+#: Key in an instance's ``__dict__``: {attname: (plaintext, record, partition)} of values
+#: decrypted from the database, so that unchanged values are written back (and dumped)
+#: as the records they were read from.
+OPENED: Final = "_asherah_opened"
 _runtime: ModuleType | None = None
 
 
@@ -177,6 +181,7 @@ class EncryptedAttribute(DeferredAttribute):
     """Instance attribute of an encrypted field: decrypts a sealed value on first access.
 
     A data descriptor, so it sees every access even when ``__dict__`` holds the value.
+    A *verbatim* SealedValue (fixture ciphertext given as text) is returned as it is.
     """
 
     def __init__(self, field: Field[Any, Any]) -> None:
@@ -189,7 +194,7 @@ class EncryptedAttribute(DeferredAttribute):
         value = instance.__dict__.get(self.attname, _MISSING)
         if value is _MISSING:
             value = super().__get__(instance, cls)  # deferred: load it
-        if type(value) is SealedValue:
+        if type(value) is SealedValue and not value.verbatim:
             field: EncryptedField = self.field  # type: ignore[assignment]
             return field.open_sealed(instance, value)
         return value
@@ -201,13 +206,27 @@ class EncryptedAttribute(DeferredAttribute):
 class EncryptedCol(Col):
     """A column of an encrypted field. Ordering by it raises a clear error.
 
-    Django resolves the columns of ``order_by("field")`` and ``Meta.ordering`` again
-    before compiling them; selected columns are not resolved again.
+    Two ways in: Django resolves the columns of ``order_by("field")`` and
+    ``Meta.ordering`` once more before compiling them (selected columns are not resolved
+    again), and it compiles ``order_by(F("field"))`` after the select list is built but
+    before the WHERE clause is split out (``SQLCompiler.pre_sql_setup``), a window in
+    which nothing else is compiled. If a future Django changes that order, the second
+    check simply never fires.
     """
 
     def resolve_expression(self, *args: Any, **kwargs: Any) -> Any:
-        field = self.target
-        raise FieldError(f"cannot order by encrypted field {_label(field)}: {SEARCHABLE_HINT}.")
+        if kwargs.get("for_save") or (len(args) > 4 and args[4]):
+            return super().resolve_expression(*args, **kwargs)  # update(x=F("field"))
+        raise FieldError(_ordering_message(self.target))
+
+    def as_sql(self, compiler: Any, connection: BaseDatabaseWrapper) -> Any:
+        if compiler.select is not None and not hasattr(compiler, "where"):
+            raise FieldError(_ordering_message(self.target))
+        return super().as_sql(compiler, connection)
+
+
+def _ordering_message(field: object) -> str:
+    return f"cannot order by encrypted field {_label(field)}: {SEARCHABLE_HINT}."
 
 
 class EncryptedIsNull(IsNull):
@@ -253,6 +272,9 @@ class EncryptedField(_Field):
     """
 
     descriptor_class = EncryptedAttribute
+    #: Whether an unchanged decrypted value (same object) may be written back as the
+    #: record it came from; False for mutable plaintexts (JSON) that change in place.
+    reuse_records: ClassVar[bool] = True
     #: The plaintext's type name, for messages and validators; the column is TEXT.
     plain_type: ClassVar[str] = "text"
 
@@ -374,7 +396,7 @@ class EncryptedField(_Field):
         else:
             try:
                 target = self.model._meta.get_field(option)
-            except Exception:  # FieldDoesNotExist
+            except FieldDoesNotExist:
                 problem = f"partition={option!r} names no field of {self.model._meta.label}"
             else:
                 if target is self or isinstance(target, EncryptedField):
@@ -488,6 +510,9 @@ class EncryptedField(_Field):
             value = super().pre_save(model_instance, add)
         if value is None or hasattr(value, "resolve_expression"):
             return value
+        record = self._opened_record(model_instance, value)
+        if record is not None:  # read and left unchanged: keep the stored record
+            return SealedValue(record)
         return SealedValue(self.encrypt(value, self.partition_of(model_instance)))
 
     def _sets_itself(self, add: bool) -> bool:
@@ -567,11 +592,37 @@ class EncryptedField(_Field):
         batch = sealed.batch
         if batch is not None and batch.pending:
             batch.flush(factory)
-        value = self._read(factory, sealed.record, self.partition_of(instance))
-        instance.__dict__[self.attname] = value
+        partition_id = self.partition_of(instance)
+        value, is_record = self._read_record(factory, sealed.record, partition_id)
+        data = instance.__dict__
+        data[self.attname] = value
+        if is_record and self.reuse_records:
+            opened = data.get(OPENED)
+            if opened is None:
+                opened = data[OPENED] = {}
+            opened[self.attname] = (value, sealed.record, partition_id)
         return value
 
+    def _opened_record(self, instance: Model, value: Any) -> str | None:
+        """The record ``value`` was decrypted from, if it is still that very object (and,
+        for a row-partitioned field, the row's partition has not changed since)."""
+        opened = instance.__dict__.get(OPENED)
+        entry = opened.get(self.attname) if opened else None
+        if entry is None or entry[0] is not value:
+            return None
+        if self.partition is not None and entry[2] != self.partition_of(instance):
+            return None
+        record: str = entry[1]
+        return record
+
     def _read(self, factory: SessionFactory, record: Any, partition_id: str) -> Any:
+        return self._read_record(factory, record, partition_id)[0]
+
+    def _read_record(
+        self, factory: SessionFactory, record: Any, partition_id: str
+    ) -> tuple[Any, bool]:
+        """The value of a stored ``record`` and whether it was a DataRowRecord (not
+        legacy plaintext)."""
         if type(record) is not str:
             record = bytes(record).decode("utf-8")
         try:
@@ -580,12 +631,12 @@ class EncryptedField(_Field):
             if looks_like_data_row(record):  # a DataRowRecord, but a broken one
                 self._failed(exc)
                 raise
-            return self._legacy_value(record)
+            return self._legacy_value(record), False
         except DecryptionError as exc:
             self._failed(exc)
             raise
         try:
-            return self.decode(data)
+            return self.decode(data), True
         except (ValueError, TypeError, ValidationError):
             error = DecryptionError(
                 f"{_label(self)}: the decrypted value is not valid {self.plain_type}"
@@ -623,12 +674,13 @@ class EncryptedField(_Field):
     def to_python(self, value: Any) -> Any:
         """As the plain field, except that DataRowRecord text becomes a SealedValue.
 
-        That is how ``loaddata`` stores fixture ciphertext unchanged; plaintext fixture
-        values are encrypted when saved. Form and model validation use :meth:`clean`,
-        which never does this.
+        That is how ``loaddata`` stores fixture ciphertext unchanged (the instance it builds
+        then shows that SealedValue, not plaintext); plaintext fixture values are encrypted
+        when saved. Form and model validation use :meth:`clean`, which never does this, so
+        text typed into a form is always encrypted, whatever it looks like.
         """
         if type(value) is str and value[:1] == "{" and looks_like_data_row(value):
-            return SealedValue(value)
+            return SealedValue(value, verbatim=True)
         return self.plain_to_python(value)
 
     def clean(self, value: Any, model_instance: Model | None) -> Any:
@@ -646,7 +698,7 @@ class EncryptedField(_Field):
         return getattr(obj, self.attname)
 
     def value_to_string(self, obj: Model) -> str | None:  # type: ignore[override]
-        """The DataRowRecord to serialize: the stored one when the value was not touched
+        """The DataRowRecord to serialize: the stored one when the value was not changed
         since it was loaded, else a new one. Never the plaintext."""
         value = obj.__dict__.get(self.attname, _MISSING)
         if value is _MISSING:
@@ -659,7 +711,7 @@ class EncryptedField(_Field):
             if looks_like_data_row(record):
                 return record
             return self.encrypt(self._legacy_value(record), self.partition_of(obj))
-        return self.encrypt(value, self.partition_of(obj))
+        return self._opened_record(obj, value) or self.encrypt(value, self.partition_of(obj))
 
 
 def encrypted_fields(model: type[Model]) -> Sequence[EncryptedField]:

@@ -36,18 +36,27 @@ class SealedValue:
     ``record`` is the column's text: a DataRowRecord, or legacy plaintext. Its ``repr``
     never shows it. Writing a SealedValue back stores ``record`` unchanged, which is how
     ``loaddata`` keeps fixture ciphertext and how ``save()`` leaves untouched values alone.
+
+    ``verbatim`` marks a record given to the field as text (a fixture value, through
+    ``to_python``): the attribute then returns the SealedValue itself rather than
+    decrypting it, because ``loaddata``'s raw save reads attributes to store them.
     """
 
-    __slots__ = ("batch", "record")
+    __slots__ = ("batch", "record", "verbatim")
 
-    def __init__(self, record: str, batch: ReadBatch | None = None) -> None:
+    def __init__(
+        self, record: str, batch: ReadBatch | None = None, *, verbatim: bool = False
+    ) -> None:
         self.record = record
         self.batch = batch
+        self.verbatim = verbatim
 
     def __repr__(self) -> str:
         return "<SealedValue (not decrypted)>"
 
-    def __reduce__(self) -> tuple[type[SealedValue], tuple[str]]:
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.verbatim:
+            return _verbatim, (self.record,)
         return SealedValue, (self.record,)
 
     def __eq__(self, other: object) -> bool:
@@ -57,6 +66,10 @@ class SealedValue:
 
     def __hash__(self) -> int:
         return hash(self.record)
+
+
+def _verbatim(record: str) -> SealedValue:
+    return SealedValue(record, verbatim=True)
 
 
 class ReadBatch:

@@ -108,6 +108,7 @@ class EncryptedJSONField(EncryptedField, _JSONField):
     key and path lookups are not available (the database sees ciphertext)."""
 
     plain_type = "JSON"
+    reuse_records = False  # dicts and lists change in place: always encrypt them again
 
     def encode(self, value: Any) -> bytes:
         return json.dumps(value, cls=self.encoder).encode()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import ExpressionWrapper, F
@@ -69,7 +70,7 @@ def resolve_field(label: str) -> tuple[type[models.Model], EncryptedField]:
         raise CommandError(str(exc)) from None
     try:
         field = model._meta.get_field(field_name)
-    except Exception:  # FieldDoesNotExist
+    except FieldDoesNotExist:
         raise CommandError(f"{model._meta.label} has no field {field_name!r}") from None
     if not isinstance(field, EncryptedField):
         raise CommandError(
@@ -104,7 +105,8 @@ def encrypt_column(
     connection = connections[using]
     quote = connection.ops.quote_name
     pk_column, column = model._meta.pk.column, field.column
-    assert pk_column is not None and column is not None
+    assert pk_column is not None
+    assert column is not None
     sql = (
         f"UPDATE {quote(model._meta.db_table)} SET {quote(column)} = %s "  # noqa: S608
         f"WHERE {quote(pk_column)} = %s AND {quote(column)} = %s"
@@ -128,7 +130,12 @@ def encrypt_column(
                 elif looks_like_data_row(text):
                     result.already += 1
                 else:
-                    value = field.parse_legacy(text)
+                    try:
+                        value = field.parse_legacy(text)
+                    except (ValueError, TypeError, ValidationError):
+                        raise CommandError(
+                            f"row {pk!r}: the stored plaintext is not valid {field.plain_type}"
+                        ) from None
                     if not dry_run:
                         partition_id = _partition_of(row, partition, field)
                         updates.append((field.encrypt(value, partition_id), pk, text))
@@ -172,10 +179,8 @@ def _row_partition(
     if partition_field is not None:
         try:
             return model._meta.get_field(partition_field).attname  # type: ignore[union-attr]
-        except Exception:  # FieldDoesNotExist
-            raise CommandError(
-                f"{model._meta.label} has no field {partition_field!r}"
-            ) from None
+        except FieldDoesNotExist:
+            raise CommandError(f"{model._meta.label} has no field {partition_field!r}") from None
     return None
 
 
