@@ -62,7 +62,8 @@ from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationErro
 from django.core.serializers import python as python_serializer
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model, query
-from django.db.models.expressions import Col, Expression
+from django.db.models.expressions import Case, Col, Expression, ExpressionWrapper, Value, When
+from django.db.models.functions import Cast
 from django.db.models.lookups import Exact, IsNull
 from django.db.models.query_utils import DeferredAttribute
 from django.utils.functional import cached_property
@@ -508,8 +509,14 @@ class EncryptedField(_Field):
             return self._keep(model_instance, value)
         if value is _MISSING or self._sets_itself(add):
             value = super().pre_save(model_instance, add)
-        if value is None or hasattr(value, "resolve_expression"):
-            return value
+        if hasattr(value, "resolve_expression"):
+            if not isinstance(value, Value):
+                raise FieldError(self._computed_message(value))
+            value = value.value  # obj.field = Value(x) means x
+            if type(value) is SealedValue:
+                return value
+        if value is None:
+            return None
         record = self._opened_record(model_instance, value)
         if record is not None:  # read and left unchanged: keep the stored record
             return SealedValue(record)
@@ -562,8 +569,43 @@ class EncryptedField(_Field):
 
     def get_db_prep_save(self, value: Any, connection: BaseDatabaseWrapper) -> Any:
         if hasattr(value, "as_sql"):  # bulk_update's Case(When(...)) and other expressions
-            return value
+            self._check_stored_expression(value)
+            return value  # its Values are encrypted when compiled (output_field=self)
         return self.get_prep_value(value)
+
+    def _check_stored_expression(self, expression: Any) -> None:
+        """Refuse an expression whose result the database would compute in plaintext.
+
+        Allowed: ``Case``/``When``/``Cast``/``ExpressionWrapper`` around values typed as an
+        encrypted field (Django encrypts them through this field when compiling) or NULL,
+        and columns of encrypted fields (their ciphertext is copied as it is).
+        """
+        if isinstance(expression, Value):
+            output = expression._output_field_or_none  # type: ignore[attr-defined]
+            if expression.value is None or isinstance(output, EncryptedField):
+                return
+        elif isinstance(expression, Col):
+            if isinstance(expression.target, EncryptedField):
+                return
+        elif isinstance(expression, Case):
+            for case in expression.cases:
+                self._check_stored_expression(case)
+            self._check_stored_expression(expression.default)
+            return
+        elif isinstance(expression, When):
+            self._check_stored_expression(expression.result)
+            return
+        elif isinstance(expression, Cast | ExpressionWrapper):
+            for source in expression.get_source_expressions():
+                self._check_stored_expression(source)
+            return
+        raise FieldError(self._computed_message(expression))
+
+    def _computed_message(self, expression: object) -> str:
+        return (
+            f"cannot store {type(expression).__name__} in encrypted field {_label(self)}: the "
+            "database would compute the value in plaintext; assign the Python value instead"
+        )
 
     # -- reading -------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import FieldError
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.db.models.functions import Lower
 
@@ -100,7 +100,7 @@ def test_bulk_update_encrypts_each_value_once_and_passes_expressions_through(
 ) -> None:
     field = AllTypes._meta.get_field("text")
     assert isinstance(field, EncryptedField)
-    case = Case(When(pk=1, then=Value("x")), output_field=field)
+    case = Case(When(pk=1, then=Value("x", output_field=field)), output_field=field)
     assert field.get_db_prep_save(case, connection) is case  # not encrypted as a value
     with asherah_django.session(P):
         objs = list(AllTypes.objects.order_by("label"))
@@ -115,3 +115,32 @@ def test_bulk_update_encrypts_each_value_once_and_passes_expressions_through(
         assert looks_like_data_row(stored)
         # encrypted exactly once: the record opens to the plaintext, not to another record
         assert session.decrypt_text(stored) == plain
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        Value("typed as text"),
+        Lower("label"),
+        F("label"),
+        Case(When(pk=1, then=F("label")), output_field=AllTypes._meta.get_field("text")),
+    ],
+    ids=str,
+)
+def test_values_computed_by_the_database_are_refused(rows: Any, expression: Any) -> None:
+    # the database would write its result, in plaintext, into the encrypted column
+    with asherah_django.session(P):
+        with pytest.raises(FieldError, match="plaintext"), transaction.atomic():
+            AllTypes.objects.filter(label="a").update(text=expression)
+        if not isinstance(expression, Value):
+            with pytest.raises(FieldError, match="plaintext"), transaction.atomic():
+                AllTypes.objects.create(text=expression)
+    assert looks_like_data_row(raw_column(AllTypes, rows[0].pk, "text"))
+
+
+def test_a_value_expression_assigned_to_an_instance_means_its_python_value(rows: Any) -> None:
+    with asherah_django.session(P):
+        AllTypes.objects.create(label="v", text=Value("a value means its Python value"))
+        assert AllTypes.objects.get(label="v").text == "a value means its Python value"
+        assert AllTypes.objects.filter(label="a").update(text=Value(None)) == 1
+        assert AllTypes.objects.get(label="a").text is None
