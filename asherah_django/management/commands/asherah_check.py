@@ -32,7 +32,7 @@ class Command(BaseCommand):
         "Exit status 0: all OK, 1: a check failed, 2: warnings only."
     )
     # Broken settings are this command's to report, not a reason to refuse to run.
-    requires_system_checks: list[str] = []  # noqa: RUF012 - Django's declared type
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON document")
