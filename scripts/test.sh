@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: lint and types, everything on SQLite, then every test that uses
-# the database again on PostgreSQL and on MariaDB. Real servers only: OpenBao is started
+# The whole test suite: everything on SQLite, then every test that uses
+# the database again on PostgreSQL and on MariaDB, then lint and types (ruff, mypy). Real servers only: OpenBao is started
 # by the tests themselves; the databases by scripts/bootstrap.sh when installed locally.
 #
 #   ASHERAH_TEST_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/test
@@ -19,11 +19,6 @@ my_url=${ASHERAH_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
 if [ "$databases" != "sqlite postgres mysql" ]; then
   echo "NOTE: ASHERAH_TEST_DATABASES=\"$databases\": the other databases are NOT tested" >&2
 fi
-
-echo "== lint: ruff and mypy"
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-.venv/bin/mypy
 
 status=0
 run() {
@@ -44,4 +39,8 @@ for db in $databases; do
     *) echo "unknown database '$db' in ASHERAH_TEST_DATABASES" >&2; exit 2 ;;
   esac
 done
+echo "== lint: ruff and mypy"
+.venv/bin/ruff check . || status=1
+.venv/bin/ruff format --check . || status=1
+.venv/bin/mypy || status=1
 exit $status

@@ -13,7 +13,7 @@ import environ
 
 env = environ.Env()
 
-SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -29,7 +29,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that separate processes in race tests share it.
     DATABASES["default"]["TEST"]["NAME"] = os.environ.get(
-        "ASHERAH_TEST_SQLITE", f"/tmp/asherah-django-test-{os.getpid()}.sqlite3"  # noqa: S108
+        "ASHERAH_TEST_SQLITE", f"/tmp/asherah-django-test-{os.getpid()}.sqlite3"
     )
 
 INSTALLED_APPS = [

@@ -10,9 +10,9 @@ import tests.testapp.models
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = []  # noqa: RUF012
+    dependencies = []
 
-    operations = [  # noqa: RUF012
+    operations = [
         migrations.CreateModel(
             name="AllTypes",
             fields=[
