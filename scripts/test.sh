@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: everything on SQLite, then every test that uses
-# the database again on PostgreSQL and on MariaDB, then lint and types (ruff, mypy). Real servers only: OpenBao is started
-# by the tests themselves; the databases by scripts/bootstrap.sh when installed locally.
+# The whole test suite: everything on SQLite, then every test that uses the database
+# again on PostgreSQL and on MariaDB, then lint and types (ruff, mypy). Real servers
+# only: OpenBao is started by the tests themselves; the databases by bootstrap.sh.
 #
 #   ASHERAH_TEST_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/test
 #   ASHERAH_TEST_MYSQL_URL     default mysql://root@127.0.0.1:3306/test
