@@ -46,6 +46,20 @@ DAY = datetime.timedelta(days=1)
 UTC = datetime.UTC
 
 
+# -- the runtime -----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime() -> Iterator[None]:
+    """A fresh process-wide SessionFactory per test (the health panel and the encrypted
+    fields use it); closing it closes its key connections before the database goes."""
+    from asherah_django import runtime
+
+    runtime.reset_session_factory()
+    yield
+    runtime.reset_session_factory()
+
+
 # -- the metastore ---------------------------------------------------------------------------
 
 
