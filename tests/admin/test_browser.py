@@ -108,6 +108,7 @@ def test_inspect_filter_search_detail_and_revoke(
     assert page.locator("#asherah-health-panel").count() == 1
     page.click("#run-health-checks")
     page.wait_for_selector("#health-results, #health-unavailable, #health-error")
+    page.screenshot(path=artifacts / "admin-health.png", full_page=True)
 
 
 def test_users_without_permission_are_refused(
