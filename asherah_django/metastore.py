@@ -76,7 +76,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 from django.db import (
     DEFAULT_DB_ALIAS,
@@ -96,7 +96,6 @@ from .core.records import EnvelopeKeyRecord, KeyMeta
 
 logger = logging.getLogger("asherah_django.metastore")
 
-T = TypeVar("T")
 Row = tuple[Any, ...]
 
 #: Seconds a system key row fetched along with an intermediate key may answer ``load``.
@@ -231,27 +230,33 @@ class DjangoMetastore:
         params = [key_id, self._created_param(created), record.to_json()]
         if self._shares_caller_connection():
             return self._store_in_caller_transaction(KeyMeta(key_id, created), params)
-        if self.vendor == "mysql":
-            for attempt in range(3):
-                try:
-                    self._execute(self._sql_for("insert"), params)
-                    return True
-                except MetastoreError as exc:
-                    code = _mysql_code(exc.__cause__)
-                    if code == _MYSQL_DUPLICATE:
-                        return False
-                    if code not in _MYSQL_RETRYABLE or attempt == 2:
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
-        if self.vendor in ("postgresql", "sqlite"):
+        if self.vendor == "postgresql":
             return self._execute(self._sql_for("insert-if-absent"), params) > 0
-        try:
+        if self.vendor == "mysql":
+            return self._store_mysql(params)
+        try:  # other backends: the unique constraint tells
             self._execute(self._sql_for("insert"), params)
-            return True
         except MetastoreError as exc:
             if isinstance(exc.__cause__, IntegrityError) and self.load(key_id, created):
                 return False
             raise
+        return True
+
+    def _store_mysql(self, params: list[object]) -> bool:
+        """A plain INSERT; its duplicate-key error means "already there". Deadlocks and
+        lock wait timeouts (statement rolled back, nothing stored) are retried."""
+        for attempt in range(3):
+            try:
+                self._execute(self._sql_for("insert"), params)
+            except MetastoreError as exc:
+                code = _mysql_code(exc.__cause__)
+                if code == _MYSQL_DUPLICATE:
+                    return False
+                if code not in _MYSQL_RETRYABLE or attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+            else:
+                return True
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- administration -------------------------------------------------------------------
@@ -259,7 +264,8 @@ class DjangoMetastore:
     def revoke(self, key_id: str, created: int) -> bool:
         """Mark a key ``"Revoked":true`` as Asherah's revoke scripts do; False if absent.
 
-        Committed at once (on SQLite: with the caller's transaction). Sends ``key_revoked``.
+        Committed at once (on SQLite: with the caller's transaction). Sends ``key_revoked``
+        when it marks the key (not when it was already revoked).
         """
         if is_internal_id(key_id):
             return False
@@ -271,11 +277,12 @@ class DjangoMetastore:
         record = found.get(meta)
         if record is None:
             return False
-        if not record.revoked:
-            self._execute(
-                self._sql_for("revoke"),
-                [record.revoked_copy().to_json(), key_id, self._created_param(created)],
-            )
+        if record.revoked:
+            return True
+        self._execute(
+            self._sql_for("revoke"),
+            [record.revoked_copy().to_json(), key_id, self._created_param(created)],
+        )
         from .signals import key_revoked
 
         key_revoked.send(sender=type(self), key_id=key_id, created=created)

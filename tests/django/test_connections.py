@@ -6,6 +6,7 @@ import os
 import threading
 
 import pytest
+from django.core.signals import request_finished
 from django.db import connection
 from django.test import override_settings
 
@@ -46,7 +47,7 @@ def test_request_finished_reaches_the_runtime_factory() -> None:
     store = factory.metastore
     assert isinstance(store, DjangoMetastore)
     assert store.connection().connection is not None
-    runtime._close_old_connections()  # connected to request_started / request_finished
+    request_finished.send(sender=None)  # as at the end of every request
     assert store.connection().connection is None
 
 
