@@ -7,7 +7,7 @@ where. No check makes a network call: live Vault probes belong to ``asherah_chec
 - deployment (``check --deploy``): E101 static KMS, W102 dev-looking Vault token,
   W103 Vault over plain http;
 - database (only when ``databases`` are given, e.g. ``migrate`` or ``check --database``):
-  W201-W204. They are warnings so that ``migrate`` can still run to fix them.
+  W201-W205. They are warnings so that ``migrate`` can still run to fix them.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ CHECK_IDS: Final[dict[str, str]] = {
     "asherah.W202": "the encryption_key table exists but asherah_django's migration is unapplied",
     "asherah.W203": "the encryption_key table lacks a column Asherah needs",
     "asherah.W204": "the key database could not be inspected",
+    "asherah.W205": "the id column compares case-insensitively (MySQL/MariaDB collation)",
 }
 _SIMPLE: Final = {
     "ASHERAH": "asherah.E012",
@@ -287,7 +288,7 @@ def check_database(
                     )
                 ]
             columns = {
-                column.name
+                column.name: column
                 for column in connection.introspection.get_table_description(cursor, table)
             }
         applied = MigrationRecorder(connection).applied_migrations()
@@ -309,6 +310,18 @@ def check_database(
                 hint="Asherah's table is encryption_key(id varchar(255), created timestamp, "
                 "key_record text, primary key (id, created))",
                 id="asherah.W203",
+            )
+        )
+    collation = str(getattr(columns.get("id"), "collation", None) or "")
+    if connection.vendor == "mysql" and collation.endswith("_ci"):
+        messages.append(
+            Warning(
+                f"the id column of the metastore table {table!r} in database {alias!r} uses "
+                f"the case-insensitive collation {collation}: partitions whose ids differ only "
+                "in case would collide on their intermediate key rows",
+                hint=f"ALTER TABLE {table} MODIFY id VARCHAR(255) CHARACTER SET utf8mb4 "
+                "COLLATE utf8mb4_bin NOT NULL (as asherah_django's migration creates it)",
+                id="asherah.W205",
             )
         )
     if ("asherah_django", "0001_initial") not in applied:

@@ -19,7 +19,7 @@ from asherah_django import checks
 from asherah_django.conf import DEFAULTS, asherah_settings
 from asherah_django.models import EncryptionKey
 
-from .conftest import unique
+from .conftest import MYSQL_ONLY, unique
 
 STATIC = {
     "SERVICE_NAME": "svc",
@@ -329,6 +329,29 @@ def test_w203_columns_missing(database_messages: Any, monkeypatch: pytest.Monkey
         monkeypatch.setattr(EncryptionKey._meta, "db_table", table)
         message = only(database_messages(), "asherah.W203")
         assert "has no column created, key_record" in message.msg
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.skipif("connection.vendor != 'mysql'", reason=MYSQL_ONLY)
+@pytest.mark.django_db(transaction=True)
+def test_w205_case_insensitive_id_on_mysql(
+    database_messages: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert database_messages() == []  # our migration: utf8mb4_bin
+    table = unique("asherah_ci_")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {table} (id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE "
+            "utf8mb4_general_ci NOT NULL, created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+            "key_record TEXT NOT NULL, PRIMARY KEY (id, created))"
+        )
+    try:
+        monkeypatch.setattr(EncryptionKey._meta, "db_table", table)
+        message = only(database_messages(), "asherah.W205")
+        assert "utf8mb4_general_ci" in message.msg
+        assert "COLLATE utf8mb4_bin" in (message.hint or "")
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE {table}")
