@@ -180,7 +180,7 @@ class AsherahSettings:
         snapshot = self.snapshot()
         error = snapshot.errors.get(name)
         if error is not None:
-            raise error
+            raise error.with_traceback(None)
         return snapshot.values[name]
 
     def source(self, name: str) -> str:
@@ -210,7 +210,7 @@ class AsherahSettings:
         """Raise the first problem of the configuration needed to build the SessionFactory."""
         snapshot = self.snapshot()
         if "ASHERAH" in snapshot.errors:
-            raise snapshot.errors["ASHERAH"]
+            raise snapshot.errors["ASHERAH"].with_traceback(None)
         kms = snapshot.values.get("KMS")
         for name in DEFAULTS:
             if name == "PARTITION_RESOLVER" or name in VAULT_SETTING_NAMES:
@@ -220,7 +220,7 @@ class AsherahSettings:
             if name == "STATIC_MASTER_KEY_HEX" and kms not in ("static", "test-debug-static"):
                 continue
             if name in snapshot.errors:
-                raise snapshot.errors[name]
+                raise snapshot.errors[name].with_traceback(None)
         if kms == "vault":
             self.vault_config()
 
