@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -84,14 +84,11 @@ def _result(item: object) -> Result:
         return "" if value is None else str(getattr(value, "value", value))
 
     status = get("status").upper()
+    skipped = item.get("skipped") if isinstance(item, Mapping) else getattr(item, "skipped", False)
+    detail = get("detail")
     return Result(
         name=get("name") or "check",
         status=status if status in STATUSES else status or "WARN",
-        detail=get("detail"),
+        detail=f"{detail} (skipped)" if skipped is True else detail,
         hint=get("hint"),
     )
-
-
-def results_of(items: Iterable[object]) -> list[Result]:
-    """Normalise results (exposed for tests)."""
-    return [_result(item) for item in items]

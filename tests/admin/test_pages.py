@@ -294,6 +294,7 @@ def test_health_panel_runs_checks_only_on_request(
         monkeypatch,
         lambda: [
             {"name": "Vault Transit", "status": "FAIL", "detail": "refused", "hint": "start it"},
+            {"name": "kms.round_trip", "status": "FAIL", "detail": "not run", "skipped": True},
             result,
         ],
     )
@@ -305,6 +306,7 @@ def test_health_panel_runs_checks_only_on_request(
     assert calls == [1]
     assert 'class="fail">FAIL<' in text and "start it" in text
     assert 'class="ok">OK<' in text and "metastore table" in text
+    assert "not run (skipped)" in text
 
     def broken() -> list[Any]:
         raise RuntimeError("the checks themselves broke")
