@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs headless Chromium for the admin's browser tests: the Debian packages `chromium`
-# and `chromium-driver` (Playwright drives /usr/bin/chromium; it never downloads a browser).
+# and `chromium-driver` (Playwright drives /usr/bin/chromium; it never downloads a browser),
+# and a font when there is none.
 # Idempotent and quiet: does nothing when both are present. Needs root and apt-get; without
 # them it says what to install and exits 0 (the browser tests then skip with that reason).
 set -euo pipefail
@@ -8,6 +9,8 @@ set -euo pipefail
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# Screenshots need at least one font.
+[ -n "$(find /usr/share/fonts -name '*.ttf' -print -quit 2>/dev/null)" ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
