@@ -8,9 +8,18 @@ mark themselves with ``@pytest.mark.database``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
-_DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server", "admin_client"}
+_DB_FIXTURES = {
+    "db",
+    "transactional_db",
+    "live_server",
+    "admin_client",
+    "django_db_reset_sequences",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -18,3 +27,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if item.get_closest_marker("django_db") or fixtures & _DB_FIXTURES:
             item.add_marker(pytest.mark.database)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_key_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Close the metastore's dedicated key connections before the test database is dropped
+    (PostgreSQL refuses to drop a database that still has sessions)."""
+    yield
+    from asherah_django import metastore, runtime
+
+    with django_db_blocker.unblock():
+        runtime.reset_session_factory()
+        for store in list(metastore._LIVE):
+            store.close()
