@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from django.db import connection
 
-from asherah_django import metastore as metastore_module
 from asherah_django import runtime
 from asherah_django.core import CryptoPolicy, SessionFactory, StaticKMS
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
@@ -36,17 +34,6 @@ def vendor() -> str:
 
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _close_key_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """Close every key connection before the test database is dropped (PostgreSQL refuses
-    to drop a database that has sessions)."""
-    yield
-    with django_db_blocker.unblock():
-        runtime.reset_session_factory()
-        for metastore in list(metastore_module._LIVE):
-            metastore.close()
 
 
 @pytest.fixture(autouse=True)
