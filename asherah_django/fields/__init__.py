@@ -26,7 +26,7 @@ from .base import (
     RowPartitionRequiredError,
     encrypted_fields,
 )
-from .sealed import SealedValue
+from .sealed import SealedValue, VerbatimValue
 from .types import (
     EncryptedBigIntegerField,
     EncryptedBinaryField,
@@ -58,6 +58,7 @@ __all__ = [
     "PlaintextValueError",
     "RowPartitionRequiredError",
     "SealedValue",
+    "VerbatimValue",
     "bulk_update",
     "encrypted_fields",
 ]

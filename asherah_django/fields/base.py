@@ -51,9 +51,11 @@ per-row state in the instance's ``__dict__``, the partition in a contextvar.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from types import CodeType, ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -69,6 +71,7 @@ from django.db.models.query_utils import DeferredAttribute
 from django.utils.functional import cached_property
 
 from .. import signals
+from ..context import _partition as _partition_var
 from ..context import require_partition
 from ..core.errors import (
     AsherahError,
@@ -78,7 +81,7 @@ from ..core.errors import (
     PartitionMismatchError,
 )
 from ..core.records import looks_like_data_row, parse_data_row
-from .sealed import ReadBatch, SealedValue
+from .sealed import UNREAD, ReadBatch, SealedValue, VerbatimValue
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
@@ -97,10 +100,11 @@ SEARCHABLE_HINT: Final = (
 )
 
 _MISSING: Final = object()
-#: Key in an instance's ``__dict__``: {attname: (plaintext, record, partition)} of values
-#: decrypted from the database, so that unchanged values are written back (and dumped)
-#: as the records they were read from.
-OPENED: Final = "_asherah_opened"
+#: Plaintext types that need no further inspection on the write path.
+_PLAIN_TYPES: Final = frozenset(
+    {str, bytes, int, float, bool, dict, list, Decimal, datetime.date, datetime.datetime}
+)
+_current_partition = _partition_var.get
 _runtime: ModuleType | None = None
 
 
@@ -182,7 +186,8 @@ class EncryptedAttribute(DeferredAttribute):
     """Instance attribute of an encrypted field: decrypts a sealed value on first access.
 
     A data descriptor, so it sees every access even when ``__dict__`` holds the value.
-    A *verbatim* SealedValue (fixture ciphertext given as text) is returned as it is.
+    The SealedValue stays in ``__dict__`` and keeps the plaintext once decrypted. A
+    *verbatim* SealedValue (fixture ciphertext given as text) is returned as it is.
     """
 
     def __init__(self, field: Field[Any, Any]) -> None:
@@ -195,9 +200,12 @@ class EncryptedAttribute(DeferredAttribute):
         value = instance.__dict__.get(self.attname, _MISSING)
         if value is _MISSING:
             value = super().__get__(instance, cls)  # deferred: load it
-        if type(value) is SealedValue and not value.verbatim:
-            field: EncryptedField = self.field  # type: ignore[assignment]
-            return field.open_sealed(instance, value)
+        if type(value) is SealedValue:  # (a VerbatimValue is returned as it is)
+            plain = value.value
+            if plain is UNREAD:
+                field: EncryptedField = self.field  # type: ignore[assignment]
+                return field.open_sealed(instance, value)
+            return plain
         return value
 
     def __set__(self, instance: Model, value: Any) -> None:
@@ -289,6 +297,9 @@ class EncryptedField(_Field):
         self.partition = partition
         self.legacy = legacy
         super().__init__(*args, **kwargs)
+        # Configuration read on every write, looked up once (DateField sets these).
+        self._auto_now: bool = bool(getattr(self, "auto_now", False))
+        self._auto_now_add: bool = bool(getattr(self, "auto_now_add", False))
 
     # -- the codec (subclasses) ---------------------------------------------------------
 
@@ -458,7 +469,8 @@ class EncryptedField(_Field):
         """The partition whose key protects this field's value on ``instance``."""
         option = self.partition
         if option is None:
-            return require_partition(_label(self))
+            partition_id = _current_partition()
+            return partition_id if partition_id is not None else require_partition(_label(self))
         if type(option) is str:
             value = getattr(instance, self._partition_attname)
         else:
@@ -505,27 +517,37 @@ class EncryptedField(_Field):
 
     def pre_save(self, model_instance: Model, add: bool) -> Any:
         value = model_instance.__dict__.get(self.attname, _MISSING)
-        if type(value) is SealedValue and not self._sets_itself(add):
-            return self._keep(model_instance, value)
-        if value is _MISSING or self._sets_itself(add):
-            value = super().pre_save(model_instance, add)
-        if hasattr(value, "resolve_expression"):
-            if not isinstance(value, Value):
-                raise FieldError(self._computed_message(value))
-            value = value.value  # obj.field = Value(x) means x
-            if type(value) is SealedValue:
-                return value
+        if self._auto_now or (add and self._auto_now_add) or value is _MISSING:
+            value = super().pre_save(model_instance, add)  # sets it, or loads it
+        elif type(value) not in _PLAIN_TYPES:
+            if isinstance(value, SealedValue):
+                if value.value is UNREAD:
+                    return self._keep(model_instance, value)
+                if self._unchanged(model_instance, value):
+                    return SealedValue(value.record)  # read, not changed: keep its record
+                value = value.value
+            elif hasattr(value, "resolve_expression"):
+                if not isinstance(value, Value):
+                    raise FieldError(self._computed_message(value))
+                value = value.value  # obj.field = Value(x) means x
+                if isinstance(value, SealedValue):
+                    return value
         if value is None:
             return None
-        record = self._opened_record(model_instance, value)
-        if record is not None:  # read and left unchanged: keep the stored record
-            return SealedValue(record)
-        return SealedValue(self.encrypt(value, self.partition_of(model_instance)))
+        partition_id = _current_partition() if self.partition is None else None
+        if partition_id is None:
+            partition_id = self.partition_of(model_instance)
+        data = self.encode(self.normalize(value))
+        return SealedValue(session_factory().get_session(partition_id).encrypt(data))
 
-    def _sets_itself(self, add: bool) -> bool:
-        return bool(
-            getattr(self, "auto_now", False) or (add and getattr(self, "auto_now_add", False))
-        )
+    def _unchanged(self, instance: Model, sealed: SealedValue) -> bool:
+        """Whether a decrypted SealedValue may be written back as its own record: it was
+        a DataRowRecord, its plaintext cannot have changed in place (not JSON), and a
+        row-partitioned field's partition is still the one it was read under."""
+        read_under = sealed.partition
+        if read_under is None or not self.reuse_records:
+            return False
+        return self.partition is None or read_under == self.partition_of(instance)
 
     def _keep(self, instance: Model, sealed: SealedValue) -> SealedValue:
         """A loaded, never-decrypted value being saved again: keep its record as it is.
@@ -553,7 +575,7 @@ class EncryptedField(_Field):
     def get_prep_value(self, value: Any) -> Any:
         if value is None:
             return None
-        if type(value) is SealedValue:
+        if isinstance(value, SealedValue):
             record = value.record
             if value.batch is None or looks_like_data_row(record):
                 return record  # made by pre_save or to_python (loaddata), or read as is
@@ -568,6 +590,8 @@ class EncryptedField(_Field):
         return value if prepared else self.get_prep_value(value)
 
     def get_db_prep_save(self, value: Any, connection: BaseDatabaseWrapper) -> Any:
+        if type(value) is SealedValue and value.batch is None:
+            return value.record  # from pre_save: the hot path of writes
         if hasattr(value, "as_sql"):  # bulk_update's Case(When(...)) and other expressions
             self._check_stored_expression(value)
             return value  # its Values are encrypted when compiled (output_field=self)
@@ -613,10 +637,13 @@ class EncryptedField(_Field):
         if not _building_instances():
             return [self.from_db_value]
         batch = ReadBatch()
-        seal = batch.seal
+        pending = batch.pending
 
         def to_sealed(value: Any, expression: Expression, connection: BaseDatabaseWrapper) -> Any:
-            return None if value is None else seal(value)
+            if value is None:
+                return None
+            pending.append(value)
+            return SealedValue(value, batch)
 
         return [to_sealed]
 
@@ -629,33 +656,36 @@ class EncryptedField(_Field):
         return self._read(session_factory(), value, self._read_partition())
 
     def open_sealed(self, instance: Model, sealed: SealedValue) -> Any:
-        """Decrypt ``sealed`` for ``instance``, remember the plaintext, return it."""
-        factory = session_factory()
-        batch = sealed.batch
-        if batch is not None and batch.pending:
-            batch.flush(factory)
-        partition_id = self.partition_of(instance)
-        value, is_record = self._read_record(factory, sealed.record, partition_id)
-        data = instance.__dict__
-        data[self.attname] = value
-        if is_record and self.reuse_records:
-            opened = data.get(OPENED)
-            if opened is None:
-                opened = data[OPENED] = {}
-            opened[self.attname] = (value, sealed.record, partition_id)
-        return value
+        """Decrypt ``sealed`` for ``instance``; it keeps the plaintext, which is returned.
 
-    def _opened_record(self, instance: Model, value: Any) -> str | None:
-        """The record ``value`` was decrypted from, if it is still that very object (and,
-        for a row-partitioned field, the row's partition has not changed since)."""
-        opened = instance.__dict__.get(OPENED)
-        entry = opened.get(self.attname) if opened else None
-        if entry is None or entry[0] is not value:
-            return None
-        if self.partition is not None and entry[2] != self.partition_of(instance):
-            return None
-        record: str = entry[1]
-        return record
+        This is the read hot path: the session comes from the query's batch (which also
+        preloads the keys of rows read so far), and anything unusual (legacy plaintext,
+        errors) is left to :meth:`_read_record`, which handles it precisely.
+        """
+        if self.partition is None:
+            partition_id = _current_partition()
+            if partition_id is None:
+                partition_id = require_partition(_label(self))
+        else:
+            partition_id = self.partition_of(instance)
+        batch = sealed.batch
+        try:
+            if batch is None:
+                session = session_factory().get_session(partition_id)
+            else:
+                cached = None if batch.pending else batch.sessions.get(partition_id)
+                session = cached or batch.session(partition_id, session_factory)
+            value = self.decode(session.decrypt(sealed.record))
+        except Exception:
+            if batch is not None:
+                batch.factory = None  # (it may have been closed meanwhile)
+            value, is_record = self._read_record(session_factory(), sealed.record, partition_id)
+            sealed.value = value
+            sealed.partition = partition_id if is_record else None
+            return value
+        sealed.value = value
+        sealed.partition = partition_id
+        return value
 
     def _read(self, factory: SessionFactory, record: Any, partition_id: str) -> Any:
         return self._read_record(factory, record, partition_id)[0]
@@ -722,7 +752,7 @@ class EncryptedField(_Field):
         text typed into a form is always encrypted, whatever it looks like.
         """
         if type(value) is str and value[:1] == "{" and looks_like_data_row(value):
-            return SealedValue(value, verbatim=True)
+            return VerbatimValue(value)
         return self.plain_to_python(value)
 
     def clean(self, value: Any, model_instance: Model | None) -> Any:
@@ -748,12 +778,16 @@ class EncryptedField(_Field):
             value = obj.__dict__.get(self.attname)
         if value is None:
             return None
-        if type(value) is SealedValue:
+        if isinstance(value, SealedValue):
             record = value.record
-            if looks_like_data_row(record):
+            if value.value is UNREAD:
+                if looks_like_data_row(record):
+                    return record
+                return self.encrypt(self._legacy_value(record), self.partition_of(obj))
+            if self._unchanged(obj, value):
                 return record
-            return self.encrypt(self._legacy_value(record), self.partition_of(obj))
-        return self._opened_record(obj, value) or self.encrypt(value, self.partition_of(obj))
+            value = value.value
+        return self.encrypt(value, self.partition_of(obj))
 
 
 def encrypted_fields(model: type[Model]) -> Sequence[EncryptedField]:

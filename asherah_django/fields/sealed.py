@@ -16,18 +16,29 @@ rows arrive one chunk at a time and each access preloads only the rows seen so f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import MalformedRecordError
 from ..core.records import KeyMeta, parse_data_row
 
 if TYPE_CHECKING:
-    from ..core.session import SessionFactory
+    from ..core.session import Session, SessionFactory
 
-__all__ = ["ReadBatch", "SealedValue", "preload"]
+__all__ = ["UNREAD", "ReadBatch", "SealedValue", "VerbatimValue", "preload"]
 
 _PARENT = '"ParentKeyMeta":'
+
+
+class _Unread:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+#: ``SealedValue.value`` before the value is decrypted.
+UNREAD: Any = _Unread()
 
 
 class SealedValue:
@@ -35,29 +46,30 @@ class SealedValue:
 
     ``record`` is the column's text: a DataRowRecord, or legacy plaintext. Its ``repr``
     never shows it. Writing a SealedValue back stores ``record`` unchanged, which is how
-    ``loaddata`` keeps fixture ciphertext and how ``save()`` leaves untouched values alone.
+    ``save()`` leaves untouched values alone.
 
-    ``verbatim`` marks a record given to the field as text (a fixture value, through
-    ``to_python``): the attribute then returns the SealedValue itself rather than
-    decrypting it, because ``loaddata``'s raw save reads attributes to store them.
+    Once decrypted, it keeps the plaintext in ``value`` (``UNREAD`` until then) and the
+    partition it was read under in ``partition`` (``None`` for legacy plaintext), so that
+    a value read but not changed is saved, and dumped, as the record it came from.
     """
 
-    __slots__ = ("batch", "record", "verbatim")
+    __slots__ = ("batch", "partition", "record", "value")
+    #: See :class:`VerbatimValue`.
+    verbatim = False
 
-    def __init__(
-        self, record: str, batch: ReadBatch | None = None, *, verbatim: bool = False
-    ) -> None:
+    def __init__(self, record: str, batch: ReadBatch | None = None) -> None:
         self.record = record
         self.batch = batch
-        self.verbatim = verbatim
+        self.value: Any = UNREAD
+        self.partition: str | None  # set when decrypted
 
     def __repr__(self) -> str:
-        return "<SealedValue (not decrypted)>"
+        return f"<{type(self).__name__} (not decrypted)>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        if self.verbatim:
-            return _verbatim, (self.record,)
-        return SealedValue, (self.record,)
+        if self.value is not UNREAD:  # keep what was read (and maybe changed in place)
+            return _opened, (self.record, self.value, self.partition)
+        return type(self), (self.record,)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, SealedValue):
@@ -68,28 +80,52 @@ class SealedValue:
         return hash(self.record)
 
 
-def _verbatim(record: str) -> SealedValue:
-    return SealedValue(record, verbatim=True)
+class VerbatimValue(SealedValue):
+    """A DataRowRecord given to the field as text (a fixture value, through
+    ``to_python``). The attribute returns it as it is rather than decrypting it, because
+    ``loaddata``'s raw save reads attributes to store them; it is stored unchanged."""
+
+    __slots__ = ()
+    verbatim = True
+
+
+def _opened(record: str, value: Any, partition: str | None) -> SealedValue:
+    sealed = SealedValue(record)
+    sealed.value, sealed.partition = value, partition
+    return sealed
 
 
 class ReadBatch:
-    """The records of one query column whose keys have not been preloaded yet."""
+    """Per query column: the records whose keys are not preloaded yet, and the factory
+    and sessions its values are decrypted with (looked up once, not once per row)."""
 
-    __slots__ = ("pending",)
+    __slots__ = ("factory", "pending", "sessions")
 
     def __init__(self) -> None:
         self.pending: list[str] = []
+        self.factory: SessionFactory | None = None
+        self.sessions: dict[str, Session] = {}
 
-    def seal(self, record: str) -> SealedValue:
-        self.pending.append(record)
-        return SealedValue(record, self)
+    def session(self, partition_id: str, get_factory: Callable[[], SessionFactory]) -> Session:
+        """The session for ``partition_id``, after preloading the pending records' keys."""
+        factory = self.factory
+        if factory is None or factory.closed:
+            factory = self.factory = get_factory()
+            self.sessions.clear()
+        if self.pending:
+            self.flush(factory)
+        session = self.sessions.get(partition_id)
+        if session is None:
+            session = self.sessions[partition_id] = factory.get_session(partition_id)
+        return session
 
     def flush(self, factory: SessionFactory) -> None:
-        """Preload the keys of every pending record (at most two metastore queries)."""
-        records = self.pending
+        """Preload the keys of every pending record (one batched metastore round trip)."""
+        pending = self.pending  # the query's converter keeps appending to this list
+        records = pending[:]
         if not records:
             return
-        self.pending = []
+        del pending[: len(records)]
         if len(records) > 1:  # a single record loads its own key when decrypted
             preload(factory, records)
 
@@ -108,7 +144,9 @@ def key_metas(records: Iterable[str]) -> set[KeyMeta]:
     seen: set[str] = set()
     metas: set[KeyMeta] = set()
     for record in records:
-        start = record.find(_PARENT)
+        start = record.find(_PARENT, 100, 160)  # where canonical records have it
+        if start < 0:
+            start = record.find(_PARENT)
         if start >= 0:
             start += len(_PARENT)
             end = record.find("}", start) + 1

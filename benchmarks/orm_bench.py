@@ -1,0 +1,171 @@
+"""ORM benchmark: a plain TextField, django-fernet-encrypted-fields' EncryptedTextField and
+asherah_django's EncryptedTextField, side by side in one process on SQLite (in memory).
+
+    python benchmarks/orm_bench.py [--rows 5000] [--rounds 5]
+
+For each field: ``bulk_create`` of N rows, then reading all of them back (iterating the
+queryset and reading the field of every instance, so lazy decryption is counted). Caches
+are warm for all three (one small warm-up run first): asherah_django's keys come from the
+Django metastore table in the same database and the static KMS; Fernet's key derivation
+happens once per field. Each figure is the best of ``--rounds`` runs.
+
+Targets (issue 5): asherah_django at most 2x the plain field for writes and 2.5x for
+reads, and at least 1.5x faster than the Fernet field for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import string
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import django
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class BenchConfig(AppConfig):
+    name = "orm_bench_app"
+    label = "orm_bench"
+    path = str(Path(__file__).resolve().parent)
+    default_auto_field = "django.db.models.BigAutoField"
+
+
+def configure() -> None:
+    module = type(sys)("orm_bench_app")
+    module.BenchConfig = BenchConfig  # type: ignore[attr-defined]
+    sys.modules["orm_bench_app"] = module
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="benchmark-only-not-secret",
+        SALT_KEY="benchmark-salt",
+        USE_TZ=True,
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+            "asherah_django",
+            "orm_bench_app.BenchConfig",
+        ],
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        ASHERAH={
+            "SERVICE_NAME": "bench",
+            "PRODUCT_ID": "orm",
+            "KMS": "static",
+            "STATIC_MASTER_KEY_HEX": os.urandom(32).hex(),
+            "METASTORE": "django",
+        },
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+
+
+def build_models() -> dict[str, Any]:
+    from django.db import models
+    from encrypted_fields.fields import EncryptedTextField as FernetTextField
+
+    from asherah_django.fields import EncryptedTextField
+
+    class Plain(models.Model):  # noqa: DJ008
+        body = models.TextField()
+
+        class Meta:
+            app_label = "orm_bench"
+
+    class Fernet(models.Model):  # noqa: DJ008
+        body = FernetTextField()
+
+        class Meta:
+            app_label = "orm_bench"
+
+    class Asherah(models.Model):  # noqa: DJ008
+        body = EncryptedTextField()
+
+        class Meta:
+            app_label = "orm_bench"
+
+    return {
+        "plain TextField": Plain,
+        "Fernet (encrypted_fields)": Fernet,
+        "asherah_django": Asherah,
+    }
+
+
+def read(model: Any) -> list[str]:
+    """Every row, with its field read (so lazy decryption is counted)."""
+    return [obj.body for obj in model.objects.all()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=7)
+    options = parser.parse_args()
+    configure()
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    import asherah_django
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    rng = random.Random(5)
+    alphabet = string.ascii_letters + string.digits + " "
+    texts = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(40, 200)))
+        for _ in range(options.rows)
+    ]
+    models = build_models()
+    for model in models.values():
+        with connection.schema_editor() as editor:
+            editor.create_model(model)
+    best: dict[str, list[float]] = {name: [float("inf"), float("inf")] for name in models}
+    with asherah_django.session("benchmark-tenant"):
+        for model in models.values():  # warm up every cache, and check the round trip
+            model.objects.bulk_create([model(body=text) for text in texts[:50]])
+            assert sorted(read(model)) == sorted(texts[:50])
+        # Rounds interleave the three fields, so that they share the machine's conditions.
+        for _ in range(options.rounds):
+            for name, model in models.items():
+                model.objects.all().delete()
+                gc.collect()
+                start = time.perf_counter()
+                model.objects.bulk_create([model(body=text) for text in texts])
+                best[name][0] = min(best[name][0], time.perf_counter() - start)
+                gc.collect()
+                start = time.perf_counter()
+                bodies = read(model)
+                best[name][1] = min(best[name][1], time.perf_counter() - start)
+                assert len(bodies) == options.rows
+    results = {name: (times[0], times[1]) for name, times in best.items()}
+
+    plain, fernet, ours = (results[k] for k in results)
+    print(f"ORM benchmark, SQLite in memory, {options.rows} rows, best of {options.rounds}")
+    print(f"{'field':28} {'bulk_create':>12} {'read all':>12}")
+    for name, (writes, reads) in results.items():
+        print(f"{name:28} {writes * 1000:10.1f}ms {reads * 1000:10.1f}ms")
+    print()
+    checks = [
+        ("asherah / plain, writes", ours[0] / plain[0], "<=", 2.0),
+        ("asherah / plain, reads", ours[1] / plain[1], "<=", 2.5),
+        ("Fernet / asherah, writes", fernet[0] / ours[0], ">=", 1.5),
+        ("Fernet / asherah, reads", fernet[1] / ours[1], ">=", 1.5),
+    ]
+    failed = False
+    for label, ratio, op, target in checks:
+        ok = ratio <= target if op == "<=" else ratio >= target
+        failed |= not ok
+        print(f"{label:28} {ratio:5.2f}x  (target {op} {target}x)  {'ok' if ok else 'MISSED'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
