@@ -20,12 +20,13 @@ from typing import Any, TypeVar
 from django.db.models import Model, QuerySet, Value
 
 from .base import (
-    EncryptedAttribute,
     EncryptedField,
     PlaintextValueError,
     RowPartitionRequiredError,
     encrypted_fields,
 )
+from .checks import FIELD_CHECK_IDS
+from .descriptors import EncryptedAttribute
 from .sealed import SealedValue, VerbatimValue
 from .types import (
     EncryptedBigIntegerField,
@@ -42,6 +43,7 @@ from .types import (
 )
 
 __all__ = [
+    "FIELD_CHECK_IDS",
     "EncryptedAttribute",
     "EncryptedBigIntegerField",
     "EncryptedBinaryField",

@@ -16,23 +16,33 @@ exactly; a value of any other partition raises
 
 Writes
 ------
-``pre_save(instance)`` encrypts the attribute with the instance's partition and gives
-Django a :class:`~.sealed.SealedValue`, which ``get_prep_value`` turns into its record
-unchanged: nothing is encrypted twice, and values loaded but never touched are written
-back as they were (no decryption, no new ciphertext). Paths that hand Django a bare value
-without its row (``QuerySet.update()``, ``bulk_update()``'s ``Case(When(..., Value(v)))``)
+``pre_save(instance)`` (save(), create(), bulk_create(), update_or_create()) encrypts the
+attribute with the instance's partition and gives Django a :class:`~.sealed.SealedValue`
+holding the record, which ``get_db_prep_save`` passes on unchanged: nothing is encrypted
+twice. A value loaded and never read is written back as the record it was (no
+decryption); one read but not changed too (except JSON, which can change in place, and a
+row whose partition changed). Paths that hand Django a bare value without its row
+(``QuerySet.update(field=v)``, ``bulk_update()``'s ``Case(When(pk=..., then=Value(v)))``)
 encrypt in ``get_prep_value`` with the open session; a row-partitioned field cannot know
 the row there and raises :class:`RowPartitionRequiredError` instead of guessing (use
-:func:`asherah_django.fields.bulk_update`). Expressions pass through untouched.
+:func:`asherah_django.fields.bulk_update`). Expressions are passed through to SQL only when
+they cannot produce plaintext (``Case``/``When``/``Cast`` around values typed as this field,
+NULL, or another encrypted column); anything the database would compute (``F("name")``,
+``Lower(...)``, an untyped ``Value``) raises ``FieldError``. ``obj.field = Value(x)`` means x.
 
 Reads
 -----
 ``from_db_value`` gets no instance. When Django is building model instances (ModelIterable,
-RawModelIterable; detected once per query, see :func:`_building_instances`), the converter
-stores a :class:`~.sealed.SealedValue` and the :class:`EncryptedAttribute` descriptor
-decrypts it on first access, with the row's partition at hand, after preloading the keys
-of the whole query column in one batch. ``values()``/``values_list()`` rows have no
-instance: they are decrypted at once with the open session.
+RawModelIterable; detected once per query, see :func:`~.sql.building_instances`), the converter
+stores a :class:`~.sealed.SealedValue` in the instance's ``__dict__`` and the data
+descriptor :class:`~.descriptors.EncryptedAttribute` decrypts it on first access, with the
+row's partition at hand, and keeps the plaintext in it. Before the first decryption of a
+query column, the keys of all its rows read so far are preloaded in one batched metastore
+round trip (:class:`~.sealed.ReadBatch`): N rows over P partitions cost one key query
+cold (the Django metastore fetches the system key with them), none warm.
+``values()``/``values_list()`` rows have no instance: they are decrypted at once with the
+open session. Django's python serializer (``dumpdata`` json/yaml) is handed the stored
+records, whether or not the values were read; no key is needed to dump.
 
 Legacy plaintext
 ----------------
@@ -45,8 +55,12 @@ ciphertext is never returned as if it were the value. Failures send
 :data:`asherah_django.signals.decryption_failed` and log on ``asherah_django.fields``
 (never with values or keys).
 
-Nothing is stored on the field per call: per-query state lives in the converter's closure,
-per-row state in the instance's ``__dict__``, the partition in a contextvar.
+Lookups other than ``isnull`` (and ``=None``), transforms and ordering raise ``FieldError``
+naming the field and pointing to searchable fields (``blind_index=True``, planned).
+
+Nothing is stored on the field per call: per-query state lives in the converter's closure
+(its ReadBatch), per-row state in the instance's ``__dict__``, the partition in a
+contextvar.
 """
 
 from __future__ import annotations
@@ -56,18 +70,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from types import CodeType, ModuleType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from django.core import checks
-from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
+from django.core.exceptions import FieldError, ValidationError
 from django.core.serializers import python as python_serializer
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Model, query
-from django.db.models.expressions import Case, Col, Expression, ExpressionWrapper, Value, When
-from django.db.models.functions import Cast
-from django.db.models.lookups import Exact, IsNull
-from django.db.models.query_utils import DeferredAttribute
+from django.db.models import Field, Model
+from django.db.models.expressions import Col, Expression, Value
 from django.utils.functional import cached_property
 
 from .. import signals
@@ -81,7 +92,19 @@ from ..core.errors import (
     PartitionMismatchError,
 )
 from ..core.records import looks_like_data_row, parse_data_row
+from .checks import check_field
+from .descriptors import EncryptedAttribute
 from .sealed import UNREAD, ReadBatch, SealedValue, VerbatimValue
+from .sql import (
+    SEARCHABLE_HINT,
+    EncryptedCol,
+    EncryptedExact,
+    EncryptedIsNull,
+    building_instances,
+    check_stored_expression,
+    computed_message,
+    label,
+)
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
@@ -92,12 +115,6 @@ else:
 
 logger = logging.getLogger("asherah_django.fields")
 
-LEGACY_CHOICES: Final = ("reject", "read")
-SEARCHABLE_HINT: Final = (
-    "the database holds only ciphertext (a fresh key per value), so SQL cannot compare, "
-    "search or sort it; only isnull works. Filter on another field and compare in Python, "
-    "or wait for searchable encrypted fields (blind_index=True, planned)"
-)
 
 _MISSING: Final = object()
 #: Plaintext types that need no further inspection on the write path.
@@ -143,127 +160,6 @@ class _ForSerializer:
 _FOR_SERIALIZER: Final = _ForSerializer()
 _SERIALIZER_CODE: Final = python_serializer.Serializer._value_from_field.__code__  # type: ignore[attr-defined]
 
-# Model-building iterables decrypt lazily (the descriptor has the instance); the others
-# (values(), values_list()) decrypt at once. Code objects compared by identity.
-_LAZY_CODES: Final[frozenset[CodeType]] = frozenset(
-    {query.ModelIterable.__iter__.__code__, query.RawModelIterable.__iter__.__code__}
-)
-_EAGER_CODES: Final[frozenset[CodeType]] = frozenset(
-    cls.__iter__.__code__
-    for cls in (
-        query.ValuesIterable,
-        query.ValuesListIterable,
-        query.NamedValuesListIterable,
-        query.FlatValuesListIterable,
-    )
-)
-_MAX_FRAMES: Final = 12
-
-
-def _building_instances() -> bool:
-    """Whether the query whose converters are being built will become model instances.
-
-    Django gives converters no instance and no query, and calls the same
-    ``get_db_converters`` for ``values()`` and for model queries; this looks, once per
-    query, for the nearest queryset iterable on the call stack. Not found (a future
-    Django, an aggregate): decrypt at once, which is always correct, only not batched.
-    """
-    frame = sys._getframe(2)
-    for _ in range(_MAX_FRAMES):
-        code = frame.f_code
-        if code in _LAZY_CODES:
-            return True
-        if code in _EAGER_CODES:
-            return False
-        parent = frame.f_back
-        if parent is None:
-            return False
-        frame = parent
-    return False
-
-
-class EncryptedAttribute(DeferredAttribute):
-    """Instance attribute of an encrypted field: decrypts a sealed value on first access.
-
-    A data descriptor, so it sees every access even when ``__dict__`` holds the value.
-    The SealedValue stays in ``__dict__`` and keeps the plaintext once decrypted. A
-    *verbatim* SealedValue (fixture ciphertext given as text) is returned as it is.
-    """
-
-    def __init__(self, field: Field[Any, Any]) -> None:
-        super().__init__(field)
-        self.attname: str = field.attname
-
-    def __get__(self, instance: Model | None, cls: type[Model] | None = None) -> Any:
-        if instance is None:
-            return self
-        value = instance.__dict__.get(self.attname, _MISSING)
-        if value is _MISSING:
-            value = super().__get__(instance, cls)  # deferred: load it
-        if type(value) is SealedValue:  # (a VerbatimValue is returned as it is)
-            plain = value.value
-            if plain is UNREAD:
-                field: EncryptedField = self.field  # type: ignore[assignment]
-                return field.open_sealed(instance, value)
-            return plain
-        return value
-
-    def __set__(self, instance: Model, value: Any) -> None:
-        instance.__dict__[self.attname] = value
-
-
-class EncryptedCol(Col):
-    """A column of an encrypted field. Ordering by it raises a clear error.
-
-    Two ways in: Django resolves the columns of ``order_by("field")`` and
-    ``Meta.ordering`` once more before compiling them (selected columns are not resolved
-    again), and it compiles ``order_by(F("field"))`` after the select list is built but
-    before the WHERE clause is split out (``SQLCompiler.pre_sql_setup``), a window in
-    which nothing else is compiled. If a future Django changes that order, the second
-    check simply never fires.
-    """
-
-    def resolve_expression(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("for_save") or (len(args) > 4 and args[4]):
-            return super().resolve_expression(*args, **kwargs)  # update(x=F("field"))
-        raise FieldError(_ordering_message(self.target))
-
-    def as_sql(self, compiler: Any, connection: BaseDatabaseWrapper) -> Any:
-        if compiler.select is not None and not hasattr(compiler, "where"):
-            raise FieldError(_ordering_message(self.target))
-        return super().as_sql(compiler, connection)
-
-
-def _ordering_message(field: object) -> str:
-    return f"cannot order by encrypted field {_label(field)}: {SEARCHABLE_HINT}."
-
-
-class EncryptedIsNull(IsNull):
-    """``field__isnull``: NULL is stored as NULL, so this one test works on ciphertext."""
-
-    def __init__(self, lhs: Any, rhs: Any) -> None:
-        if isinstance(lhs, EncryptedCol):
-            lhs = Col(lhs.alias, lhs.target, lhs.output_field)
-        super().__init__(lhs, rhs)
-
-
-class EncryptedExact(Exact):
-    """Only ``field=None`` (which Django turns into ``isnull``); anything else raises."""
-
-    def __init__(self, lhs: Any, rhs: Any) -> None:
-        if rhs is not None:
-            raise FieldError(
-                f"encrypted field {_label(getattr(lhs, 'target', lhs))} cannot be compared "
-                f"with exact: {SEARCHABLE_HINT}."
-            )
-        super().__init__(lhs, rhs)
-
-
-def _label(field: object) -> str:
-    model = getattr(field, "model", None)
-    name = getattr(field, "name", "?")
-    return f"{model._meta.label}.{name}" if model is not None else str(name)
-
 
 class EncryptedField(_Field):
     """Base class of the encrypted fields; see the module docstring for the data flow.
@@ -281,6 +177,8 @@ class EncryptedField(_Field):
     """
 
     descriptor_class = EncryptedAttribute
+    #: Marks encrypted fields (checks and other modules test it without importing this).
+    is_encrypted: ClassVar[bool] = True
     #: Whether an unchanged decrypted value (same object) may be written back as the
     #: record it came from; False for mutable plaintexts (JSON) that change in place.
     reuse_records: ClassVar[bool] = True
@@ -343,89 +241,7 @@ class EncryptedField(_Field):
         return name, path, args, kwargs
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
-        return [*super().check(**kwargs), *self._check_encryption()]
-
-    def _check_encryption(self) -> list[checks.CheckMessage]:
-        errors: list[checks.CheckMessage] = []
-        why = "each value is encrypted with a fresh data key, so equal values never match"
-        if self.primary_key:
-            errors.append(
-                checks.Error(
-                    "an encrypted field cannot be the primary key",
-                    hint=f"{why}; keep an ordinary primary key",
-                    obj=self,
-                    id="asherah.E301",
-                )
-            )
-        elif self.unique:
-            errors.append(
-                checks.Error(
-                    "an encrypted field cannot be unique",
-                    hint=f"{why} in SQL; remove unique=True",
-                    obj=self,
-                    id="asherah.E302",
-                )
-            )
-        if self.db_index:  # type: ignore[attr-defined]
-            errors.append(
-                checks.Error(
-                    "an encrypted field cannot be indexed",
-                    hint=f"{why}, so an index on the ciphertext is useless; remove db_index=True",
-                    obj=self,
-                    id="asherah.E303",
-                )
-            )
-        if self.legacy not in LEGACY_CHOICES:
-            errors.append(
-                checks.Error(
-                    f"legacy={self.legacy!r} is not one of {', '.join(LEGACY_CHOICES)}",
-                    hint="'reject' refuses stored plaintext; 'read' accepts it until re-saved",
-                    obj=self,
-                    id="asherah.E304",
-                )
-            )
-        errors.extend(self._check_partition_option())
-        ordering = getattr(self.model._meta, "ordering", None) or ()
-        names = {self.name, self.attname}
-        if any(isinstance(o, str) and o.lstrip("-") in names for o in ordering):
-            errors.append(
-                checks.Error(
-                    "Meta.ordering names an encrypted field",
-                    hint=f"SQL would sort ciphertext: {SEARCHABLE_HINT}",
-                    obj=self,
-                    id="asherah.E306",
-                )
-            )
-        return errors
-
-    def _check_partition_option(self) -> list[checks.CheckMessage]:
-        option = self.partition
-        problem = ""
-        if option is None or callable(option):
-            return []
-        if not isinstance(option, str):
-            problem = "partition= must be a field name, a callable or None"
-        else:
-            try:
-                target = self.model._meta.get_field(option)
-            except FieldDoesNotExist:
-                problem = f"partition={option!r} names no field of {self.model._meta.label}"
-            else:
-                if target is self or isinstance(target, EncryptedField):
-                    problem = f"partition={option!r} names an encrypted field"
-                elif not getattr(target, "concrete", False):
-                    problem = f"partition={option!r} names a field without a column"
-        if not problem:
-            return []
-        return [
-            checks.Error(
-                problem,
-                hint="name a plain field of the same model (e.g. 'tenant_id'), or pass a "
-                "module-level function(instance) -> str",
-                obj=self,
-                id="asherah.E305",
-            )
-        ]
+        return [*super().check(**kwargs), *check_field(self)]
 
     # -- lookups and ordering ------------------------------------------------------------
 
@@ -435,13 +251,13 @@ class EncryptedField(_Field):
         if lookup_name == "exact":
             return EncryptedExact
         raise FieldError(
-            f"unsupported lookup {lookup_name!r} on encrypted field {_label(self)}: "
+            f"unsupported lookup {lookup_name!r} on encrypted field {label(self)}: "
             f"{SEARCHABLE_HINT}."
         )
 
     def get_transform(self, lookup_name: str) -> Any:
         raise FieldError(
-            f"unsupported transform {lookup_name!r} on encrypted field {_label(self)}: "
+            f"unsupported transform {lookup_name!r} on encrypted field {label(self)}: "
             f"{SEARCHABLE_HINT}."
         )
 
@@ -470,14 +286,14 @@ class EncryptedField(_Field):
         option = self.partition
         if option is None:
             partition_id = _current_partition()
-            return partition_id if partition_id is not None else require_partition(_label(self))
+            return partition_id if partition_id is not None else require_partition(label(self))
         if type(option) is str:
             value = getattr(instance, self._partition_attname)
         else:
             value = option(instance)  # type: ignore[operator]
         if value is None or value == "":
             raise InvalidPartitionError(
-                f"{_label(self)}: this row's partition ({self._partition_name}) is empty",
+                f"{label(self)}: this row's partition ({self._partition_name}) is empty",
                 hint="set it before saving or reading the encrypted value",
             )
         return value if type(value) is str else str(value)
@@ -490,9 +306,9 @@ class EncryptedField(_Field):
     def _bare_partition(self) -> str:
         """The partition for a value Django passes without its row (writes)."""
         if self.partition is None:
-            return require_partition(_label(self))
+            return require_partition(label(self))
         raise RowPartitionRequiredError(
-            f"{_label(self)} takes its key from each row's {self._partition_name}, but this "
+            f"{label(self)} takes its key from each row's {self._partition_name}, but this "
             "value comes without its row (QuerySet.update(), bulk_update(), Value())",
             hint="save the instances (save(), bulk_create()) or use "
             "asherah_django.fields.bulk_update(queryset, objs, fields)",
@@ -501,9 +317,9 @@ class EncryptedField(_Field):
     def _read_partition(self) -> str:
         """The partition for a value read without its row (values(), values_list())."""
         if self.partition is None:
-            return require_partition(_label(self))
+            return require_partition(label(self))
         return require_partition(
-            f"{_label(self)} (read by values()/values_list(), which have no row to take "
+            f"{label(self)} (read by values()/values_list(), which have no row to take "
             f"{self._partition_name} from; iterate model instances instead, or open the "
             "session of the tenant)"
         )
@@ -528,7 +344,7 @@ class EncryptedField(_Field):
                 value = value.value
             elif hasattr(value, "resolve_expression"):
                 if not isinstance(value, Value):
-                    raise FieldError(self._computed_message(value))
+                    raise FieldError(computed_message(self, value))
                 value = value.value  # obj.field = Value(x) means x
                 if isinstance(value, SealedValue):
                     return value
@@ -566,7 +382,7 @@ class EncryptedField(_Field):
             expected = session_factory().intermediate_key_id(self.partition_of(instance))
             if row.parent.key_id != expected:
                 raise PartitionMismatchError(
-                    f"{_label(self)}: the stored value belongs to another partition than "
+                    f"{label(self)}: the stored value belongs to another partition than "
                     f"this row's {self._partition_name}",
                     hint="read the value before changing the partition, then assign it again",
                 )
@@ -593,48 +409,14 @@ class EncryptedField(_Field):
         if type(value) is SealedValue and value.batch is None:
             return value.record  # from pre_save: the hot path of writes
         if hasattr(value, "as_sql"):  # bulk_update's Case(When(...)) and other expressions
-            self._check_stored_expression(value)
+            check_stored_expression(self, value)
             return value  # its Values are encrypted when compiled (output_field=self)
         return self.get_prep_value(value)
-
-    def _check_stored_expression(self, expression: Any) -> None:
-        """Refuse an expression whose result the database would compute in plaintext.
-
-        Allowed: ``Case``/``When``/``Cast``/``ExpressionWrapper`` around values typed as an
-        encrypted field (Django encrypts them through this field when compiling) or NULL,
-        and columns of encrypted fields (their ciphertext is copied as it is).
-        """
-        if isinstance(expression, Value):
-            output = expression._output_field_or_none  # type: ignore[attr-defined]
-            if expression.value is None or isinstance(output, EncryptedField):
-                return
-        elif isinstance(expression, Col):
-            if isinstance(expression.target, EncryptedField):
-                return
-        elif isinstance(expression, Case):
-            for case in expression.cases:
-                self._check_stored_expression(case)
-            self._check_stored_expression(expression.default)
-            return
-        elif isinstance(expression, When):
-            self._check_stored_expression(expression.result)
-            return
-        elif isinstance(expression, Cast | ExpressionWrapper):
-            for source in expression.get_source_expressions():
-                self._check_stored_expression(source)
-            return
-        raise FieldError(self._computed_message(expression))
-
-    def _computed_message(self, expression: object) -> str:
-        return (
-            f"cannot store {type(expression).__name__} in encrypted field {_label(self)}: the "
-            "database would compute the value in plaintext; assign the Python value instead"
-        )
 
     # -- reading -------------------------------------------------------------------------
 
     def get_db_converters(self, connection: BaseDatabaseWrapper) -> list[Callable[..., Any]]:
-        if not _building_instances():
+        if not building_instances():
             return [self.from_db_value]
         batch = ReadBatch()
         pending = batch.pending
@@ -665,7 +447,7 @@ class EncryptedField(_Field):
         if self.partition is None:
             partition_id = _current_partition()
             if partition_id is None:
-                partition_id = require_partition(_label(self))
+                partition_id = require_partition(label(self))
         else:
             partition_id = self.partition_of(instance)
         batch = sealed.batch
@@ -711,7 +493,7 @@ class EncryptedField(_Field):
             return self.decode(data), True
         except (ValueError, TypeError, ValidationError):
             error = DecryptionError(
-                f"{_label(self)}: the decrypted value is not valid {self.plain_type}"
+                f"{label(self)}: the decrypted value is not valid {self.plain_type}"
             )
             self._failed(error)
             raise error from None
@@ -719,7 +501,7 @@ class EncryptedField(_Field):
     def _legacy_value(self, record: str) -> Any:
         if self.legacy != "read":
             error = PlaintextValueError(
-                f"{_label(self)} holds a value that is not an Asherah DataRowRecord "
+                f"{label(self)} holds a value that is not an Asherah DataRowRecord "
                 "(plaintext stored before the field was encrypted?)",
                 hint="encrypt stored values with `manage.py asherah_encrypt "
                 f"{self.model._meta.label}.{self.name}`, or set legacy='read' on the field",
@@ -730,15 +512,15 @@ class EncryptedField(_Field):
             value = self.parse_legacy(record)
         except (ValueError, TypeError, ValidationError):
             error = PlaintextValueError(
-                f"{_label(self)} holds plaintext that is not valid {self.plain_type}"
+                f"{label(self)} holds plaintext that is not valid {self.plain_type}"
             )
             self._failed(error)
             raise error from None
-        logger.debug("read a legacy plaintext value of %s", _label(self))
+        logger.debug("read a legacy plaintext value of %s", label(self))
         return value
 
     def _failed(self, error: Exception) -> None:
-        logger.warning("cannot decrypt a value of %s: %s", _label(self), error)
+        logger.warning("cannot decrypt a value of %s: %s", label(self), error)
         signals.decryption_failed.send(sender=self.model, model=self.model, field=self, error=error)
 
     # -- forms, validation, serialization ------------------------------------------------
