@@ -68,7 +68,9 @@ def test_saving_an_untouched_legacy_value_encrypts_it_too() -> None:
         assert LegacyNote.objects.get(pk=note.pk).body == "never read"
 
 
-def test_legacy_reject_is_the_default_and_raises_clearly(failures: list[dict[str, Any]]) -> None:
+def test_legacy_reject_is_the_default_and_raises_clearly(
+    failures: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
     note = _legacy_row(strict="secret plaintext")
     with asherah_django.session(P):
         loaded = LegacyNote.objects.get(pk=note.pk)
@@ -79,6 +81,9 @@ def test_legacy_reject_is_the_default_and_raises_clearly(failures: list[dict[str
         with pytest.raises(PlaintextValueError):
             list(LegacyNote.objects.values_list("strict", flat=True))
     assert [f["field"].name for f in failures] == ["strict", "strict"]
+    logged = [r for r in caplog.records if r.name == "asherah_django.fields"]
+    assert logged and all("secret plaintext" not in r.getMessage() for r in logged)
+    assert "testapp.LegacyNote.strict" in logged[0].getMessage()
     assert failures[0]["sender"] is LegacyNote and failures[0]["model"] is LegacyNote
     assert isinstance(failures[0]["error"], PlaintextValueError)
 
