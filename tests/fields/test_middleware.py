@@ -67,6 +67,22 @@ def test_default_resolver_uses_the_authenticated_users_pk(by_user: None) -> None
     assert current_partition() is None  # the scope ended with the request
 
 
+def test_default_resolver_under_asgi(by_user: None) -> None:
+    user = User.objects.create(username="bob")
+
+    async def main() -> dict[str, Any]:
+        client = AsyncClient()
+        await client.aforce_login(user)
+        response = await client.get("/async/", {"body": "bob's note"})
+        data: dict[str, Any] = response.json()
+        return data
+
+    data = async_to_sync(main)()
+    assert data["partition"] == str(user.pk)
+    assert data["seen"] == [str(user.pk)] * 3
+    assert data["bodies"] == ["bob's note"]
+
+
 def test_anonymous_requests_get_no_scope_and_cannot_encrypt(by_user: None) -> None:
     client = Client()
     assert client.get("/none/").content == b"None"
