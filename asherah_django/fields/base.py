@@ -179,8 +179,8 @@ class EncryptedField(_Field):
     descriptor_class = EncryptedAttribute
     #: Marks encrypted fields (checks and other modules test it without importing this).
     is_encrypted: ClassVar[bool] = True
-    #: Whether an unchanged decrypted value (same object) may be written back as the
-    #: record it came from; False for mutable plaintexts (JSON) that change in place.
+    #: Whether a value read and not reassigned may be written back as the record it came
+    #: from; False for mutable plaintexts (JSON) that can change in place.
     reuse_records: ClassVar[bool] = True
     #: The plaintext's type name, for messages and validators; the column is TEXT.
     plain_type: ClassVar[str] = "text"
