@@ -23,6 +23,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
 DATABASES["default"].setdefault("TEST", {})
+if os.environ.get("ASHERAH_TEST_DB_NAME"):  # lets two test runs share one server
+    DATABASES["default"]["TEST"]["NAME"] = os.environ["ASHERAH_TEST_DB_NAME"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     DATABASES["default"].setdefault("OPTIONS", {})["charset"] = "utf8mb4"
     DATABASES["default"]["TEST"].update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"})
