@@ -15,20 +15,8 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from asherah_django import metastore as metastore_module
 from asherah_django import runtime
 from asherah_django.core.session import SessionFactory
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _close_key_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """Close every key connection before the test database is dropped (PostgreSQL refuses
-    to drop a database that has sessions)."""
-    yield
-    with django_db_blocker.unblock():
-        runtime.reset_session_factory()
-        for metastore in list(metastore_module._LIVE):
-            metastore.close()
 
 
 @pytest.fixture(autouse=True)
