@@ -113,6 +113,7 @@ class EncryptionKey(models.Model):
         verbose_name = "encryption key"
         verbose_name_plural = "encryption keys"
         indexes = [models.Index(fields=["created"], name="encryption_key_created_idx")]
+        permissions = [("revoke_encryptionkey", "Can revoke encryption keys")]
 
     def __str__(self) -> str:
         return f"{self.id} @ {self.created:%Y-%m-%d %H:%M:%S}Z"

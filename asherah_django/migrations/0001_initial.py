@@ -38,6 +38,7 @@ class Migration(migrations.Migration):
                 "verbose_name_plural": "encryption keys",
                 "db_table": "encryption_key",
                 "indexes": [models.Index(fields=["created"], name="encryption_key_created_idx")],
+                "permissions": [("revoke_encryptionkey", "Can revoke encryption keys")],
             },
         ),
     ]
