@@ -103,12 +103,12 @@ def report(inventory: Inventory, summary: Summary) -> None:
         + (f", {inventory.foreign} of another service" if inventory.foreign else "")
         + "."
     )
-    summary.say("Values by intermediate key:")
+    summary.say("Values by intermediate key:" + ("" if inventory.by_intermediate else " none"))
     for meta, n in sorted(inventory.by_intermediate.items()):
         record = inventory.records.get(meta)
         state = "missing" if record is None else "revoked" if record.revoked else "current"
         summary.say(f"  {meta.key_id}  created {when(meta.created)}  {state:<8} {n}")
-    summary.say("Values by system key:")
+    summary.say("Values by system key:" + ("" if inventory.by_intermediate else " none"))
     for system, n in sorted(inventory.by_system().items(), key=lambda item: str(item[0])):
         if system is None:
             summary.say(f"  (intermediate key missing)  {n}")
@@ -118,7 +118,7 @@ def report(inventory: Inventory, summary: Summary) -> None:
         if system.created not in inventory.stored_system_keys:
             label = "missing"
         summary.say(f"  {system.key_id}  created {when(system.created)}  {label}  {n}")
-    summary.say("Values by Vault key version:")
+    summary.say("Values by Vault key version:" + ("" if inventory.by_intermediate else " none"))
     for version, n in sorted(inventory.by_vault_version().items(), key=lambda item: item[0] or 0):
         summary.say(f"  {f'v{version}' if version is not None else '(not Vault)'}  {n}")
     versions = Counter(inventory.stored_system_keys.values())

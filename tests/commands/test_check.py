@@ -19,7 +19,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from asherah_django import health
 from asherah_django.admin import health as admin_health
-from tests.commands.conftest import Vault, run_command
+from tests.commands.conftest import Vault, run_command, unique
 from tests.commands.jsonshape import problems
 
 pytestmark = [pytest.mark.vault, pytest.mark.django_db(transaction=True)]
@@ -314,3 +314,26 @@ def test_admin_health_panel_reads_these_results(vault: Vault, settings: object) 
     assert report.error == ""
     assert [r.name for r in report.results] == list(health.CHECK_NAMES[:-1])
     assert report.worst == "OK"
+
+
+def test_static_kms_has_no_vault_checks_and_fails_the_deploy_rule(settings: object) -> None:
+    """tests/settings.py: the static KMS with DEBUG off is the static E101 check's error."""
+    service = unique("static")
+    settings.ASHERAH = {**settings.ASHERAH, "SERVICE_NAME": service}  # type: ignore[attr-defined]
+    status, out, _ = run_command("asherah_check")
+    assert status == 1
+    assert out.replace(connection.vendor, "<VENDOR>").replace(service, "<SVC>") == (
+        "settings          FAIL  KMS=static keeps the master key in process memory; it is for "
+        "tests and local development only, and DEBUG is False [asherah.E101] | hint: set "
+        "ASHERAH['KMS'] in settings.py or the KMS environment variable to vault and configure "
+        "Vault Transit (VAULT_ADDR, VAULT_TRANSIT_KEY and an auth method)\n"
+        "kms.round_trip    OK    encrypted and decrypted 32 random bytes with the static KMS "
+        "(master key in process memory)\n"
+        "metastore         OK    table 'encryption_key' in database 'default' (<VENDOR>): "
+        "present, migrations applied, readable\n"
+        "system_key        OK    no system key _SK_<SVC>_testprod yet: the first write "
+        "creates one\n"
+        "asherah_check: FAIL: 4 checks, 3 OK, 0 WARN, 1 FAIL\n"
+    )
+    settings.DEBUG = True  # type: ignore[attr-defined]
+    assert run_command("asherah_check")[0] == 0

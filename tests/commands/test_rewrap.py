@@ -61,6 +61,13 @@ def test_rewrap_after_vault_rotation_then_retire_the_old_version(
         "Stored system keys by Vault key version: v2: 1.\n"
         "Summary: 1 system key(s) rewrapped.\n"
     )
+    everything = run_command("asherah_rotate", "--report")[1].splitlines()  # every model
+    assert everything[0].startswith("Inventory of testapp.AllTypes (text, char, email, ")
+    assert everything[0].endswith(": 2 row(s), 3 encrypted value(s) of this service.")
+    assert everything[-2:] == [
+        "Stored system keys by Vault key version: v2: 1.",
+        "Summary: nothing changed.",
+    ]
     rewrapped = record(sk)
     assert rewrapped.encrypted_key.startswith(b"vault:v2:")
     assert rewrapped.created == sk.created

@@ -209,8 +209,8 @@ def test_reencrypt_older_than(settings: Any) -> None:
     try:
         table = connection.ops.quote_name(TenantNote._meta.db_table)
         with connection.cursor() as cursor:
-            for partition in ("p", "q"):
-                body = old.get_session(partition).encrypt_text(f"{partition} body")
+            for partition in (f"p{service}", f"q{service}"):
+                body = old.get_session(partition).encrypt_text(f"{partition[0]} body")
                 cursor.execute(
                     f"INSERT INTO {table} (tenant_id, title, body, extra) VALUES (%s, '', %s, NULL)",
                     [partition, body],
