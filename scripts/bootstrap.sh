@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a machine for the test suite and the demo; safe to run again.
-#  - system packages the Python dependencies need (MariaDB client headers for mysqlclient),
+#  - system packages the Python dependencies need (MariaDB client headers for mysqlclient,
+#    OpenSSL headers and a C compiler for the optional accelerator),
 #    installed with apt-get when missing and we are root;
 #  - the local PostgreSQL and MariaDB servers, started when installed but not running;
 #  - headless Chromium for the admin's browser tests (scripts/install-browser.sh);
@@ -15,13 +16,19 @@ need_apt=()
 if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then
   need_apt+=(libmariadb-dev pkg-config)
 fi
+if [ ! -f /usr/include/openssl/evp.h ]; then
+  need_apt+=(libssl-dev)  # the optional C accelerator (asherah_django.core._speedups)
+fi
+if ! command -v cc >/dev/null && ! command -v gcc >/dev/null; then
+  need_apt+=(gcc)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing ${need_apt[*]}"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
-    echo "bootstrap: please install ${need_apt[*]} (needed to build mysqlclient)" >&2
+    echo "bootstrap: please install ${need_apt[*]} (to build mysqlclient and the accelerator)" >&2
   fi
 fi
 

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from asherah_django.admin import EncryptedFieldsAdminMixin
+
 from .models import Clinic, Note, Patient, StaffMember
 
 
@@ -14,12 +16,14 @@ class StaffMemberAdmin(admin.ModelAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
     list_display = ["id", "clinic", "name", "email", "date_of_birth"]
     list_filter = ["clinic"]
+    sortable_by = ["id", "clinic"]  # encrypted columns cannot be sorted
 
 
 @admin.register(Note)
-class NoteAdmin(admin.ModelAdmin):
+class NoteAdmin(EncryptedFieldsAdminMixin, admin.ModelAdmin):
     list_display = ["id", "clinic", "patient", "body", "written"]
     list_filter = ["clinic"]
+    sortable_by = ["id", "clinic", "written"]  # encrypted columns cannot be sorted
