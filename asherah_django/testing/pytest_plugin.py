@@ -2,7 +2,8 @@
 ``pytest11`` entry point when the package is installed).
 
 - ``asherah_settings``: switches ``settings.ASHERAH`` to a static KMS with a random master key
-  (no Vault needed), keeping the metastore on your test database.
+  (no Vault needed) and a product id of the test's own, keeping the metastore on your test
+  database.
 - ``asherah_session``: an open session for the partition ``"test-partition"``; encrypted fields
   read and write through it.
 - ``asherah_assert_kms_calls``: ``with asherah_assert_kms_calls(1): ...`` fails unless the block
@@ -32,7 +33,9 @@ def asherah_settings(settings: Any) -> dict[str, Any]:
     """Static KMS with a fresh random master key; everything else from your settings."""
     config = dict(getattr(settings, "ASHERAH", {}) or {})
     config.setdefault("SERVICE_NAME", "test-service")
-    config.setdefault("PRODUCT_ID", "test-product")
+    # Keys are committed outside each test's transaction: a product id of its own keeps this
+    # test from meeting system keys that earlier tests wrapped with their own master keys.
+    config["PRODUCT_ID"] = f"{config.get('PRODUCT_ID') or 'test'}-{secrets.token_hex(4)}"
     config["KMS"] = "static"
     config["STATIC_MASTER_KEY_HEX"] = secrets.token_hex(32)
     settings.ASHERAH = config
