@@ -191,6 +191,12 @@ def test_shred_partition(
             with pytest.raises(KeyNotFoundError, match=r"is not in the metastore .*shredded"):
                 TenantNote.objects.get(pk=pk).body  # noqa: B018
     assert_readable(kept)
+    # Re-encryption cannot move them either: counted, logged, left as they are.
+    assert run_command("asherah_rotate", "--reencrypt", "testapp.TenantNote")[1].splitlines() == [
+        "testapp.TenantNote (body, extra): 6 row(s) read, 0 value(s) re-encrypted, 3 already on "
+        "current keys, 6 unreadable: key missing or record corrupt (see the log).",
+        "Summary: 0 value(s) re-encrypted, 6 value(s) unreadable.",
+    ]
     assert run_command("asherah_rotate", "--shred-partition", "victim", "--yes")[
         1
     ].splitlines() == [
