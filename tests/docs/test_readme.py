@@ -14,8 +14,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.admin import AdminSite
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import isolate_apps
 
 from asherah_django.conf import DEFAULTS
@@ -87,7 +88,14 @@ def test_sessions_block(readme_models: dict[str, Any]) -> None:
     namespace = dict(readme_models)
     exec(_block("with asherah_django.session("), namespace)
     assert namespace["nightly_job"]() == ["hello"]
-    assert asyncio.run(namespace["handler"]()) == "hello"
+
+    async def run_handler() -> Any:
+        try:
+            return await namespace["handler"]()
+        finally:  # the ORM ran in asgiref's executor thread: close that thread's connection
+            await sync_to_async(connections.close_all)()
+
+    assert asyncio.run(run_handler()) == "hello"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT body FROM {readme_models['Note']._meta.db_table}")
         assert "hello" not in cursor.fetchone()[0]
