@@ -11,7 +11,8 @@ class AsherahDjangoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, runtime
+        from . import checks, health, runtime
 
         checks.register()
+        health.register_checks()  # live probes: deploy checks only (`check --deploy`)
         runtime.connect_signals()

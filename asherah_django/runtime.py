@@ -21,7 +21,9 @@ from .conf import asherah_settings
 from .core.kms.static import StaticKMS
 from .core.policy import CryptoPolicy
 from .core.protocols import KeyManagementService, Metastore
+from .core.records import KeyMeta
 from .core.session import SessionFactory
+from .signals import key_revoked, key_shredded
 
 if TYPE_CHECKING:
     from .metastore import DjangoMetastore
@@ -67,6 +69,10 @@ def connect_signals() -> None:
     setting_changed.connect(_on_setting_changed, dispatch_uid="asherah_django.runtime.reset")
     request_started.connect(_close_old_connections, dispatch_uid="asherah_django.runtime.rs")
     request_finished.connect(_close_old_connections, dispatch_uid="asherah_django.runtime.rf")
+    # A key revoked or shredded by this process (admin, asherah_rotate, your code) stops
+    # being used at once; other processes notice within CHECK_INTERVAL.
+    key_revoked.connect(_on_key_revoked, dispatch_uid="asherah_django.runtime.revoked")
+    key_shredded.connect(_on_key_shredded, dispatch_uid="asherah_django.runtime.shredded")
 
 
 def _build() -> SessionFactory:
@@ -154,6 +160,18 @@ def _close(factory: SessionFactory) -> None:
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
     if setting in ("ASHERAH", "DATABASES"):
         reset_session_factory()
+
+
+def _on_key_revoked(*, key_id: str, created: int, **kwargs: object) -> None:
+    factory = _factory
+    if factory is not None:
+        factory.keys.key_revoked(KeyMeta(key_id, created))
+
+
+def _on_key_shredded(*, key_id: str, **kwargs: object) -> None:
+    factory = _factory
+    if factory is not None:
+        factory.keys.key_shredded(key_id)
 
 
 def _close_old_connections(**kwargs: object) -> None:

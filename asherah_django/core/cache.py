@@ -72,12 +72,31 @@ class KeyCache:
             old.wipe()
         return key
 
+    def mark_revoked(self, meta: KeyMeta) -> None:
+        """A key was revoked elsewhere: flag the cached copy and stop using it for writes."""
+        with self._lock:
+            key = self.entries.get(meta)
+            if key is not None:
+                key.revoked = True
+            if self.latest.get(meta.key_id) is key or key is None:
+                self.latest.pop(meta.key_id, None)
+
+    def discard(self, key_id: str) -> int:
+        """Drop and wipe every cached version of ``key_id`` (it was shredded); how many."""
+        with self._lock:
+            doomed = [meta for meta in self.entries if meta.key_id == key_id]
+            keys = [self.entries.pop(meta) for meta in doomed]
+            self.latest.pop(key_id, None)
+        for key in keys:
+            key.wipe()
+        return len(keys)
+
     def forget_latest(self, key_id: str) -> None:
         """Drop the latest pointer so the next write asks the metastore."""
         with self._lock:
             self.latest.pop(key_id, None)
 
-    def keys(self) -> list[CryptoKey]:
+    def cached(self) -> list[CryptoKey]:
         with self._lock:
             return list(self.entries.values())
 

@@ -225,6 +225,24 @@ class KeyHierarchy:
             except (DecryptionError, KeyNotFoundError):
                 continue
 
+    # -- revocation and shredding seen by this process ----------------------------------
+
+    def key_revoked(self, meta: KeyMeta) -> None:
+        """Stop writing with a key revoked in the metastore, at once rather than after
+        ``check_interval``. For a system key, its intermediate keys' latest pointers are
+        dropped too: their next write finds the parent revoked and rotates."""
+        if meta.key_id == self.system_key_id:
+            self.system_keys.mark_revoked(meta)
+            for key in self.intermediate_keys.cached():
+                if key.parent == meta:
+                    self.intermediate_keys.forget_latest(key.key_id)
+        else:
+            self.intermediate_keys.mark_revoked(meta)
+
+    def key_shredded(self, key_id: str) -> int:
+        """Forget and wipe every cached version of a deleted key id; how many were cached."""
+        return self.intermediate_keys.discard(key_id) + self.system_keys.discard(key_id)
+
     # -- helpers -------------------------------------------------------------------
 
     def _valid_parent_system_key(self, record: EnvelopeKeyRecord, now: float) -> CryptoKey | None:

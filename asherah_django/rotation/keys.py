@@ -25,7 +25,6 @@ from ..core.records import EnvelopeKeyRecord, KeyMeta
 from .summary import Summary, when
 
 if TYPE_CHECKING:
-    from ..core.keys import CryptoKey
     from ..core.session import SessionFactory
     from ..metastore import DjangoMetastore
 
@@ -141,24 +140,9 @@ def _revoke_latest(
 
 
 def forget_revoked(factory: SessionFactory, meta: KeyMeta) -> None:
-    """Make this process stop using a revoked key for writes at once.
-
-    The cached key is marked revoked and the "latest" pointer dropped, so the next write
-    asks the metastore. For a system key, the latest pointers of the intermediate keys it
-    wraps are dropped too: their next write finds the parent revoked and rotates.
-    """
-    keys = factory.keys
-    system = meta.key_id == factory.system_key_id
-    cache = keys.system_keys if system else keys.intermediate_keys
-    cached = cache.get(meta)
-    if cached is not None:
-        cached.revoked = True
-    cache.forget_latest(meta.key_id)
-    if system:
-        cached_intermediates = keys.intermediate_keys.keys()
-        for key in cached_intermediates:
-            if key.parent == meta:
-                keys.intermediate_keys.forget_latest(key.key_id)
+    """Make this process stop using a revoked key for writes at once (see
+    :meth:`~asherah_django.core.envelope.KeyHierarchy.key_revoked`)."""
+    factory.keys.key_revoked(meta)
 
 
 # -- rewrap -------------------------------------------------------------------------------
@@ -276,10 +260,4 @@ def shred_partition(
 
 def _forget_key_id(factory: SessionFactory, key_id: str) -> None:
     """Drop and wipe every cached version of ``key_id`` (this process stops at once)."""
-    cache = factory.keys.intermediate_keys
-    cache.forget_latest(key_id)
-    cached: list[CryptoKey] = cache.keys()
-    doomed = [key for key in cached if key.key_id == key_id]
-    for key in doomed:
-        cache.entries.pop(key.meta, None)
-        key.wipe()
+    factory.keys.key_shredded(key_id)

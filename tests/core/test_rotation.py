@@ -19,6 +19,7 @@ from asherah_django.core import (
     EnvelopeKeyRecord,
     InMemoryMetastore,
     KeyMeta,
+    KeyNotFoundError,
     SessionFactory,
     StaticKMS,
     parse_data_row,
@@ -244,3 +245,44 @@ def test_key_created_listener(make_factory: MakeFactory) -> None:
     factory.keys.listeners.append(lambda *event: 1 / 0)  # a broken hook never breaks writes
     factory.get_session("p").encrypt(b"x")
     assert [(e, k) for e, k, _ in events] == [("created", SK_ID), ("created", IK_ID)]
+
+
+def test_revocation_seen_by_this_process_applies_at_once(
+    make_factory: MakeFactory, metastore: InMemoryMetastore
+) -> None:
+    factory = make_factory(CryptoPolicy(check_interval=10 * DAY))
+    session = factory.get_session("p")
+    first = parse_data_row(session.encrypt(b"1")).parent
+    metastore.revoke(first.key_id, first.created)
+    factory.keys.key_revoked(first)  # what the Django layer does on the key_revoked signal
+    second = parse_data_row(session.encrypt(b"2")).parent
+    assert second != first
+
+
+def test_system_key_revocation_seen_by_this_process_rotates_its_intermediate_keys(
+    make_factory: MakeFactory, metastore: InMemoryMetastore
+) -> None:
+    factory = make_factory(CryptoPolicy(check_interval=10 * DAY))
+    session = factory.get_session("p")
+    first = parse_data_row(session.encrypt(b"1")).parent
+    sk = metastore.load_latest(SK_ID)
+    assert sk is not None
+    metastore.revoke(SK_ID, sk.created)
+    factory.keys.key_revoked(KeyMeta(SK_ID, sk.created))
+    second = parse_data_row(session.encrypt(b"2")).parent
+    assert second != first
+    assert _count(metastore, SK_ID) == 2
+
+
+def test_shredded_key_is_forgotten_and_wiped(
+    make_factory: MakeFactory, metastore: InMemoryMetastore
+) -> None:
+    factory = make_factory()
+    session = factory.get_session("p")
+    record = session.encrypt(b"gone")
+    cached = factory.keys.intermediate_keys.cached()
+    metastore.delete(IK_ID)
+    assert factory.keys.key_shredded(IK_ID) == 1
+    assert all(not key.usable for key in cached)
+    with pytest.raises(KeyNotFoundError):
+        session.decrypt(record)

@@ -122,7 +122,7 @@ def test_payload_limit(factory: SessionFactory) -> None:
 def test_closed_factory_refuses_work_and_wipes_keys(factory: SessionFactory) -> None:
     session = factory.get_session("p1")
     record = session.encrypt(b"x")
-    cached = factory.keys.intermediate_keys.keys() + factory.keys.system_keys.keys()
+    cached = factory.keys.intermediate_keys.cached() + factory.keys.system_keys.cached()
     assert cached
     factory.close()
     assert all(not key.usable for key in cached)

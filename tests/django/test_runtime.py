@@ -169,3 +169,23 @@ def test_a_forked_child_builds_its_own_factory() -> None:
     assert os.waitstatus_to_exitcode(status) == 0 and answer == b"ok"
     assert runtime.get_session_factory() is parent and not parent.closed
     assert parent.get_session("p").decrypt(value) == b"from the parent"
+
+
+@pytest.mark.django_db
+def test_revoke_and_shred_through_the_metastore_apply_to_this_process_at_once() -> None:
+    from asherah_django.core import KeyNotFoundError, parse_data_row
+
+    partition = unique("rt")
+    with override_settings(ASHERAH={**settings.ASHERAH, "CHECK_INTERVAL": 86400}):
+        factory = runtime.get_session_factory()
+        session = factory.get_session(partition)
+        first = parse_data_row(session.encrypt(b"1")).parent
+        metastore = factory.metastore
+        assert isinstance(metastore, DjangoMetastore)
+        assert metastore.revoke(first.key_id, first.created)  # sends key_revoked
+        second = parse_data_row(session.encrypt(b"2")).parent
+        assert second != first  # not after CHECK_INTERVAL: now
+        record = session.encrypt(b"3")
+        assert metastore.delete_key_id(first.key_id) == 2  # sends key_shredded
+        with pytest.raises(KeyNotFoundError):
+            session.decrypt(record)
