@@ -215,6 +215,11 @@ def stored_secrets() -> list[str]:
 
 @pytest.fixture
 def keyring(transactional_db: None) -> Keyring:
+    from asherah_django.models import EncryptionKey
+
+    # On PostgreSQL and MariaDB, keys are committed on their own connection, so earlier
+    # tests' keys outlive their transactions: start from an empty table.
+    EncryptionKey.objects.all().delete()
     return build_keyring()
 
 
