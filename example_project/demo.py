@@ -60,17 +60,34 @@ def main() -> int:
         print("Demo logins (new passwords on every run):")
         call_command("seed_demo")
         show_raw_row(demo_dir / "db.sqlite3")
+        health = run_asherah_check()
         if args.check:
+            assert health in (0, 2), "asherah_check reported a failure"
             return check()
         print(
             f"\nOpen http://127.0.0.1:{args.port}/ and sign in as alice or bob (clinic staff),\n"
             f"or http://127.0.0.1:{args.port}/admin/ as admin to see patients of every clinic\n"
             "and the key hierarchy under Asherah encryption > Encryption keys.\n"
+            f"Readiness probe: http://127.0.0.1:{args.port}/ready/ ; health: "
+            "example_project/manage.py asherah_check (with the same environment).\n"
             "Ctrl-C stops the web server and OpenBao.\n",
             flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leave the block, stop OpenBao
             call_command("runserver", f"127.0.0.1:{args.port}", use_reloader=False)
+    return 0
+
+
+def run_asherah_check() -> int:
+    """What an operator sees: `manage.py asherah_check` with the app's own token. It warns
+    that the transit-only token cannot read the key's configuration: least privilege."""
+    from django.core.management import call_command
+
+    print("manage.py asherah_check:")
+    try:
+        call_command("asherah_check")
+    except SystemExit as exit_status:
+        return int(exit_status.code or 0)
     return 0
 
 
@@ -103,6 +120,8 @@ def check() -> int:
     note.delete()
 
     client = Client(HTTP_HOST="127.0.0.1")
+    ready = client.get("/ready/")
+    assert ready.status_code == 200, f"readiness: HTTP {ready.status_code} {ready.content!r}"
     client.force_login(get_user_model().objects.get(username="alice"))
     page = client.get("/")
     assert page.status_code == 200, f"staff view: HTTP {page.status_code}"
@@ -112,7 +131,7 @@ def check() -> int:
         response = client.get(url)
         assert response.status_code == 200, f"{url}: HTTP {response.status_code}"
     assert b"Grace Hopper" in client.get("/admin/clinics/patient/").content
-    print("demo check: OK (Vault round trip, encrypted columns, staff view, admin pages)")
+    print("demo check: OK (Vault round trip, encrypted columns, readiness, staff view, admin)")
     return 0
 
 
