@@ -67,6 +67,7 @@ itself is never answered from that prefetch, so a reload after a lost race sees 
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import datetime
 import logging
@@ -75,6 +76,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -161,6 +163,8 @@ class DjangoMetastore:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._held: list[_Held] = []
+        #: Runs key queries asked for from a thread with a running event loop (see _run).
+        self._loop_helper: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"<DjangoMetastore using={self.using!r} table={self.table!r}>"
@@ -344,11 +348,16 @@ class DjangoMetastore:
         """Close every dedicated connection (all threads) and forget prefetched rows."""
         with self._lock:
             held, self._held = self._held, []
+            helper, self._loop_helper = self._loop_helper, None
             self._prefetched.clear()
             self._pending.clear()
         self._local = threading.local()
         for item in held:
             _close(item.wrapper)
+        if helper is not None:
+            if self._shares_caller_connection():  # the helper thread's own connection
+                helper.submit(connections[self.using].close)
+            helper.shutdown(wait=False)
 
     def _prune_dead_threads(self) -> None:
         alive = []
@@ -412,6 +421,22 @@ class DjangoMetastore:
         return self._run(sql, params, fetch=False)[1]
 
     def _run(self, sql: str, params: Sequence[Any], *, fetch: bool) -> tuple[list[Row], int]:
+        if _loop_running():
+            # An encrypted attribute read in async code (an async view, ``async for`` over a
+            # queryset) whose key is not cached yet. Django forbids database calls from a
+            # thread running an event loop (SynchronousOnlyOperation), so the query runs on
+            # a helper thread with its own key connection; the caller waits for it, as it
+            # waits for Vault. Only cold keys get here: cached ones need no query.
+            return self._helper().submit(self._run_here, sql, params, fetch).result()
+        return self._run_here(sql, params, fetch)
+
+    def _helper(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._loop_helper is None:
+                self._loop_helper = ThreadPoolExecutor(1, thread_name_prefix="asherah-keys")
+            return self._loop_helper
+
+    def _run_here(self, sql: str, params: Sequence[Any], fetch: bool) -> tuple[list[Row], int]:
         for attempt in (0, 1):
             conn = self.connection()
             reused = conn.connection is not None
@@ -539,6 +564,15 @@ _SQL: Final = {
     "revoke-mysql": "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s)",
     "delete": "DELETE FROM {t} WHERE {id} = %s",
 }
+
+
+def _loop_running() -> bool:
+    """True in a thread that runs an asyncio event loop (Django's async-unsafe test)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _epoch(value: object) -> int:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.hygiene"]
+
 _DB_FIXTURES = {
     "db",
     "transactional_db",
