@@ -8,12 +8,18 @@ never shows its bytes in ``repr()``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .aead import NONCE_SIZE, TAG_SIZE, check_key
 from .errors import DecryptionError
 from .records import KeyMeta
+
+#: Called with a key's bytes when the key is wiped. session.py sets it to the C extension's
+#: ``forget_key`` when it uses that extension, so the key schedule cached there goes too.
+wipe_hook: Callable[[bytes], object] | None = None
 
 
 class CryptoKey:
@@ -28,6 +34,7 @@ class CryptoKey:
         "parent",
         "referenced",
         "revoked",
+        "secret_bytes",
         "use_until",
     )
 
@@ -51,7 +58,11 @@ class CryptoKey:
         #: Set on each cache hit; the cache's CLOCK eviction spares referenced keys once.
         self.referenced = True
         self._secret = bytearray(secret)
-        self.aead = AESGCM(bytes(self._secret))
+        #: The key as immutable bytes for the C fast path while the key is usable; None once
+        #: wiped, so a late user fails loudly instead of using zeros. (The same object is
+        #: the one ``aead`` holds, so it adds no copy of the key.)
+        self.secret_bytes: bytes | None = bytes(self._secret)
+        self.aead = AESGCM(self.secret_bytes)
         #: Pre-rendered ``{"KeyId":...,"Created":...}``: the DataRowRecord's ParentKeyMeta.
         self.meta_json = meta.to_json()
 
@@ -83,10 +94,14 @@ class CryptoKey:
 
     def wipe(self) -> None:
         """Overwrite the secret bytes and drop the cipher; the key is unusable afterwards."""
+        secret, self.secret_bytes = self.secret_bytes, None
         for index in range(len(self._secret)):
             self._secret[index] = 0
         self.aead = _WIPED
         self.use_until = 0.0
+        hook = wipe_hook
+        if secret is not None and hook is not None:
+            hook(secret)
 
     def __repr__(self) -> str:
         state = "revoked" if self.revoked else "active"

@@ -6,12 +6,19 @@
     assert session.decrypt(record) == b"secret"
 
 The encrypt and decrypt paths below are the hot path: with warm caches they do no
-I/O, take no lock and allocate little, so they are written out inline.
+I/O, take no lock and allocate little, so they are written out inline. Each exists twice:
+the pure-Python reference (``_encrypt_py``/``_decrypt_py``) and, when the optional C
+extension ``asherah_django.core._speedups`` is built, a path that does the per-value crypto
+and base64 in one C call (``_encrypt_c``/``_decrypt_c``). ``Session.encrypt``/``decrypt``
+are the C ones when the extension imports, unless ``ASHERAH_DJANGO_PURE_PYTHON=1`` was set
+when this module was imported. Both write the same records and accept and reject the same
+records with the same errors (tests/core/test_speedups.py checks them against each other).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from binascii import a2b_base64, b2a_base64
@@ -23,6 +30,7 @@ from typing import cast
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from . import keys as _keys
 from .aead import KEY_SIZE, NONCE_SIZE, TAG_SIZE
 from .envelope import KeyHierarchy
 from .errors import (
@@ -51,6 +59,23 @@ _KEY_LABEL = ',"Key":"'
 _KEY_START = _CREATED_START + 10 + len(_KEY_LABEL)
 _KEY_END = _KEY_START + 80
 _TAIL = '}},"Data":"'
+
+#: Whether Session.encrypt/decrypt use the C extension (False: the pure-Python path).
+SPEEDUPS = False
+if os.environ.get("ASHERAH_DJANGO_PURE_PYTHON", "").strip().lower() not in {"1", "true", "yes"}:
+    try:
+        from ._speedups import AuthenticationError as _AuthenticationError
+        from ._speedups import Base64Error as _Base64Error
+        from ._speedups import decrypt_row as _decrypt_row
+        from ._speedups import encrypt_row as _encrypt_row
+        from ._speedups import forget_key as _forget_key
+    except ImportError:  # not built (no compiler or OpenSSL headers at install time)
+        pass
+    else:
+        SPEEDUPS = True
+        # The extension caches the last intermediate key's AES key schedule; a wiped key
+        # must not outlive its CryptoKey there.
+        _keys.wipe_hook = _forget_key
 
 
 class SessionFactory:
@@ -179,7 +204,7 @@ class Session:
     def intermediate_key_id(self) -> str:
         return self._ik_id
 
-    def encrypt(self, data: bytes) -> str:
+    def _encrypt_py(self, data: bytes) -> str:
         """Encrypt ``data`` with a fresh data row key; return the DataRowRecord JSON."""
         if type(data) is not bytes and not isinstance(data, bytearray | memoryview):
             raise TypeError(f"encrypt() takes bytes, not {type(data).__name__}")
@@ -207,7 +232,7 @@ class Session:
             f'{key.meta_json}}},"Data":"{b2a_base64(encrypted, newline=False).decode()}"}}'
         )
 
-    def decrypt(self, record: str | bytes) -> bytes:
+    def _decrypt_py(self, record: str | bytes) -> bytes:
         """Decrypt a DataRowRecord made for this partition (by any Asherah implementation)."""
         # Fast path: the exact compact layout that we, Go and the Rust core write, for this
         # partition, with a 10-digit DRK ``Created`` and a 60-byte wrapped key. Slicing it
@@ -265,6 +290,67 @@ class Session:
             raise DecryptionError(
                 "unable to decrypt record: authentication failed (tampered or corrupted record)"
             ) from None
+
+    def _encrypt_c(self, data: bytes) -> str:
+        """Encrypt ``data`` with a fresh data row key; return the DataRowRecord JSON."""
+        if type(data) is not bytes and not isinstance(data, bytearray | memoryview):
+            raise TypeError(f"encrypt() takes bytes, not {type(data).__name__}")
+        if len(data) > MAX_PLAINTEXT_SIZE:
+            raise PayloadTooLargeError("plaintext is larger than the 64 MiB Asherah accepts")
+        now = self._clock()
+        key = self._latest.get(self._ik_id)
+        if key is None or key.revoked or now > key.use_until:
+            key = self._write_key()
+        key.referenced = True
+        secret = key.secret_bytes
+        if secret is None:  # the key was wiped by an eviction just now: take a fresh one
+            key = self._write_key()
+            secret = key.secret_bytes
+            if secret is None:
+                raise RuntimeError("this key was wiped (evicted or its factory closed)")
+        wrapped_key, encrypted = _encrypt_row(secret, data)
+        return (
+            f'{{"Key":{{"Created":{int(now)},"Key":"{wrapped_key}","ParentKeyMeta":'
+            f'{key.meta_json}}},"Data":"{encrypted}"}}'
+        )
+
+    def _decrypt_c(self, record: str | bytes) -> bytes:
+        """Decrypt a DataRowRecord made for this partition (by any Asherah implementation)."""
+        # The canonical layout with its intermediate key cached and usable goes to C in one
+        # call; everything else (and base64 the C decoder does not take) goes to the
+        # reference path, which then decides exactly as it always has.
+        middle = self._middle
+        end = self._middle_end
+        if (
+            type(record) is str
+            and record[:_CREATED_START] == _HEAD
+            and record[_CREATED_START + 10 : _KEY_START] == _KEY_LABEL
+            and record[_KEY_END:end] == middle
+            and record[end + 10 : end + 21] == _TAIL
+            and record[-2:] == '"}'
+        ):
+            numbers = record[_CREATED_START : _CREATED_START + 10] + record[end : end + 10]
+            if numbers.isascii() and numbers.isdigit() and numbers[0] != "0" != numbers[10]:
+                key = self._ik_cache.get((self._ik_id, int(numbers[10:])))
+                secret = None if key is None else key.secret_bytes
+                if key is not None and secret is not None:
+                    key.referenced = True
+                    try:
+                        return _decrypt_row(
+                            secret, record[_KEY_START:_KEY_END], record[end + 21 : -2]
+                        )
+                    except _AuthenticationError as exc:
+                        raise DecryptionError(f"unable to decrypt record: {exc}") from None
+                    except _Base64Error:
+                        pass
+        return self._decrypt_py(record)
+
+    if SPEEDUPS:
+        encrypt = _encrypt_c
+        decrypt = _decrypt_c
+    else:
+        encrypt = _encrypt_py
+        decrypt = _decrypt_py
 
     def encrypt_text(self, text: str) -> str:
         """UTF-8 encode ``text`` and :meth:`encrypt` it."""

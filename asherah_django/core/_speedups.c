@@ -1,0 +1,800 @@
+/*
+ * asherah_django.core._speedups: the per-value work of Session.encrypt / Session.decrypt
+ * in one C call each way (CPython C API + OpenSSL libcrypto EVP, nothing else).
+ *
+ *   encrypt_row(ik_key: bytes, data: Buffer) -> tuple[str, str]
+ *   decrypt_row(ik_key: bytes, wrapped_drk_b64: str, data_b64: str) -> bytes
+ *
+ * Byte layout of every AES-256-GCM blob, as every Asherah implementation writes it:
+ * ciphertext || tag(16) || nonce(12), no AAD. encrypt_row draws a fresh data row key (DRK)
+ * and two nonces with RAND_bytes, wraps the DRK under the intermediate key (IK), seals the
+ * data under the DRK and returns both blobs as standard padded base64. decrypt_row is the
+ * inverse; it accepts only canonical base64 (RFC 4648 section 4: a multiple of 4 characters,
+ * padding only at the end, zero trailing bits), a strict subset of what Python's
+ * binascii.a2b_base64(s, strict_mode=True) accepts, with identical output on that subset.
+ * Anything else raises Base64Error, and the caller (session.py) then takes its reference
+ * Python path, so records are accepted and rejected exactly as before.
+ *
+ * Contexts and thread safety: two module-level EVP_CIPHER_CTX are reused (OpenSSL 3 makes
+ * a fresh context and its key schedule cost more than the AES-GCM work on a small value):
+ * ik_ctx keeps the key schedule of the last intermediate key used (compared in constant
+ * time with the key of each call; forget_key() scrubs it when that key is wiped), and
+ * data_ctx gets each fresh data row key. Both are used only while the GIL is held and no
+ * Python API is called between a context's init and its final (every Python object is
+ * allocated first), and a busy flag sends any re-entrant use to a fresh context. Values of
+ * NOGIL_THRESHOLD bytes or more are processed with the GIL released, on contexts of their
+ * own (created and freed in the call), into buffers allocated beforehand. A free-threaded
+ * Python re-enables the GIL for this module (it does not declare Py_mod_gil).
+ *
+ * Secrets: data row keys live in stack buffers that are OPENSSL_cleanse()d before the call
+ * returns; contexts made for one call are freed, which cleanses their key schedules. data_ctx
+ * holds the key schedule of the last data row key until the next call (that key opens only
+ * the one value, and the intermediate key that wraps it is in memory anyway). Error messages
+ * are fixed strings that never contain key bytes.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <limits.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#include <openssl/rand.h>
+
+#ifdef FORCE_ERROR
+#error "FORCE_ERROR is defined: failing on purpose to test the pure-Python fallback"
+#endif
+
+#if OPENSSL_VERSION_NUMBER < 0x10101000L
+#error "asherah_django.core._speedups needs OpenSSL 1.1.1 or newer"
+#endif
+
+#define KEY_SIZE 32
+#define NONCE_SIZE 12
+#define TAG_SIZE 16
+#define OVERHEAD (TAG_SIZE + NONCE_SIZE)
+#define WRAPPED_SIZE (KEY_SIZE + OVERHEAD)
+/* Blobs up to this size are decoded into / sealed from a stack buffer. */
+#define STACK_BUF 2048
+/* Values at least this large are processed with the GIL released. */
+#define NOGIL_THRESHOLD (32 * 1024)
+/* EVP_*Update take an int length: feed at most this much per call. */
+#define CHUNK (1 << 30)
+/* AES-GCM's own limit, as Go and the Rust core enforce it: (2^32 - 2) blocks of 16 bytes. */
+#define GCM_MAX_PLAINTEXT (((long long)UINT32_MAX - 1) * 16)
+
+enum status {
+    ST_OK = 0,
+    ST_BASE64,   /* not canonical standard padded base64 */
+    ST_AUTH,     /* authentication failed or a blob is too short */
+    ST_DRK_SIZE, /* the wrapped key opened, but it is not 32 bytes */
+    ST_OPENSSL,  /* OpenSSL itself failed (allocation, init) */
+    ST_NOMEM,
+};
+
+static PyObject *AuthenticationError;
+static PyObject *Base64Error;
+static EVP_CIPHER *aes_gcm_fetched; /* OpenSSL 3: fetched once, so no implicit fetch per init */
+static const EVP_CIPHER *aes_gcm;
+/* Only with the GIL held; see the header comment. */
+static EVP_CIPHER_CTX *data_ctx;
+static int data_ctx_busy;
+static EVP_CIPHER_CTX *ik_ctx;
+static int ik_ctx_busy;
+static int ik_ctx_keyed; /* ik_ctx holds the key schedule of ik_cached */
+static unsigned char ik_cached[KEY_SIZE];
+
+/* ------------------------------------------------------------------------------------ */
+/* base64                                                                               */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* 0..63 for alphabet characters, 0x80 for everything else (including '=' and non-ASCII). */
+static unsigned char b64_values[256];
+
+static void
+b64_init(void)
+{
+    memset(b64_values, 0x80, sizeof(b64_values));
+    for (int i = 0; i < 64; i++) {
+        b64_values[(unsigned char)b64_alphabet[i]] = (unsigned char)i;
+    }
+}
+
+static inline Py_ssize_t
+b64_encoded_size(Py_ssize_t n)
+{
+    return (n + 2) / 3 * 4;
+}
+
+static void
+b64_encode(const unsigned char *in, Py_ssize_t n, unsigned char *out)
+{
+    Py_ssize_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        unsigned int v = ((unsigned int)in[i] << 16) | ((unsigned int)in[i + 1] << 8) | in[i + 2];
+        *out++ = (unsigned char)b64_alphabet[v >> 18];
+        *out++ = (unsigned char)b64_alphabet[(v >> 12) & 63];
+        *out++ = (unsigned char)b64_alphabet[(v >> 6) & 63];
+        *out++ = (unsigned char)b64_alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        unsigned int v = (unsigned int)in[i] << 16;
+        *out++ = (unsigned char)b64_alphabet[v >> 18];
+        *out++ = (unsigned char)b64_alphabet[(v >> 12) & 63];
+        *out++ = '=';
+        *out++ = '=';
+    }
+    else if (n - i == 2) {
+        unsigned int v = ((unsigned int)in[i] << 16) | ((unsigned int)in[i + 1] << 8);
+        *out++ = (unsigned char)b64_alphabet[v >> 18];
+        *out++ = (unsigned char)b64_alphabet[(v >> 12) & 63];
+        *out++ = (unsigned char)b64_alphabet[(v >> 6) & 63];
+        *out++ = '=';
+    }
+}
+
+/* The decoded size of canonical base64 text, or -1 when its length or padding is wrong. */
+static Py_ssize_t
+b64_decoded_size(const unsigned char *s, Py_ssize_t n)
+{
+    if (n % 4 != 0) {
+        return -1;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    Py_ssize_t pads = s[n - 1] == '=' ? (s[n - 2] == '=' ? 2 : 1) : 0;
+    return n / 4 * 3 - pads;
+}
+
+/* Decode canonical base64 (length already checked by b64_decoded_size). 0 on success. */
+static int
+b64_decode(const unsigned char *s, Py_ssize_t n, unsigned char *out)
+{
+    if (n == 0) {
+        return 0;
+    }
+    const unsigned char *last = s + n - 4;
+    unsigned int bad = 0;
+    for (; s < last; s += 4) {
+        unsigned int a = b64_values[s[0]], b = b64_values[s[1]];
+        unsigned int c = b64_values[s[2]], d = b64_values[s[3]];
+        bad |= a | b | c | d;
+        unsigned int v = (a << 18) | (b << 12) | (c << 6) | d;
+        *out++ = (unsigned char)(v >> 16);
+        *out++ = (unsigned char)(v >> 8);
+        *out++ = (unsigned char)v;
+    }
+    unsigned int a = b64_values[s[0]], b = b64_values[s[1]];
+    bad |= a | b;
+    if (s[3] != '=') {
+        unsigned int c = b64_values[s[2]], d = b64_values[s[3]];
+        bad |= c | d;
+        unsigned int v = (a << 18) | (b << 12) | (c << 6) | d;
+        out[0] = (unsigned char)(v >> 16);
+        out[1] = (unsigned char)(v >> 8);
+        out[2] = (unsigned char)v;
+    }
+    else if (s[2] != '=') { /* xxx= : two bytes, the last 2 bits must be zero */
+        unsigned int c = b64_values[s[2]];
+        bad |= c | ((c & 3) ? 0x80 : 0);
+        unsigned int v = (a << 18) | (b << 12) | (c << 6);
+        out[0] = (unsigned char)(v >> 16);
+        out[1] = (unsigned char)(v >> 8);
+    }
+    else { /* xx== : one byte, the last 4 bits must be zero */
+        bad |= (b & 15) ? 0x80 : 0;
+        out[0] = (unsigned char)((a << 2) | (b >> 4));
+    }
+    return (bad & 0x80) ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* AES-256-GCM in Asherah's layout                                                      */
+
+static int
+gcm_update(EVP_CIPHER_CTX *ctx, int enc, const unsigned char *in, Py_ssize_t n,
+           unsigned char *out)
+{
+    while (n > 0) {
+        int part = n > CHUNK ? CHUNK : (int)n;
+        int written = 0;
+        int ok = enc ? EVP_EncryptUpdate(ctx, out, &written, in, part)
+                     : EVP_DecryptUpdate(ctx, out, &written, in, part);
+        if (ok != 1 || written != part) {
+            return 0;
+        }
+        in += part;
+        out += part;
+        n -= part;
+    }
+    return 1;
+}
+
+/*
+ * out (n + 28 bytes) = AES-256-GCM(key, nonce, in) || tag || nonce. 1 on success. key NULL:
+ * keep the context's key. *keyed = whether the context holds a key schedule afterwards.
+ */
+static int
+gcm_seal(EVP_CIPHER_CTX *ctx, const unsigned char *key, const unsigned char *nonce,
+         const unsigned char *in, Py_ssize_t n, unsigned char *out, int *keyed)
+{
+    int written = 0;
+    *keyed = EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
+    if (!*keyed || !gcm_update(ctx, 1, in, n, out) ||
+        EVP_EncryptFinal_ex(ctx, out + n, &written) != 1 || written != 0 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, out + n) != 1) {
+        return 0;
+    }
+    memcpy(out + n + TAG_SIZE, nonce, NONCE_SIZE);
+    return 1;
+}
+
+/* out (n - 28 bytes) = plaintext of the blob (n >= 28 bytes): ST_OK, ST_AUTH or ST_OPENSSL.
+ * key and *keyed as for gcm_seal. */
+static int
+gcm_open(EVP_CIPHER_CTX *ctx, const unsigned char *key, const unsigned char *blob, Py_ssize_t n,
+         unsigned char *out, int *keyed)
+{
+    Py_ssize_t size = n - OVERHEAD;
+    const unsigned char *tag = blob + size;
+    const unsigned char *nonce = tag + TAG_SIZE;
+    unsigned char tag_copy[TAG_SIZE]; /* the ctrl takes a non-const pointer */
+    int written = 0;
+    memcpy(tag_copy, tag, TAG_SIZE);
+    /* Opening in place (out == blob) overwrites only the ciphertext, never tag or nonce. */
+    *keyed = EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
+    if (!*keyed || !gcm_update(ctx, 0, blob, size, out) ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag_copy) != 1) {
+        return ST_OPENSSL;
+    }
+    if (EVP_DecryptFinal_ex(ctx, out + size, &written) != 1 || written != 0) {
+        return ST_AUTH;
+    }
+    return ST_OK;
+}
+
+static EVP_CIPHER_CTX *
+new_ctx(void)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx != NULL && EVP_EncryptInit_ex(ctx, aes_gcm, NULL, NULL, NULL) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+/* data_ctx when free (GIL held), else a fresh context; NULL when OpenSSL fails. */
+static EVP_CIPHER_CTX *
+acquire_ctx(int with_gil)
+{
+    if (with_gil && !data_ctx_busy && data_ctx != NULL) {
+        data_ctx_busy = 1;
+        return data_ctx;
+    }
+    return new_ctx();
+}
+
+static void
+release_ctx(EVP_CIPHER_CTX *ctx)
+{
+    if (ctx == data_ctx) {
+        data_ctx_busy = 0;
+    }
+    else {
+        EVP_CIPHER_CTX_free(ctx); /* frees NULL too; the provider cleanses its key schedule */
+    }
+}
+
+/*
+ * A context for the intermediate key (GIL held): ik_ctx when free, with *key set to NULL when
+ * it already holds this key's schedule (the init then sets only the nonce); else a fresh
+ * context and *key = ik. Pass the result to release_ik_ctx with whether the operation's
+ * init succeeded.
+ */
+static EVP_CIPHER_CTX *
+acquire_ik_ctx(const unsigned char *ik, const unsigned char **key)
+{
+    *key = ik;
+    if (ik_ctx == NULL || ik_ctx_busy) {
+        return new_ctx();
+    }
+    ik_ctx_busy = 1;
+    if (ik_ctx_keyed && CRYPTO_memcmp(ik_cached, ik, KEY_SIZE) == 0) {
+        *key = NULL;
+    }
+    else {
+        ik_ctx_keyed = 0;
+        memcpy(ik_cached, ik, KEY_SIZE);
+    }
+    return ik_ctx;
+}
+
+static void
+release_ik_ctx(EVP_CIPHER_CTX *ctx, int keyed)
+{
+    if (ctx == ik_ctx) {
+        ik_ctx_keyed = keyed;
+        if (!keyed) {
+            OPENSSL_cleanse(ik_cached, sizeof(ik_cached));
+        }
+        ik_ctx_busy = 0;
+    }
+    else {
+        EVP_CIPHER_CTX_free(ctx);
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The two row operations, without Python API calls (may run with the GIL released).    */
+
+/* Seal data under drk into blob (n + 28 bytes) and base64 it into out. */
+static int
+seal_data(int with_gil, const unsigned char *drk, const unsigned char *nonce,
+          const unsigned char *data, Py_ssize_t n, unsigned char *blob, unsigned char *out)
+{
+    EVP_CIPHER_CTX *ctx = acquire_ctx(with_gil);
+    int keyed;
+    int ok = ctx != NULL && gcm_seal(ctx, drk, nonce, data, n, blob, &keyed);
+    release_ctx(ctx);
+    if (!ok) {
+        return ST_OPENSSL;
+    }
+    b64_encode(blob, n + OVERHEAD, out);
+    return ST_OK;
+}
+
+/*
+ * Decode both blobs, open the DRK with the IK (it must be 32 bytes), then open the data into
+ * out. Errors in the order of the Python path: base64 of either blob, then the DRK, then the
+ * data. key_buf must hold the decoded wrapped key; blob must hold the decoded data.
+ */
+static int
+open_row(int with_gil, const unsigned char *ik, const unsigned char *key_b64, Py_ssize_t key_len,
+         Py_ssize_t wrapped_size, unsigned char *key_buf, const unsigned char *data_b64,
+         Py_ssize_t data_len, Py_ssize_t blob_size, unsigned char *blob, unsigned char *out)
+{
+    if (b64_decode(key_b64, key_len, key_buf) != 0 || b64_decode(data_b64, data_len, blob) != 0) {
+        return ST_BASE64;
+    }
+    if (wrapped_size < OVERHEAD) {
+        return ST_AUTH;
+    }
+    /* The DRK opens in place: key_buf then holds the DRK and is cleansed by the caller. */
+    int status, keyed = 0;
+    if (with_gil) {
+        const unsigned char *key;
+        EVP_CIPHER_CTX *ctx = acquire_ik_ctx(ik, &key);
+        status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, key, key_buf, wrapped_size, key_buf, &keyed);
+        release_ik_ctx(ctx, keyed);
+    }
+    else {
+        EVP_CIPHER_CTX *ctx = new_ctx();
+        status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, ik, key_buf, wrapped_size, key_buf, &keyed);
+        EVP_CIPHER_CTX_free(ctx);
+    }
+    if (status == ST_OK && wrapped_size != WRAPPED_SIZE) {
+        status = ST_DRK_SIZE;
+    }
+    if (status == ST_OK) {
+        if (blob_size < OVERHEAD) {
+            status = ST_AUTH;
+        }
+        else {
+            EVP_CIPHER_CTX *ctx = acquire_ctx(with_gil);
+            status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, key_buf, blob, blob_size, out, &keyed);
+            release_ctx(ctx);
+        }
+    }
+    return status;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Python wrappers                                                                      */
+
+static int
+check_ik(PyObject *ik)
+{
+    if (!PyBytes_Check(ik)) {
+        PyErr_Format(PyExc_TypeError, "ik_key must be bytes, not %.100s", Py_TYPE(ik)->tp_name);
+        return -1;
+    }
+    if (PyBytes_GET_SIZE(ik) != KEY_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "ik_key must be 32 bytes");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+raise_status(int status)
+{
+    ERR_clear_error();
+    switch (status) {
+    case ST_BASE64:
+        PyErr_SetString(Base64Error, "not canonical standard padded base64");
+        break;
+    case ST_AUTH:
+        PyErr_SetString(AuthenticationError, "authentication failed (tampered or corrupted record)");
+        break;
+    case ST_DRK_SIZE:
+        PyErr_SetString(AuthenticationError, "data row key is not 32 bytes");
+        break;
+    case ST_NOMEM:
+        PyErr_NoMemory();
+        break;
+    default:
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL AES-256-GCM operation failed");
+        break;
+    }
+    return NULL;
+}
+
+/* A new ASCII str of the given length whose characters the caller fills in. */
+static PyObject *
+new_ascii(Py_ssize_t length, unsigned char **data)
+{
+    PyObject *text = PyUnicode_New(length, 127);
+    if (text != NULL) {
+        *data = (unsigned char *)PyUnicode_1BYTE_DATA(text);
+    }
+    return text;
+}
+
+/* The ASCII characters of a str argument; NULL (no error set) if it is not ASCII. */
+static const unsigned char *
+ascii_of(PyObject *text, const char *name, Py_ssize_t *length, int *failed)
+{
+    *failed = 0;
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", name, Py_TYPE(text)->tp_name);
+        *failed = 1;
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) {
+        *failed = 1;
+        return NULL;
+    }
+#endif
+    if (!PyUnicode_IS_ASCII(text)) {
+        return NULL;
+    }
+    *length = PyUnicode_GET_LENGTH(text);
+    return (const unsigned char *)PyUnicode_1BYTE_DATA(text);
+}
+
+PyDoc_STRVAR(encrypt_row_doc,
+"encrypt_row(ik_key, data, /)\n--\n\n"
+"Seal data under a fresh data row key and wrap that key under ik_key (32 bytes).\n\n"
+"Returns (base64 of the wrapped key, base64 of the data blob): standard padded base64\n"
+"of AES-256-GCM blobs laid out ciphertext || tag || nonce, no AAD.");
+
+static PyObject *
+encrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "encrypt_row() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *ik = args[0];
+    if (check_ik(ik) < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *key_text = NULL, *data_text = NULL, *result = NULL;
+    unsigned char stack_blob[STACK_BUF];
+    unsigned char *blob = stack_blob, *key_out = NULL, *data_out = NULL;
+    /* random = DRK (32) || wrapping nonce (12) || data nonce (12) */
+    unsigned char random[KEY_SIZE + 2 * NONCE_SIZE];
+    unsigned char wrapped[WRAPPED_SIZE];
+    const unsigned char *drk = random;
+    const unsigned char *key_nonce = random + KEY_SIZE;
+    const unsigned char *data_nonce = random + KEY_SIZE + NONCE_SIZE;
+    const unsigned char *ik_bytes = (const unsigned char *)PyBytes_AS_STRING(ik), *ik_arg;
+    Py_ssize_t n = view.len, blob_size = n + OVERHEAD;
+    int with_gil = n < NOGIL_THRESHOLD;
+    int status = ST_OPENSSL, keyed = 0;
+    EVP_CIPHER_CTX *ctx = NULL;
+
+    if ((long long)n > GCM_MAX_PLAINTEXT || n > (PY_SSIZE_T_MAX - OVERHEAD) / 4 * 3 - 4) {
+        PyErr_SetString(PyExc_OverflowError, "data is too large for AES-256-GCM");
+        goto done;
+    }
+    /* Every Python object and buffer first: no Python API call once the crypto starts. */
+    key_text = new_ascii(b64_encoded_size(WRAPPED_SIZE), &key_out);
+    data_text = key_text ? new_ascii(b64_encoded_size(blob_size), &data_out) : NULL;
+    if (data_text == NULL) {
+        goto done;
+    }
+    if (blob_size > STACK_BUF) {
+        blob = PyMem_RawMalloc((size_t)blob_size);
+        if (blob == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    if (RAND_bytes(random, (int)sizeof(random)) != 1) {
+        ERR_clear_error();
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL RAND_bytes failed to produce a data key");
+        goto done;
+    }
+    ctx = acquire_ik_ctx(ik_bytes, &ik_arg);
+    if (ctx != NULL && gcm_seal(ctx, ik_arg, key_nonce, drk, KEY_SIZE, wrapped, &keyed)) {
+        status = ST_OK;
+    }
+    release_ik_ctx(ctx, keyed);
+    if (status == ST_OK) {
+        b64_encode(wrapped, WRAPPED_SIZE, key_out);
+        if (with_gil) {
+            status = seal_data(1, drk, data_nonce, view.buf, n, blob, data_out);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            status = seal_data(0, drk, data_nonce, view.buf, n, blob, data_out);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    if (status != ST_OK) {
+        raise_status(status);
+        goto done;
+    }
+    result = PyTuple_Pack(2, key_text, data_text);
+
+done:
+    OPENSSL_cleanse(random, sizeof(random));
+    if (blob != stack_blob) {
+        PyMem_RawFree(blob);
+    }
+    Py_XDECREF(key_text);
+    Py_XDECREF(data_text);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(decrypt_row_doc,
+"decrypt_row(ik_key, wrapped_drk_b64, data_b64, /)\n--\n\n"
+"Open the data row key with ik_key (32 bytes), then the data; return the plaintext.\n\n"
+"Both arguments are canonical standard padded base64 str; anything else raises\n"
+"Base64Error. AuthenticationError when either blob fails authentication, is too short,\n"
+"or the data row key is not 32 bytes.");
+
+static PyObject *
+decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "decrypt_row() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *ik = args[0];
+    if (check_ik(ik) < 0) {
+        return NULL;
+    }
+    Py_ssize_t key_len = 0, data_len = 0;
+    int failed;
+    const unsigned char *key_b64 = ascii_of(args[1], "wrapped_drk_b64", &key_len, &failed);
+    if (failed) {
+        return NULL;
+    }
+    const unsigned char *data_b64 = ascii_of(args[2], "data_b64", &data_len, &failed);
+    if (failed) {
+        return NULL;
+    }
+    Py_ssize_t wrapped_size = key_b64 ? b64_decoded_size(key_b64, key_len) : -1;
+    Py_ssize_t blob_size = data_b64 ? b64_decoded_size(data_b64, data_len) : -1;
+    if (wrapped_size < 0 || blob_size < 0) {
+        return raise_status(ST_BASE64);
+    }
+
+    unsigned char stack_key[128], stack_blob[STACK_BUF];
+    unsigned char *key_buf = stack_key, *blob = stack_blob;
+    PyObject *plaintext = NULL;
+    int status = ST_NOMEM;
+    int with_gil = blob_size < NOGIL_THRESHOLD;
+    /* Every Python object and buffer first: no Python API call once the crypto starts. */
+    plaintext = PyBytes_FromStringAndSize(NULL, blob_size > OVERHEAD ? blob_size - OVERHEAD : 0);
+    if (plaintext == NULL) {
+        return NULL;
+    }
+    if (wrapped_size > (Py_ssize_t)sizeof(stack_key)) {
+        key_buf = PyMem_RawMalloc((size_t)wrapped_size);
+    }
+    if (blob_size > STACK_BUF) {
+        blob = PyMem_RawMalloc((size_t)blob_size);
+    }
+    if (key_buf != NULL && blob != NULL) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(plaintext);
+        const unsigned char *ik_bytes = (const unsigned char *)PyBytes_AS_STRING(ik);
+        if (with_gil) {
+            status = open_row(1, ik_bytes, key_b64, key_len, wrapped_size, key_buf, data_b64,
+                              data_len, blob_size, blob, out);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            status = open_row(0, ik_bytes, key_b64, key_len, wrapped_size, key_buf, data_b64,
+                              data_len, blob_size, blob, out);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    if (key_buf != NULL) {
+        OPENSSL_cleanse(key_buf, (size_t)wrapped_size); /* held the DRK */
+        if (key_buf != stack_key) {
+            PyMem_RawFree(key_buf);
+        }
+    }
+    if (blob != NULL && blob != stack_blob) {
+        PyMem_RawFree(blob);
+    }
+    if (status != ST_OK) {
+        /* Unauthenticated plaintext never leaves: wipe it before it is freed. */
+        OPENSSL_cleanse(PyBytes_AS_STRING(plaintext), (size_t)PyBytes_GET_SIZE(plaintext));
+        Py_DECREF(plaintext);
+        return raise_status(status);
+    }
+    return plaintext;
+}
+
+PyDoc_STRVAR(forget_key_doc,
+"forget_key(ik_key, /)\n--\n\n"
+"Scrub the cached key schedule of ik_key (32 bytes), if it is the one cached.\n\n"
+"Call it when the key is wiped, so no copy of it outlives the key's owner here.");
+
+static PyObject *
+forget_key(PyObject *module, PyObject *ik)
+{
+    (void)module;
+    if (check_ik(ik) < 0) {
+        return NULL;
+    }
+    if (ik_ctx_keyed && !ik_ctx_busy &&
+        CRYPTO_memcmp(ik_cached, PyBytes_AS_STRING(ik), KEY_SIZE) == 0) {
+        /* Freeing the context cleanses its key schedule; a new one replaces it. */
+        ik_ctx_keyed = 0;
+        OPENSSL_cleanse(ik_cached, sizeof(ik_cached));
+        EVP_CIPHER_CTX_free(ik_ctx);
+        ik_ctx = new_ctx(); /* NULL on failure: every call then uses a fresh context */
+        ERR_clear_error();
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(b64encode_doc,
+"b64encode(data, /)\n--\n\nStandard padded base64 of data as str (as binascii.b2a_base64, no newline).");
+
+static PyObject *
+py_b64encode(PyObject *module, PyObject *data)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    unsigned char *out;
+    PyObject *text = NULL;
+    if (view.len > (PY_SSIZE_T_MAX - 2) / 4 * 3) {
+        PyErr_SetString(PyExc_OverflowError, "data is too large to encode");
+    }
+    else {
+        text = new_ascii(b64_encoded_size(view.len), &out);
+        if (text != NULL) {
+            b64_encode(view.buf, view.len, out);
+        }
+    }
+    PyBuffer_Release(&view);
+    return text;
+}
+
+PyDoc_STRVAR(b64decode_doc,
+"b64decode(text, /)\n--\n\n"
+"Decode canonical standard padded base64 str; Base64Error for anything else.");
+
+static PyObject *
+py_b64decode(PyObject *module, PyObject *text)
+{
+    (void)module;
+    Py_ssize_t length = 0;
+    int failed;
+    const unsigned char *chars = ascii_of(text, "text", &length, &failed);
+    if (failed) {
+        return NULL;
+    }
+    Py_ssize_t size = chars ? b64_decoded_size(chars, length) : -1;
+    if (size < 0) {
+        return raise_status(ST_BASE64);
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, size);
+    if (result != NULL && b64_decode(chars, length, (unsigned char *)PyBytes_AS_STRING(result))) {
+        Py_DECREF(result);
+        return raise_status(ST_BASE64);
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"encrypt_row", (PyCFunction)(void (*)(void))encrypt_row, METH_FASTCALL, encrypt_row_doc},
+    {"decrypt_row", (PyCFunction)(void (*)(void))decrypt_row, METH_FASTCALL, decrypt_row_doc},
+    {"forget_key", forget_key, METH_O, forget_key_doc},
+    {"b64encode", py_b64encode, METH_O, b64encode_doc},
+    {"b64decode", py_b64decode, METH_O, b64decode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(module_doc,
+"Optional C fast path of asherah_django.core.session (OpenSSL AES-256-GCM).\n\n"
+"The pure-Python path in session.py is the reference; this module must agree with it.");
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "asherah_django.core._speedups", module_doc, -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (aes_gcm == NULL) {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+        aes_gcm_fetched = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+        aes_gcm = aes_gcm_fetched;
+#else
+        aes_gcm = EVP_aes_256_gcm();
+#endif
+        if (aes_gcm == NULL) {
+            ERR_clear_error();
+            PyErr_SetString(PyExc_ImportError, "OpenSSL provides no AES-256-GCM");
+            return NULL;
+        }
+        b64_init();
+    }
+    if (data_ctx == NULL) {
+        data_ctx = new_ctx();
+    }
+    if (ik_ctx == NULL) {
+        ik_ctx = new_ctx();
+    }
+    if (data_ctx == NULL || ik_ctx == NULL) {
+        ERR_clear_error();
+        PyErr_SetString(PyExc_ImportError, "OpenSSL could not set up AES-256-GCM");
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (AuthenticationError == NULL) {
+        AuthenticationError = PyErr_NewExceptionWithDoc(
+            "asherah_django.core._speedups.AuthenticationError",
+            "A blob failed AES-GCM authentication, was too short, or its data row key is not "
+            "32 bytes.",
+            PyExc_ValueError, NULL);
+        Base64Error = PyErr_NewExceptionWithDoc(
+            "asherah_django.core._speedups.Base64Error",
+            "A str is not canonical standard padded base64.", PyExc_ValueError, NULL);
+        if (AuthenticationError == NULL || Base64Error == NULL) {
+            Py_CLEAR(AuthenticationError);
+            Py_CLEAR(Base64Error);
+            Py_DECREF(module);
+            return NULL;
+        }
+    }
+    if (PyModule_AddObjectRef(module, "AuthenticationError", AuthenticationError) < 0 ||
+        PyModule_AddObjectRef(module, "Base64Error", Base64Error) < 0 ||
+        PyModule_AddIntConstant(module, "NOGIL_THRESHOLD", NOGIL_THRESHOLD) < 0 ||
+        PyModule_AddStringConstant(module, "OPENSSL_VERSION",
+                                   OpenSSL_version(OPENSSL_VERSION)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

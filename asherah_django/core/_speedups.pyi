@@ -1,0 +1,31 @@
+"""Type stub of the optional C extension (asherah_django/core/_speedups.c)."""
+
+from typing import Final
+
+from _typeshed import ReadableBuffer
+
+#: Values of at least this many bytes are processed with the GIL released.
+NOGIL_THRESHOLD: Final[int]
+#: The OpenSSL the extension runs with, e.g. "OpenSSL 3.0.19 27 Jan 2026".
+OPENSSL_VERSION: Final[str]
+
+class AuthenticationError(ValueError):
+    """A blob failed authentication, was too short, or its data row key is not 32 bytes."""
+
+class Base64Error(ValueError):
+    """A str is not canonical standard padded base64."""
+
+def encrypt_row(ik_key: bytes, data: ReadableBuffer, /) -> tuple[str, str]:
+    """(base64 of the wrapped fresh data row key, base64 of the data sealed under it)."""
+
+def decrypt_row(ik_key: bytes, wrapped_drk_b64: str, data_b64: str, /) -> bytes:
+    """The plaintext; AuthenticationError or Base64Error if the blobs do not open."""
+
+def forget_key(ik_key: bytes, /) -> None:
+    """Scrub the cached key schedule of ik_key, if it is the cached one."""
+
+def b64encode(data: ReadableBuffer, /) -> str:
+    """Standard padded base64, as binascii.b2a_base64(data, newline=False).decode()."""
+
+def b64decode(text: str, /) -> bytes:
+    """Decode canonical standard padded base64; Base64Error for anything else."""
