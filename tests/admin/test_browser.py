@@ -48,15 +48,20 @@ def test_inspect_filter_search_detail_and_revoke(
     page.screenshot(path=artifacts / "admin-key-list.png", full_page=True)
 
     # Filters (sidebar links), then search by partition.
-    page.click("#changelist-filter details[data-filter-title=kind] >> text=System")
+    with page.expect_navigation():  # wait for the new page, not the old one
+        page.click("#changelist-filter details[data-filter-title=kind] >> text=System")
     assert column(page, "data-kind") == {"system"}
     assert sorted(page.locator(".field-vault_version").all_inner_texts()) == ["v1", "v3", DASH]
-    page.click("#changelist-filter details[data-filter-title=status] >> text=Expired")
+    with page.expect_navigation():  # wait for the new page, not the old one
+        page.click("#changelist-filter details[data-filter-title=status] >> text=Expired")
     assert key_ids(page) == ["_SK_testsvc_testprod"]
-    page.click("text=Clear all filters")
-    page.click("#changelist-filter details[data-filter-title=status] >> text=Revoked")
+    with page.expect_navigation():  # wait for the new page, not the old one
+        page.click("text=Clear all filters")
+    with page.expect_navigation():  # wait for the new page, not the old one
+        page.click("#changelist-filter details[data-filter-title=status] >> text=Revoked")
     assert key_ids(page) == ["_IK_frank_testsvc_testprod"]
-    page.click("text=Clear all filters")
+    with page.expect_navigation():  # wait for the new page, not the old one
+        page.click("text=Clear all filters")
     page.fill("#searchbar", "bob@example.com")
     page.press("#searchbar", "Enter")
     page.wait_for_url("**q=bob*")
@@ -65,12 +70,14 @@ def test_inspect_filter_search_detail_and_revoke(
 
     # Sorting by created: oldest first puts the drift guard row (year 2000) on top.
     page.goto(LIST)
-    page.click("#sort-created")
+    with page.expect_navigation():  # wait for the new page, not the old one
+        page.click("#sort-created")
     assert key_ids(page)[0].startswith("__asherah_internal_")
 
     # The detail page of an intermediate key: metadata, lineage, masked record.
     page.goto(LIST + "?q=bob%40example.com")
-    page.click("#result_list tbody tr.key-row th a")
+    with page.expect_navigation():
+        page.click("#result_list tbody tr.key-row th a")
     page.wait_for_selector("#key-metadata")
     assert page.locator("#key-status").inner_text() == "Current"
     assert "_SK_testsvc_testprod" in page.locator("#key-parent").inner_text()
@@ -78,11 +85,13 @@ def test_inspect_filter_search_detail_and_revoke(
     page.screenshot(path=artifacts / "admin-key-detail.png", full_page=True)
 
     # Revoke through the confirmation page.
-    page.click("#revoke-link")
+    with page.expect_navigation():
+        page.click("#revoke-link")
     page.wait_for_selector("#revoke-form")
     assert "Are you sure" in page.content()
     page.screenshot(path=artifacts / "admin-key-revoke-confirm.png", full_page=True)
-    page.click("#confirm-revoke")
+    with page.expect_navigation():
+        page.click("#confirm-revoke")
     page.wait_for_selector("#key-metadata")
     assert "was revoked" in page.locator(".messagelist").inner_text()
     assert page.locator("#key-status").inner_text() == "Revoked"
