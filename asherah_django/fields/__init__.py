@@ -6,16 +6,18 @@
         tenant_id = models.CharField(max_length=64)
         body = EncryptedTextField()                              # the open session's key
         details = EncryptedJSONField(partition="tenant_id", null=True)  # each row's tenant
+        email = EncryptedEmailField(blind_index=True, unique=True)  # searchable: email=...
 
 See :mod:`asherah_django.fields.base` for how values are written and read (sessions,
 row partitions, lazy decryption with batched key loads, legacy plaintext), and
-:mod:`asherah_django.fields.types` for the encodings.
+:mod:`asherah_django.fields.types` for the encodings, :mod:`asherah_django.fields.blind`
+for blind indexes (exact-match lookups).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.db.models import Model, QuerySet, Value
 
@@ -25,6 +27,7 @@ from .base import (
     RowPartitionRequiredError,
     encrypted_fields,
 )
+from .blind import BlindIndex, BlindIndexField  # (the index column: added, not declared)
 from .checks import FIELD_CHECK_IDS
 from .descriptors import EncryptedAttribute
 from .sealed import SealedValue, VerbatimValue
@@ -44,6 +47,7 @@ from .types import (
 
 __all__ = [
     "FIELD_CHECK_IDS",
+    "BlindIndex",
     "EncryptedAttribute",
     "EncryptedBigIntegerField",
     "EncryptedBinaryField",
@@ -76,10 +80,23 @@ def bulk_update(
     Django's ``bulk_update()`` hands each value to the field without its row, so a field
     with ``partition=`` cannot pick the key there. This encrypts those values first, each
     with its own row's partition, and passes them to Django as ready-made expressions.
-    Other fields (and session-partitioned encrypted fields) go through unchanged.
+    Other fields (and session-partitioned encrypted fields) go through unchanged. The
+    blind index of a blind-indexed field is computed and updated with it.
     """
     objs = list(objs)
     model = queryset.model
+    indexed = [
+        f
+        for f in encrypted_fields(model)
+        if f.blind_index is not None and (f.name in fields or f.attname in fields)
+    ]
+    if indexed:
+        names = [f.blind_config.field_name for f in indexed]
+        columns = [cast(BlindIndexField, model._meta.get_field(name)) for name in names]
+        for obj in objs:
+            for column in columns:
+                column.pre_save(obj, add=False)  # sets the instance's index value
+        fields = [*fields, *(name for name in names if name not in fields)]
     by_row = {
         f.attname
         for f in encrypted_fields(model)

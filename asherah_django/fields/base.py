@@ -56,7 +56,9 @@ ciphertext is never returned as if it were the value. Failures send
 (never with values or keys).
 
 Lookups other than ``isnull`` (and ``=None``), transforms and ordering raise ``FieldError``
-naming the field and pointing to searchable fields (``blind_index=True``, planned).
+naming the field and pointing to searchable fields. A field with ``blind_index=...`` also
+answers ``exact``, ``in`` (and ``iexact`` when it casefolds) through its blind index
+column, and may be ``unique``; see :mod:`asherah_django.fields.blind`.
 
 Nothing is stored on the field per call: per-query state lives in the converter's closure
 (its ReadBatch), per-row state in the instance's ``__dict__``, the partition in a
@@ -92,6 +94,7 @@ from ..core.errors import (
     PartitionMismatchError,
 )
 from ..core.records import looks_like_data_row, parse_data_row
+from . import blind
 from .checks import check_field
 from .descriptors import EncryptedAttribute
 from .sealed import UNREAD, ReadBatch, SealedValue, VerbatimValue
@@ -173,7 +176,12 @@ class EncryptedField(_Field):
     - ``legacy``: ``"reject"`` (default) or ``"read"``, for stored values that are not
       DataRowRecords (see the module docstring).
 
-    ``unique``, ``db_index`` and ``primary_key`` are refused by system checks.
+    - ``blind_index``: ``True`` or a :class:`~asherah_django.fields.blind.BlindIndex`:
+      keep a keyed index of the value in a column of its own (``<name>_bidx``), so that
+      exact-match lookups and ``unique=True`` work (:mod:`~asherah_django.fields.blind`).
+
+    ``db_index`` and ``primary_key`` are refused by system checks, and ``unique`` too
+    unless the field has a blind index (the index column is then the unique one).
     """
 
     descriptor_class = EncryptedAttribute
@@ -184,16 +192,29 @@ class EncryptedField(_Field):
     reuse_records: ClassVar[bool] = True
     #: The plaintext's type name, for messages and validators; the column is TEXT.
     plain_type: ClassVar[str] = "text"
+    #: Whether ``blind_index=`` is allowed (False where equality would reveal the value,
+    #: or where the encoding is not canonical).
+    blind_index_supported: ClassVar[bool] = True
+    #: Whether the blind index normalises text (``strip``/``casefold``), and their defaults.
+    blind_index_text: ClassVar[bool] = False
+    blind_index_strip: ClassVar[bool] = False
+    blind_index_casefold: ClassVar[bool] = False
 
     def __init__(
         self,
         *args: Any,
         partition: str | Callable[[Any], object] | None = None,
         legacy: str = "reject",
+        blind_index: bool | blind.BlindIndex | None = None,
         **kwargs: Any,
     ) -> None:
         self.partition = partition
         self.legacy = legacy
+        if blind_index is True:
+            blind_index = blind.BlindIndex()
+        self.blind_index: blind.BlindIndex | None = blind_index or None
+        #: ``unique=True`` as given: with a blind index, the index column is UNIQUE.
+        self.blind_unique: bool = bool(blind_index) and bool(kwargs.get("unique"))
         super().__init__(*args, **kwargs)
         # Configuration read on every write, looked up once (DateField sets these).
         self._auto_now: bool = bool(getattr(self, "auto_now", False))
@@ -235,6 +256,11 @@ class EncryptedField(_Field):
             kwargs["partition"] = self.partition
         if self.legacy != "reject":
             kwargs["legacy"] = self.legacy
+        if self.blind_index is not None:
+            kwargs["blind_index"] = True if self.blind_index.is_default else self.blind_index
+            # The schema's UNIQUE goes on the index column (its field says so); the
+            # ciphertext column gets none.
+            kwargs.pop("unique", None)
         cls = type(self)
         if cls.__module__.startswith("asherah_django.fields"):
             path = f"asherah_django.fields.{cls.__qualname__}"
@@ -243,11 +269,37 @@ class EncryptedField(_Field):
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         return [*super().check(**kwargs), *check_field(self)]
 
+    def contribute_to_class(
+        self, cls: type[Model], name: str, private_only: bool = False, **kwargs: Any
+    ) -> None:
+        super().contribute_to_class(cls, name, private_only=private_only, **kwargs)
+        self.__dict__.pop("blind_config", None)  # (a copy from an abstract parent)
+        if self.blind_index is not None:
+            blind.attach(self, cls)
+
+    @cached_property
+    def blind_config(self) -> blind.IndexConfig:
+        """The blind index options resolved for this field (only with ``blind_index``)."""
+        return blind.resolve(self)
+
     # -- lookups and ordering ------------------------------------------------------------
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name == "isnull":
             return EncryptedIsNull
+        if self.blind_index is not None:
+            if lookup_name == "exact":
+                return blind.BlindExact
+            if lookup_name == "in":
+                return blind.BlindIn
+            if lookup_name == "iexact" and self.blind_config.casefold:
+                return blind.BlindIExact
+            raise FieldError(
+                f"unsupported lookup {lookup_name!r} on encrypted field {label(self)}: its "
+                "blind index answers only exact matches (=, in, get(); iexact when it "
+                "casefolds) and isnull; the database holds only ciphertext and a keyed "
+                "index, so it cannot search, compare or sort the values."
+            )
         if lookup_name == "exact":
             return EncryptedExact
         raise FieldError(
@@ -541,6 +593,8 @@ class EncryptedField(_Field):
         value = self.plain_to_python(value)
         self.validate(value, model_instance)
         self.run_validators(value)
+        if self.blind_unique and not self.unique and model_instance is not None:
+            blind.validate_unique_in_partition(self, value, model_instance)
         return value
 
     def value_from_object(self, obj: Model) -> Any:

@@ -1,9 +1,12 @@
-"""System checks of encrypted fields (ids asherah.E301-E306; registered as field checks).
+"""System checks of encrypted fields (ids asherah.E301-E311; registered as field checks).
 
-Refused: ``primary_key`` (E301), ``unique`` (E302), ``db_index`` (E303): each value is
-encrypted with a fresh data key, so equal values never match in SQL. Also reported: an
-unknown ``legacy=`` (E304), a ``partition=`` that names no plain field of the model
-(E305), and ``Meta.ordering`` on an encrypted field (E306).
+Refused: ``primary_key`` (E301), ``unique`` without a blind index (E302), ``db_index``
+(E303): each value is encrypted with a fresh data key, so equal values never match in SQL.
+Also reported: an unknown ``legacy=`` (E304), a ``partition=`` that names no plain field of
+the model (E305), ``Meta.ordering`` on an encrypted field (E306), and blind index
+problems: a type that cannot have one (E307), bad options (E308), a unique index shorter
+than 128 bits (E309), a clash with another field's name (E310), an index column that does
+not belong to its source field (E311, reported by the column's own check).
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ FIELD_CHECK_IDS: Final[dict[str, str]] = {
     "asherah.E304": "an encrypted field's legacy= is not 'reject' or 'read'",
     "asherah.E305": "an encrypted field's partition= names no plain field of its model",
     "asherah.E306": "Meta.ordering names an encrypted field",
+    "asherah.E307": "blind_index on an encrypted field type that cannot have one",
+    "asherah.E308": "blind_index options are invalid",
+    "asherah.E309": "a unique blind index is shorter than 16 bytes (128 bits)",
+    "asherah.E310": "a blind index column's name is taken by another field",
+    "asherah.E311": "a blind index column does not belong to a blind-indexed field",
 }
 
 
@@ -44,11 +52,12 @@ def check_field(field: EncryptedField) -> list[checks.CheckMessage]:
                 id="asherah.E301",
             )
         )
-    elif field.unique:
+    elif field.unique and field.blind_index is None:
         errors.append(
             checks.Error(
                 "an encrypted field cannot be unique",
-                hint=f"{why} in SQL; remove unique=True",
+                hint=f"{why} in SQL; add blind_index=True (the index is then unique) or "
+                "remove unique=True",
                 obj=field,
                 id="asherah.E302",
             )
@@ -72,6 +81,8 @@ def check_field(field: EncryptedField) -> list[checks.CheckMessage]:
             )
         )
     errors.extend(_check_partition_option(field))
+    if field.blind_index is not None:
+        errors.extend(_check_blind_index(field))
     ordering = getattr(field.model._meta, "ordering", None) or ()
     names = {field.name, field.attname}
     if any(isinstance(o, str) and o.lstrip("-") in names for o in ordering):
@@ -112,5 +123,74 @@ def _check_partition_option(field: EncryptedField) -> list[checks.CheckMessage]:
             "module-level function(instance) -> str",
             obj=field,
             id="asherah.E305",
+        )
+    ]
+
+
+def _check_blind_index(field: EncryptedField) -> list[checks.CheckMessage]:
+    from .blind import MAX_DIGEST_SIZE, MIN_DIGEST_SIZE, SCOPES, UNIQUE_MIN_DIGEST_SIZE
+
+    options = field.blind_index
+    assert options is not None
+    if not field.blind_index_supported:
+        return [
+            checks.Error(
+                f"{type(field).__name__} cannot have a blind index",
+                hint="an index of a boolean is the value itself, and JSON has no canonical "
+                "text to hash; index another field",
+                obj=field,
+                id="asherah.E307",
+            )
+        ]
+    problems = []
+    if options.scope not in SCOPES:
+        problems.append(f"scope={options.scope!r} is not one of {', '.join(SCOPES)}")
+    size = options.digest_size
+    if type(size) is not int or not MIN_DIGEST_SIZE <= size <= MAX_DIGEST_SIZE:
+        problems.append(f"digest_size={size!r} is not {MIN_DIGEST_SIZE} to {MAX_DIGEST_SIZE}")
+    if not field.blind_index_text and (options.strip or options.casefold):
+        problems.append("strip and casefold apply to text fields only")
+    for name in ("context", "field_name"):
+        value = getattr(options, name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            problems.append(f"{name}={value!r} must be a non-empty string")
+    errors: list[checks.CheckMessage] = [
+        checks.Error(
+            f"blind_index: {problem}",
+            hint="see asherah_django.fields.blind for the options",
+            obj=field,
+            id="asherah.E308",
+        )
+        for problem in problems
+    ]
+    if field.blind_unique and type(size) is int and size < UNIQUE_MIN_DIGEST_SIZE:
+        errors.append(
+            checks.Error(
+                f"a unique blind index needs digest_size >= {UNIQUE_MIN_DIGEST_SIZE}",
+                hint="shorter digests collide, and a collision would refuse a distinct value",
+                obj=field,
+                id="asherah.E309",
+            )
+        )
+    if not problems:
+        errors.extend(_check_index_column(field))
+    return errors
+
+
+def _check_index_column(field: EncryptedField) -> list[checks.CheckMessage]:
+    name = field.blind_config.field_name
+    try:
+        column = field.model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return []  # abstract models get theirs in each child
+    if getattr(column, "source", None) == field.name:
+        return []
+    return [
+        checks.Error(
+            f"the blind index column {name!r} clashes with another field of "
+            f"{field.model._meta.label}",
+            hint="rename that field or give BlindIndex(field_name=...)",
+            obj=field,
+            id="asherah.E310",
         )
     ]

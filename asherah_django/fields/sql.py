@@ -23,8 +23,9 @@ from django.db.models.lookups import Exact, IsNull
 
 SEARCHABLE_HINT: Final = (
     "the database holds only ciphertext (a fresh key per value), so SQL cannot compare, "
-    "search or sort it; only isnull works. Filter on another field and compare in Python, "
-    "or wait for searchable encrypted fields (blind_index=True, planned)"
+    "search or sort it; only isnull works. For exact-match lookups (=, in, get, unique) "
+    "give the field blind_index=True; for anything else filter on another field and "
+    "compare in Python"
 )
 
 

@@ -64,6 +64,8 @@ __all__ = [
 
 
 class _TextCodec(EncryptedField):
+    blind_index_text = True
+
     def normalize(self, value: Any) -> Any:
         return value if type(value) is str else self.plain_to_python(value)
 
@@ -80,7 +82,11 @@ class EncryptedCharField(_TextCodec, _CharField):
 
 
 class EncryptedEmailField(_TextCodec, _EmailField):
-    """An e-mail address (``str``), validated as Django's EmailField does."""
+    """An e-mail address (``str``), validated as Django's EmailField does. Its blind index
+    strips and casefolds by default."""
+
+    blind_index_strip = True
+    blind_index_casefold = True
 
 
 class EncryptedBinaryField(EncryptedField, _BinaryField):
@@ -106,6 +112,7 @@ class EncryptedJSONField(EncryptedField, _JSONField):
 
     plain_type = "JSON"
     reuse_records = False  # dicts and lists change in place: always encrypt them again
+    blind_index_supported = False  # json.dumps is not canonical (key order, spacing)
 
     def encode(self, value: Any) -> bytes:
         return json.dumps(value, cls=self.encoder).encode()
@@ -191,6 +198,7 @@ class EncryptedBooleanField(EncryptedField, _BooleanField):
     """``True``/``False`` (``None`` too when ``null=True``)."""
 
     plain_type = "boolean"
+    blind_index_supported = False  # two values: the index would be the value itself
 
     def normalize(self, value: Any) -> Any:
         return value if type(value) is bool else self.plain_to_python(value)

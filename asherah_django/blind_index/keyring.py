@@ -1,0 +1,514 @@
+"""Blind index keys: HMAC keys generated once, wrapped by the system key, kept in the metastore.
+
+Key ids
+-------
+``_BIDX__{service}_{product}`` for the global scope (the partition part is empty, which no
+Asherah partition can be) and ``_BIDX_{partition}_{service}_{product}`` for the partition
+scope, the same shape as ``_SK_{service}_{product}`` and ``_IK_{partition}_{service}_{product}``.
+Other Asherah implementations sharing the ``encryption_key`` table ignore these rows safely:
+
+* Go, Java, C# and the Rust core look keys up by exact id only, and only ever build
+  ``_SK_...`` and ``_IK_...`` ids (the Rust core's cross-region recovery, too, derives ids
+  from the ``_IK_`` prefix); no ``_BIDX_`` id can equal one.
+* Asherah's revoke script selects ``id LIKE '_SK_%'`` / ``'_IK_%'``, where ``_`` is a
+  one-character wildcard: a match needs ``S`` or ``I`` as the second character, and
+  ``_BIDX_`` has ``B`` there, so bulk revocation never touches these rows.
+* The Rust core's own bookkeeping uses ``__asherah_internal_``; ours never starts so.
+
+Records
+-------
+An ordinary Asherah EnvelopeKeyRecord, exactly like an intermediate key's:
+``{"Created":..,"Key":base64(AES-256-GCM(system key, 32 random bytes)),"ParentKeyMeta":
+{"KeyId":"_SK_{service}_{product}","Created":..}}``. The key is therefore protected by the
+system key and, through it, by the KMS (Vault Transit). ``"Revoked":true`` marks a
+*retired* version: no index value uses it any more. Blind index keys never expire (an
+expiry would force a re-index); they change only by rotation.
+
+Versions, and rotation without downtime
+---------------------------------------
+An id has one or more versions (rows with different ``created``):
+
+* the *write version* is the newest version not retired whose ``created`` is not in the
+  future; every new index value uses it;
+* lookups compare against every version not retired (a value stored under an older one is
+  found while re-indexing moves it);
+* rotation stores a version whose ``created`` lies in the future (by default
+  ``CHECK_INTERVAL`` + 60 seconds ahead). Every process reloads its key ring at least once
+  per ``CHECK_INTERVAL``, so all of them know the new version before it becomes the write
+  version, and switch to it at the same moment by their own clocks: no process can write
+  a value that another cannot find. ``asherah_reindex`` then moves stored values to it and
+  retires the old version once no value uses it.
+
+Each index value starts with its version's tag (``created`` in base 36), so re-indexing
+knows which rows are done without decrypting them and can stop and resume at any point.
+
+Field keys
+----------
+The stored key is never used directly: each field derives its own key,
+``HMAC-SHA256(key, "asherah_django blind index v1\\0" + context)`` with the context
+``app_label.model.field`` by default, so equal values in two fields give unrelated
+index values. Derived keys are cached with the version.
+
+Caching
+-------
+Key rings are cached per SessionFactory (so a settings change, which replaces the
+factory, drops them) and reloaded from the metastore after ``CHECK_INTERVAL`` seconds, as
+Asherah re-checks its cached keys. A ring is never cached while it is empty (another
+process may create the first key at any moment), nor, on SQLite, while it holds a version
+created inside a transaction that has not committed yet (it may still roll back).
+Key bytes never appear in ``repr()``, logs or exceptions, and cannot be pickled.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import string
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+
+from ..core.aead import KEY_SIZE, NONCE_SIZE, new_key
+from ..core.errors import (
+    DecryptionError,
+    InvalidPartitionError,
+    KeyCreationError,
+    MalformedRecordError,
+    MetastoreError,
+)
+from ..core.partition import MAX_KEY_ID_LENGTH
+from ..core.records import EnvelopeKeyRecord
+
+if TYPE_CHECKING:
+    from ..core.session import SessionFactory
+    from ..metastore import DjangoMetastore
+
+logger = logging.getLogger("asherah_django.blind_index")
+
+#: Every blind index key id starts with this.
+BIDX_PREFIX: Final = "_BIDX_"
+#: Domain separation of the per-field key derivation.
+DERIVATION_LABEL: Final = b"asherah_django blind index v1\x00"
+_DIGITS: Final = string.digits + string.ascii_lowercase
+_CREATE_ATTEMPTS: Final = 3
+_MIN_RINGS: Final = 16
+
+
+def index_key_id(partition: str | None, service_name: str, product_id: str) -> str:
+    """``_BIDX__{service}_{product}`` (``partition=None``: global) or
+    ``_BIDX_{partition}_{service}_{product}``."""
+    if partition is None:
+        return f"{BIDX_PREFIX}_{service_name}_{product_id}"
+    if not isinstance(partition, str) or not partition:
+        raise InvalidPartitionError("partition id cannot be empty")
+    key_id = f"{BIDX_PREFIX}{partition}_{service_name}_{product_id}"
+    if len(key_id) > MAX_KEY_ID_LENGTH:
+        raise InvalidPartitionError(
+            f"partition id is too long: its blind index key id would exceed "
+            f"{MAX_KEY_ID_LENGTH} characters"
+        )
+    if not key_id.isprintable():
+        raise InvalidPartitionError("partition id must not contain control characters")
+    return key_id
+
+
+def parse_index_key_id(key_id: str, service_name: str, product_id: str) -> tuple[bool, str | None]:
+    """``(True, None)`` for this service's global key id, ``(True, partition)`` for a
+    partition's, ``(False, None)`` for any other id."""
+    suffix = f"_{service_name}_{product_id}"
+    if not key_id.startswith(BIDX_PREFIX) or not key_id.endswith(suffix):
+        return False, None
+    if len(key_id) < len(BIDX_PREFIX) + len(suffix):
+        return False, None
+    middle = key_id[len(BIDX_PREFIX) : len(key_id) - len(suffix)]
+    return True, middle or None
+
+
+def version_tag(created: int) -> str:
+    """``created`` in base 36: the prefix that names a version in index values."""
+    if created < 0:
+        raise ValueError("a key's created time cannot be negative")
+    digits = []
+    while True:
+        created, digit = divmod(created, 36)
+        digits.append(_DIGITS[digit])
+        if not created:
+            return "".join(reversed(digits))
+
+
+class KeyVersion:
+    """One version of a blind index key, unwrapped. Never shows or pickles its bytes."""
+
+    __slots__ = ("_derived", "_secret", "created", "retired", "tag")
+
+    def __init__(self, created: int, secret: bytes | bytearray, *, retired: bool = False) -> None:
+        if len(secret) != KEY_SIZE:
+            raise ValueError(f"blind index keys are {KEY_SIZE} bytes, got {len(secret)}")
+        self.created = created
+        self.retired = retired
+        self.tag = version_tag(created)
+        self._secret: bytearray | None = bytearray(secret)
+        self._derived: dict[str, bytes] = {}
+
+    def field_key(self, context: str) -> bytes:
+        """The key of one field: ``HMAC-SHA256(key, label + context)`` (cached)."""
+        derived = self._derived.get(context)
+        if derived is None:
+            secret = self._secret
+            if secret is None:
+                raise RuntimeError("this blind index key was wiped (its factory closed)")
+            derived = hmac.digest(secret, DERIVATION_LABEL + context.encode("utf-8"), "sha256")
+            self._derived[context] = derived
+        return derived
+
+    def index_value(self, context: str, profile: str, data: bytes, size: int) -> str:
+        """``{tag}.{profile}:{hex of the first size bytes of HMAC-SHA256(field key, data)}``."""
+        digest = hmac.digest(self.field_key(context), data, "sha256")
+        return f"{self.tag}.{profile}:{digest[:size].hex()}"
+
+    def prefix(self, profile: str) -> str:
+        """What every index value of this version and profile starts with."""
+        return f"{self.tag}.{profile}:"
+
+    def wipe(self) -> None:
+        secret = self._secret
+        if secret is not None:
+            for index in range(len(secret)):
+                secret[index] = 0
+        self._secret = None
+        self._derived.clear()
+
+    def __repr__(self) -> str:
+        state = "retired" if self.retired else "active"
+        return f"<KeyVersion created={self.created} tag={self.tag} {state}>"
+
+    def __reduce__(self) -> None:  # type: ignore[override]
+        raise TypeError("KeyVersion holds key material and cannot be pickled")
+
+
+class KeyRing:
+    """The versions of one blind index key id, oldest first, as loaded at ``loaded_at``."""
+
+    __slots__ = ("key_id", "loaded_at", "provisional", "versions")
+
+    def __init__(
+        self, key_id: str, versions: Sequence[KeyVersion], loaded_at: float, provisional: bool
+    ) -> None:
+        self.key_id = key_id
+        self.versions = tuple(sorted(versions, key=lambda v: v.created))
+        self.loaded_at = loaded_at
+        self.provisional = provisional
+
+    def write_version(self, now: float) -> KeyVersion | None:
+        """The newest version neither retired nor in the future."""
+        for version in reversed(self.versions):
+            if not version.retired and version.created <= now:
+                return version
+        return None
+
+    def lookup_versions(self) -> tuple[KeyVersion, ...]:
+        """Every version not retired (index values may be under any of them)."""
+        return tuple(v for v in self.versions if not v.retired)
+
+    def pending(self, now: float) -> tuple[KeyVersion, ...]:
+        """Versions not active yet (a rotation waiting for every process to know them)."""
+        return tuple(v for v in self.versions if not v.retired and v.created > now)
+
+    def __repr__(self) -> str:
+        return f"<KeyRing {self.key_id} {list(self.versions)!r}>"
+
+
+class IndexKeys:
+    """The blind index keys of one SessionFactory: loading, creation, rotation, caching."""
+
+    def __init__(self, factory: SessionFactory) -> None:
+        self._factory = weakref.ref(factory)
+        self._rings: OrderedDict[str, KeyRing] = OrderedDict()
+        self._uncommitted: set[tuple[str, int]] = set()
+        self._lock = threading.RLock()
+        self._max_rings = max(factory.policy.intermediate_key_cache_size, _MIN_RINGS)
+
+    @property
+    def factory(self) -> SessionFactory:
+        factory = self._factory()
+        if factory is None:
+            raise RuntimeError("the SessionFactory of these blind index keys is gone")
+        return factory
+
+    def key_id(self, partition: str | None) -> str:
+        factory = self.factory
+        return index_key_id(partition, factory.service_name, factory.product_id)
+
+    # -- what the fields use ---------------------------------------------------------------
+
+    def write_version(self, key_id: str) -> KeyVersion:
+        """The version new index values use (the first one is created on first use)."""
+        factory = self.factory
+        now = factory.clock()
+        ring = self.ring(key_id)
+        version = ring.write_version(now) if ring is not None else None
+        if version is not None:
+            return version
+        with self._lock:
+            ring = self._reload(key_id)
+            version = ring.write_version(now) if ring is not None else None
+            if version is not None:
+                return version
+            for _ in range(_CREATE_ATTEMPTS):
+                self._create(key_id, self._new_created(ring, now))
+                ring = self._reload(key_id)
+                version = ring.write_version(now) if ring is not None else None
+                if version is not None:
+                    return version
+        raise KeyCreationError(f"failed to create or load blind index key {key_id!r}")
+
+    def lookup_versions(self, key_id: str) -> tuple[KeyVersion, ...]:
+        """The versions a lookup compares against; empty when the key does not exist yet
+        (then no stored value can match). Never creates a key."""
+        ring = self.ring(key_id)
+        return ring.lookup_versions() if ring is not None else ()
+
+    def ring(self, key_id: str) -> KeyRing | None:
+        """The cached ring of ``key_id``, reloaded when older than ``CHECK_INTERVAL``."""
+        ring = self._rings.get(key_id)
+        if ring is not None and not ring.provisional:
+            factory = self.factory
+            if factory.clock() - ring.loaded_at <= factory.policy.check_interval:
+                return ring
+        with self._lock:
+            return self._reload(key_id)
+
+    # -- administration -------------------------------------------------------------------
+
+    def rotate(self, key_id: str, activate_at: int) -> tuple[int, bool] | None:
+        """Store a new version of ``key_id`` that becomes the write version at
+        ``activate_at`` (epoch seconds). Returns ``(created, new)``: ``new`` is False when
+        a version was already pending (it is kept). None when the key does not exist
+        (nothing uses it: its first version will be created on first use)."""
+        with self._lock:
+            ring = self._reload(key_id)
+            if ring is None:
+                return None
+            now = self.factory.clock()
+            pending = ring.pending(now)
+            if pending:
+                return pending[-1].created, False
+            created = max(int(activate_at), ring.versions[-1].created + 1)
+            self._create(key_id, created)
+            self._reload(key_id)
+            return created, True
+
+    def retire(self, key_id: str, created: int) -> bool:
+        """Mark a version retired (``"Revoked":true``); False if it is not stored."""
+        store = self.factory.metastore
+        revoke: Callable[[str, int], bool] | None = getattr(store, "revoke", None)
+        if revoke is None:
+            raise MetastoreError(f"{type(store).__name__} cannot mark keys revoked")
+        done = revoke(key_id, created)
+        self.forget(key_id)
+        if done:
+            logger.info("asherah_django: retired blind index key %s created %s", key_id, created)
+        return done
+
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop cached rings (one id, or all) so that the next use reloads them."""
+        with self._lock:
+            if key_id is None:
+                self._rings.clear()
+            else:
+                self._rings.pop(key_id, None)
+
+    def close(self) -> None:
+        """Wipe every cached key version."""
+        with self._lock:
+            rings, self._rings = list(self._rings.values()), OrderedDict()
+        for ring in rings:
+            for version in ring.versions:
+                version.wipe()
+
+    # -- loading and creating ----------------------------------------------------------------
+
+    def _reload(self, key_id: str) -> KeyRing | None:
+        factory = self.factory
+        now = factory.clock()
+        versions = [self._unwrap(key_id, record) for record in self._stored(key_id)]
+        if not versions:
+            self._rings.pop(key_id, None)
+            return None
+        provisional = any((key_id, v.created) in self._uncommitted for v in versions)
+        ring = KeyRing(key_id, versions, now, provisional)
+        self._rings[key_id] = ring
+        self._rings.move_to_end(key_id)
+        while len(self._rings) > self._max_rings:  # (no wipe: a caller may still use it)
+            self._rings.popitem(last=False)
+        return ring
+
+    def _stored(self, key_id: str) -> list[EnvelopeKeyRecord]:
+        """Every stored version of ``key_id``."""
+        from ..metastore import DjangoMetastore
+
+        store = self.factory.metastore
+        if isinstance(store, DjangoMetastore):
+            return _select_versions(store, key_id)
+        items = getattr(store, "items", None)
+        if callable(items):  # the in-memory metastore
+            return [record for kid, _, record in items() if kid == key_id]
+        latest = store.load_latest(key_id)
+        return [latest] if latest is not None else []
+
+    def _unwrap(self, key_id: str, record: EnvelopeKeyRecord) -> KeyVersion:
+        factory = self.factory
+        parent = record.parent
+        if parent is None or parent.key_id != factory.system_key_id:
+            raise DecryptionError(
+                f"blind index key {key_id!r} created {record.created} is not wrapped by this "
+                f"service's system key {factory.system_key_id!r}"
+            )
+        system_key = factory.keys.system_key(parent)
+        try:
+            secret = bytearray(system_key.unwrap(record.encrypted_key))
+        except DecryptionError:
+            raise DecryptionError(
+                f"blind index key {key_id!r} created {record.created} does not decrypt with "
+                f"system key {parent.key_id!r} created {parent.created}"
+            ) from None
+        try:
+            return KeyVersion(record.created, secret, retired=record.revoked)
+        except ValueError:
+            raise DecryptionError(f"blind index key {key_id!r} is not 32 bytes") from None
+        finally:
+            for index in range(len(secret)):
+                secret[index] = 0
+
+    def _new_created(self, ring: KeyRing | None, now: float) -> int:
+        created = self.factory.policy.truncate(now)
+        taken = {v.created for v in ring.versions} if ring is not None else set()
+        for candidate in (created, int(now)):
+            if candidate not in taken:
+                return candidate
+        raise KeyCreationError("a blind index key version was created this very second")
+
+    def _create(self, key_id: str, created: int) -> bool:
+        """Store a new version under ``(key_id, created)``; False if that row exists."""
+        factory = self.factory
+        system_key = factory.keys.latest_system_key()
+        secret = bytearray(new_key())
+        try:
+            wrapped = system_key.wrap(secret, os.urandom(NONCE_SIZE))
+        finally:
+            for index in range(len(secret)):
+                secret[index] = 0
+        record = EnvelopeKeyRecord(created, wrapped, parent=system_key.meta)
+        store = factory.metastore
+        stored = store.store(key_id, created, record)
+        if not stored:
+            return False
+        self._track_uncommitted(key_id, created)
+        logger.info("asherah_django: created blind index key %s created %s", key_id, created)
+        for listener in list(factory.keys.listeners):
+            try:
+                listener("created", key_id, created)
+            except Exception:  # a metrics hook must never break indexing
+                logger.exception("asherah key listener failed for a blind index key")
+        return True
+
+    def _track_uncommitted(self, key_id: str, created: int) -> None:
+        """On SQLite a key is stored inside the caller's transaction, which may roll back:
+        until it commits, the ring is reloaded on every use."""
+        from ..metastore import DjangoMetastore
+
+        store = self.factory.metastore
+        if not isinstance(store, DjangoMetastore) or store.vendor != "sqlite":
+            return
+        if not connections[store.using].in_atomic_block:
+            return
+        entry = (key_id, created)
+        self._uncommitted.add(entry)
+
+        def committed() -> None:
+            self._uncommitted.discard(entry)
+
+        transaction.on_commit(committed, using=store.using)
+
+
+def _select_versions(store: DjangoMetastore, key_id: str) -> list[EnvelopeKeyRecord]:
+    """Every version of ``key_id`` read on the metastore's own connection (committed rows,
+    whatever the caller's transaction sees); a stale connection is replaced once."""
+    for attempt in (0, 1):
+        conn = store.connection()
+        quote = conn.ops.quote_name
+        sql = (
+            f"SELECT {quote('key_record')} FROM {quote(store.table)} "  # noqa: S608
+            f"WHERE {quote('id')} = %s"
+        )
+        try:
+            with conn.cursor() as cursor:
+                store.queries += 1
+                cursor.execute(sql, [key_id])
+                rows = list(cursor.fetchall())
+            break
+        except (OperationalError, InterfaceError) as exc:
+            if store.vendor != "sqlite" and attempt == 0 and not conn.is_usable():
+                conn.close()
+                continue
+            raise MetastoreError(
+                f"loading blind index key {key_id!r} failed: {exc}",
+                hint="check the database connection and that the encryption_key table exists",
+            ) from exc
+        except DatabaseError as exc:
+            raise MetastoreError(
+                f"loading blind index key {key_id!r} failed: {exc}",
+                hint="check the database connection and that the encryption_key table exists",
+            ) from exc
+    records = []
+    for (value,) in rows:
+        try:
+            records.append(_record(value))
+        except MalformedRecordError as exc:
+            raise MetastoreError(f"blind index key {key_id!r} is malformed: {exc}") from exc
+    return records
+
+
+def _record(value: Any) -> EnvelopeKeyRecord:
+    if isinstance(value, dict):
+        return EnvelopeKeyRecord.from_dict(value, "key record")
+    if isinstance(value, memoryview):
+        value = bytes(value)
+    if isinstance(value, str | bytes):
+        return EnvelopeKeyRecord.from_json(value)
+    raise MalformedRecordError(f"key record has unexpected type {type(value).__name__}")
+
+
+_registry: weakref.WeakKeyDictionary[SessionFactory, IndexKeys] = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()
+
+
+def index_keys(factory: SessionFactory) -> IndexKeys:
+    """The blind index keys of ``factory`` (one registry per factory)."""
+    keys = _registry.get(factory)
+    if keys is not None:
+        return keys
+    with _registry_lock:
+        keys = _registry.get(factory)
+        if keys is None:
+            for other, old in list(_registry.items()):
+                if other.closed:  # its factory was closed: wipe its keys now
+                    old.close()
+                    del _registry[other]
+            keys = _registry[factory] = IndexKeys(factory)
+        return keys
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for keys in list(_registry.values()):
+        keys._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
