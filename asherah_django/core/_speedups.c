@@ -646,6 +646,86 @@ decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return plaintext;
 }
 
+/* The canonical DataRowRecord layout (session.py's fast path), by code point offsets. */
+static const char drr_head[] = "{\"Key\":{\"Created\":";   /* at 0 */
+static const char drr_key_label[] = ",\"Key\":\"";         /* after the 10-digit DRK Created */
+static const char drr_tail[] = "}},\"Data\":\"";           /* after the 10-digit IK Created */
+#define DRR_CREATED_START 18
+#define DRR_KEY_START (DRR_CREATED_START + 10 + 8)
+#define DRR_KEY_END (DRR_KEY_START + 80)
+
+static int
+matches_ascii(int kind, const void *data, Py_ssize_t at, const char *text, Py_ssize_t length)
+{
+    for (Py_ssize_t i = 0; i < length; i++) {
+        if (PyUnicode_READ(kind, data, at + i) != (Py_UCS4)(unsigned char)text[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* 10 ASCII digits, the first not '0': their value, else -1. */
+static long long
+ten_digits(int kind, const void *data, Py_ssize_t at)
+{
+    long long value = 0;
+    for (Py_ssize_t i = 0; i < 10; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, at + i);
+        if (c < '0' || c > '9' || (i == 0 && c == '0')) {
+            return -1;
+        }
+        value = value * 10 + (long long)(c - '0');
+    }
+    return value;
+}
+
+PyDoc_STRVAR(canonical_created_doc,
+"canonical_created(record, middle, /)\n--\n\n"
+"The intermediate key's Created if record has the canonical compact DataRowRecord\n"
+"layout whose ParentKeyMeta starts with middle (session.py's fast path checks, exactly),\n"
+"else -1.");
+
+static PyObject *
+canonical_created(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "canonical_created() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *record = args[0], *middle = args[1];
+    if (!PyUnicode_Check(record) || !PyUnicode_Check(middle)) {
+        PyErr_SetString(PyExc_TypeError, "canonical_created() takes two str");
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(record) < 0 || PyUnicode_READY(middle) < 0) {
+        return NULL;
+    }
+#endif
+    Py_ssize_t length = PyUnicode_GET_LENGTH(record), middle_length = PyUnicode_GET_LENGTH(middle);
+    Py_ssize_t end = DRR_KEY_END + middle_length; /* where the IK's Created starts */
+    long long created = -1;
+    if (middle_length <= PY_SSIZE_T_MAX - DRR_KEY_END - 21 && length >= end + 21) {
+        int kind = PyUnicode_KIND(record), middle_kind = PyUnicode_KIND(middle);
+        const void *data = PyUnicode_DATA(record), *middle_data = PyUnicode_DATA(middle);
+        int ok = matches_ascii(kind, data, 0, drr_head, DRR_CREATED_START) &&
+                 matches_ascii(kind, data, DRR_CREATED_START + 10, drr_key_label, 8) &&
+                 matches_ascii(kind, data, end + 10, drr_tail, 11) &&
+                 matches_ascii(kind, data, length - 2, "\"}", 2) &&
+                 ten_digits(kind, data, DRR_CREATED_START) >= 0;
+        for (Py_ssize_t i = 0; ok && i < middle_length; i++) {
+            ok = PyUnicode_READ(kind, data, DRR_KEY_END + i) ==
+                 PyUnicode_READ(middle_kind, middle_data, i);
+        }
+        if (ok) {
+            created = ten_digits(kind, data, end);
+        }
+    }
+    return PyLong_FromLongLong(created);
+}
+
 PyDoc_STRVAR(forget_key_doc,
 "forget_key(ik_key, /)\n--\n\n"
 "Scrub the cached key schedule of ik_key (32 bytes), if it is the one cached.\n\n"
@@ -726,6 +806,8 @@ static PyMethodDef methods[] = {
     {"encrypt_row", (PyCFunction)(void (*)(void))encrypt_row, METH_FASTCALL, encrypt_row_doc},
     {"decrypt_row", (PyCFunction)(void (*)(void))decrypt_row, METH_FASTCALL, decrypt_row_doc},
     {"forget_key", forget_key, METH_O, forget_key_doc},
+    {"canonical_created", (PyCFunction)(void (*)(void))canonical_created, METH_FASTCALL,
+     canonical_created_doc},
     {"b64encode", py_b64encode, METH_O, b64encode_doc},
     {"b64decode", py_b64decode, METH_O, b64decode_doc},
     {NULL, NULL, 0, NULL},

@@ -21,6 +21,9 @@ def encrypt_row(ik_key: bytes, data: ReadableBuffer, /) -> tuple[str, str]:
 def decrypt_row(ik_key: bytes, wrapped_drk_b64: str, data_b64: str, /) -> bytes:
     """The plaintext; AuthenticationError or Base64Error if the blobs do not open."""
 
+def canonical_created(record: str, middle: str, /) -> int:
+    """The IK Created of a record in the canonical compact layout for ``middle``, else -1."""
+
 def forget_key(ik_key: bytes, /) -> None:
     """Scrub the cached key schedule of ik_key, if it is the cached one."""
 

@@ -66,6 +66,7 @@ if os.environ.get("ASHERAH_DJANGO_PURE_PYTHON", "").strip().lower() not in {"1",
     try:
         from ._speedups import AuthenticationError as _AuthenticationError
         from ._speedups import Base64Error as _Base64Error
+        from ._speedups import canonical_created as _canonical_created
         from ._speedups import decrypt_row as _decrypt_row
         from ._speedups import encrypt_row as _encrypt_row
         from ._speedups import forget_key as _forget_key
@@ -316,28 +317,22 @@ class Session:
 
     def _decrypt_c(self, record: str | bytes) -> bytes:
         """Decrypt a DataRowRecord made for this partition (by any Asherah implementation)."""
-        # The canonical layout with its intermediate key cached and usable goes to C in one
-        # call; everything else (and base64 the C decoder does not take) goes to the
-        # reference path, which then decides exactly as it always has.
-        middle = self._middle
-        end = self._middle_end
-        if (
-            type(record) is str
-            and record[:_CREATED_START] == _HEAD
-            and record[_CREATED_START + 10 : _KEY_START] == _KEY_LABEL
-            and record[_KEY_END:end] == middle
-            and record[end + 10 : end + 21] == _TAIL
-            and record[-2:] == '"}'
-        ):
-            numbers = record[_CREATED_START : _CREATED_START + 10] + record[end : end + 10]
-            if numbers.isascii() and numbers.isdigit() and numbers[0] != "0" != numbers[10]:
-                key = self._ik_cache.get((self._ik_id, int(numbers[10:])))
+        # The canonical layout (the very checks of _decrypt_py's fast path, made in C) with
+        # its intermediate key cached and usable goes to C in one call; everything else,
+        # and base64 that the C decoder does not take, goes to the reference path, which
+        # then decides exactly as it always has.
+        if type(record) is str:
+            created = _canonical_created(record, self._middle)
+            if created >= 0:
+                key = self._ik_cache.get((self._ik_id, created))
                 secret = None if key is None else key.secret_bytes
                 if key is not None and secret is not None:
                     key.referenced = True
                     try:
                         return _decrypt_row(
-                            secret, record[_KEY_START:_KEY_END], record[end + 21 : -2]
+                            secret,
+                            record[_KEY_START:_KEY_END],
+                            record[self._middle_end + 21 : -2],
                         )
                     except _AuthenticationError as exc:
                         raise DecryptionError(f"unable to decrypt record: {exc}") from None

@@ -389,6 +389,81 @@ def test_b64decode_accepts_a_subset_of_strict_binascii(text: str) -> None:
     assert (decoded is not None) == canonical
 
 
+# -- the canonical-layout check ----------------------------------------------------------
+
+
+def reference_created(record: str, middle: str) -> int:
+    """The checks of Session._decrypt_py's fast path, in Python, as the reference."""
+    head, label, tail = session_module._HEAD, session_module._KEY_LABEL, session_module._TAIL
+    start, key_start = session_module._CREATED_START, session_module._KEY_START
+    end = session_module._KEY_END + len(middle)
+    if (
+        record[:start] == head
+        and record[start + 10 : key_start] == label
+        and record[session_module._KEY_END : end] == middle
+        and record[end + 10 : end + 21] == tail
+        and record[-2:] == '"}'
+    ):
+        numbers = record[start : start + 10] + record[end : end + 10]
+        if numbers.isascii() and numbers.isdigit() and numbers[0] != "0" != numbers[10]:
+            return int(numbers[10:])
+    return -1
+
+
+PARTITIONS = ["fuzz", "pärtition", "分区", "key🔑", 'quote"d', "x" * 200]
+_EDIT_CHARS = st.sampled_from('0159A"}{:,/\\=é分🔑 \x00') | st.characters()
+
+
+@FAST
+@given(st.sampled_from(PARTITIONS), st.binary(max_size=40), st.data())
+def test_canonical_created_matches_the_python_checks(
+    partition: str, payload: bytes, data: st.DataObject
+) -> None:
+    session = _FACTORY.get_session(partition)
+    record = encrypt_py(session, payload)
+    middle = session._middle
+    created = parse_data_row(record).parent.created
+    assert speedups.canonical_created(record, middle) == reference_created(record, middle)
+    assert speedups.canonical_created(record, middle) == created
+    for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+        index = data.draw(st.integers(min_value=0, max_value=len(record)))
+        char = data.draw(_EDIT_CHARS)
+        edit = data.draw(st.sampled_from(["insert", "replace", "delete", "truncate"]))
+        if edit == "insert":
+            record = record[:index] + char + record[index:]
+        elif edit == "replace":
+            record = record[:index] + char + record[index + 1 :]
+        elif edit == "delete":
+            record = record[:index] + record[index + 1 :]
+        else:
+            record = record[:index]
+    other = data.draw(st.sampled_from([middle, _FACTORY.get_session("fuzz")._middle]))
+    assert speedups.canonical_created(record, other) == reference_created(record, other)
+
+
+@FAST
+@given(st.text(max_size=300), st.sampled_from(PARTITIONS))
+def test_canonical_created_on_arbitrary_text(text: str, partition: str) -> None:
+    middle = _FACTORY.get_session(partition)._middle
+    assert speedups.canonical_created(text, middle) == reference_created(text, middle) == -1
+
+
+@requires_c_path
+@pytest.mark.parametrize("partition", PARTITIONS)
+def test_non_ascii_partitions_take_the_c_path(
+    partition: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = _FACTORY.get_session(partition)
+    records = [encrypt_c(session, b"value"), encrypt_py(session, b"value")]
+
+    def refuse(self: Session, record: str | bytes) -> bytes:
+        raise AssertionError("the pure-Python path was used")
+
+    monkeypatch.setattr(Session, "_decrypt_py", refuse)
+    for record in records:
+        assert decrypt_c(session, record) == b"value"
+
+
 # -- differential: both paths agree on every record ------------------------------------
 
 
