@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 PY=.venv/bin/python
 export PYTHONDEVMODE=1 PYTHONHASHSEED=0 TZ=UTC
+# The C accelerator must have been built here (bootstrap installs its build dependencies);
+# its tests fail rather than skip without it. The pure-Python path is tested as well.
+export ASHERAH_DJANGO_REQUIRE_SPEEDUPS=${ASHERAH_DJANGO_REQUIRE_SPEEDUPS:-1}
 
 databases=${ASHERAH_TEST_DATABASES:-sqlite postgres mysql}
 pg_url=${ASHERAH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
