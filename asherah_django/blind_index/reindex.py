@@ -1,0 +1,499 @@
+"""``manage.py asherah_reindex``: compute blind indexes in batches; rotate and retire their keys.
+
+Re-indexing reads a field's rows in primary-key windows (each window one transaction) and
+rewrites the index of every row whose index is missing or not under the current key
+version and options (its prefix says so: see :mod:`.keyring`), decrypting the value with
+the partition its DataRowRecord names. Each write is a compare-and-swap
+(``UPDATE ... SET idx = new WHERE pk = ? AND value = old AND idx = old``), so a row the
+application changed meanwhile is left alone (it got a fresh index when it was saved), and
+no ``save()`` runs (no signals, ``auto_now`` untouched). A row whose index would duplicate
+another's on a unique index (two equal values stored during a rotation, see below) is
+left alone and reported.
+
+Crash safety: a row is either done (its index has the current prefix) or not, so a run
+killed at any point and run again finishes the job without redoing the rows done; with
+``--checkpoint FILE`` the re-run also skips the windows already read.
+
+Rotation: :func:`rotate_keys` stores a new version of each blind index key, active from
+``now + activate_in`` (default ``CHECK_INTERVAL`` + 60 seconds, so that every process knows
+it before it is used; see :mod:`.keyring`). Until then nothing changes; afterwards new
+values use it, lookups compare both versions, and a re-index moves the stored ones.
+:func:`retire_unused` then marks retired every older version that no stored index uses
+any more, and lookups stop comparing it.
+
+During a rotation a unique index can only compare values under the same version: two
+equal values written one before and one after the switch, bypassing ``validate_unique`` /
+``get_or_create`` (which look under both versions), are both stored. The re-index then
+reports the second as a conflict instead of failing; resolve it and run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
+from django.db import IntegrityError, connections, models, router, transaction
+from django.db.models import ExpressionWrapper, F
+
+from ..core.errors import AsherahError, DecryptionError, MalformedRecordError
+from ..core.records import parse_data_row
+from ..fields.base import EncryptedField, encrypted_fields
+from ..fields.blind import BlindIndexField, index_input
+from .keyring import BIDX_PREFIX, IndexKeys, index_keys, parse_index_key_id, version_tag
+
+if TYPE_CHECKING:
+    from ..core.session import SessionFactory
+    from ..rotation import Checkpoint, Summary
+
+logger = logging.getLogger("asherah_django.blind_index")
+
+Progress = Callable[[int, int], None]
+Row = tuple[Any, ...]
+
+
+class ReindexError(AsherahError):
+    """A re-index or rotation step cannot run (bad labels, arguments or metastore)."""
+
+
+@dataclass(frozen=True)
+class IndexedField:
+    """An encrypted field with a blind index, and its index column."""
+
+    model: type[models.Model]
+    field: EncryptedField
+    column: BlindIndexField
+
+    @property
+    def label(self) -> str:
+        return f"{self.model._meta.label}.{self.field.name}"
+
+
+def indexed_fields(labels: Sequence[str] = ()) -> list[IndexedField]:
+    """``app_label.Model`` (its blind-indexed fields) or ``app_label.Model.field``; every
+    blind-indexed field of every installed model when ``labels`` is empty."""
+    if not labels:
+        return [
+            _indexed(model, f)
+            for model in apps.get_models()
+            for f in encrypted_fields(model)
+            if f.blind_index is not None
+        ]
+    found: list[IndexedField] = []
+    for label in labels:
+        parts = label.split(".")
+        if len(parts) not in (2, 3):
+            raise ReindexError(f"expected app_label.Model or app_label.Model.field, got {label!r}")
+        try:
+            model = apps.get_model(parts[0], parts[1])
+        except LookupError as exc:
+            raise ReindexError(str(exc.args[0])) from None
+        if len(parts) == 2:
+            fields = [f for f in encrypted_fields(model) if f.blind_index is not None]
+            if not fields:
+                raise ReindexError(f"{model._meta.label} has no field with a blind index")
+        else:
+            try:
+                chosen = model._meta.get_field(parts[2])
+            except FieldDoesNotExist:
+                raise ReindexError(f"{model._meta.label} has no field {parts[2]!r}") from None
+            if not isinstance(chosen, EncryptedField) or chosen.blind_index is None:
+                raise ReindexError(f"{model._meta.label}.{parts[2]} has no blind index")
+            fields = [chosen]
+        for f in fields:
+            item = _indexed(model, f)
+            if item not in found:
+                found.append(item)
+    return found
+
+
+def _indexed(model: type[models.Model], field: EncryptedField) -> IndexedField:
+    column = model._meta.get_field(field.blind_config.field_name)
+    assert isinstance(column, BlindIndexField)
+    return IndexedField(model, field, column)
+
+
+@dataclass
+class ReindexStats:
+    """What a run did to one field (or, in a dry run, would do)."""
+
+    label: str
+    dry_run: bool = False
+    rows: int = 0
+    indexed: int = 0
+    current: int = 0
+    cleared: int = 0
+    changed: int = 0
+    conflicts: int = 0
+    not_encrypted: int = 0
+    unreadable: int = 0
+    resumed_after: Any = None
+    conflict_pks: list[Any] = field(default_factory=list)
+
+    def line(self) -> str:
+        verb = "would be indexed" if self.dry_run else "indexed"
+        text = (
+            f"{self.label}: {self.rows} row(s) read, {self.indexed} {verb}, "
+            f"{self.current} already current"
+        )
+        for count, what in (
+            (self.cleared, "index(es) of NULL values cleared"),
+            (self.changed, "changed by the application meanwhile (left alone)"),
+            (self.not_encrypted, "plaintext not indexed (see asherah_encrypt)"),
+            (self.unreadable, "unreadable: key missing or record corrupt (see the log)"),
+            (self.conflicts, "would duplicate another row's unique value (left alone)"),
+        ):
+            if count:
+                text += f", {count} {what}"
+        return text + "."
+
+
+def reindex(
+    factory: SessionFactory,
+    target: IndexedField,
+    summary: Summary,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    recompute: bool = False,
+    using: str | None = None,
+    checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+    pause: float = 0.0,
+) -> ReindexStats:
+    """Bring ``target``'s index column up to date (see the module docs)."""
+    if batch_size < 1:
+        raise ReindexError("--batch-size must be at least 1")
+    model = target.model
+    pk = model._meta.pk
+    if pk is None or isinstance(pk, models.CompositePrimaryKey):
+        raise ReindexError(f"{model._meta.label} has no single-column primary key")
+    using = using or router.db_for_write(model)
+    key = f"bidx:{model._meta.label_lower}.{target.field.name}"
+    stats = ReindexStats(target.label, dry_run=dry_run)
+    after = None
+    entry = checkpoint.start(key) if checkpoint is not None and not dry_run else None
+    if entry is not None and not recompute:
+        after = pk.to_python(entry["last_pk"])
+        stats.resumed_after = after
+        summary.say(f"{target.label}: resuming after pk {after} (checkpoint {checkpoint.path}).")  # type: ignore[union-attr]
+    manager = model._base_manager.db_manager(using)
+    total = manager.count()
+    done = manager.filter(pk__lte=after).count() if after is not None else 0
+    writer = _Writer(factory, target, using, recompute=recompute)
+    for rows in _windows(target, using, batch_size, after):
+        before = stats.indexed
+        with transaction.atomic(using=using):
+            writer.window(rows, stats, dry_run)
+        if checkpoint is not None and not dry_run:
+            checkpoint.save(key, rows[-1][0], None)
+        done += len(rows)
+        if log is not None:
+            log(f"{target.label}: pk {rows[0][0]}..{rows[-1][0]}: {stats.indexed - before} indexed")
+        if progress is not None:
+            progress(done, max(total, done))
+        if pause:
+            time.sleep(pause)
+    if checkpoint is not None and not dry_run:
+        checkpoint.finish(key)
+    summary.say(stats.line())
+    summary.count("index value(s) written" if not dry_run else "index value(s)", stats.indexed)
+    if stats.conflicts:
+        summary.count("unique conflict(s)", stats.conflicts)
+    return stats
+
+
+def _windows(target: IndexedField, using: str, size: int, after: Any) -> Iterator[list[Row]]:
+    """``(pk, value text, index, row partition?)`` in pk order, ``size`` rows at a time."""
+    field = target.field
+    columns: list[Any] = [
+        "pk",
+        ExpressionWrapper(F(field.attname), output_field=models.TextField()),
+        target.column.attname,
+    ]
+    if isinstance(field.partition, str):
+        columns.append(field._partition_attname)
+    manager = target.model._base_manager.db_manager(using)
+    last = after
+    while True:
+        rows = manager.order_by("pk")
+        if last is not None:
+            rows = rows.filter(pk__gt=last)
+        batch = list(rows.values_list(*columns)[:size])
+        if not batch:
+            return
+        last = batch[-1][0]
+        yield batch
+
+
+class _Writer:
+    """Computes index values and writes them with compare-and-swap updates."""
+
+    def __init__(
+        self, factory: SessionFactory, target: IndexedField, using: str, *, recompute: bool
+    ) -> None:
+        self.factory = factory
+        self.target = target
+        self.using = using
+        self.recompute = recompute
+        self.keys: IndexKeys = index_keys(factory)
+        self.config = target.field.blind_config
+        self.suffix = factory.intermediate_key_id("")[len("_IK_") :]
+        quote = connections[using].ops.quote_name
+        pk = target.model._meta.pk
+        assert pk is not None
+        assert pk.column is not None
+        value, index = target.field.column, target.column.column
+        assert value is not None
+        assert index is not None
+        table, pk_column = quote(target.model._meta.db_table), quote(pk.column)
+        self.sql = f"UPDATE {table} SET {quote(index)} = %s WHERE {pk_column} = %s"  # noqa: S608
+        self.value_is = f" AND {quote(value)} = %s"
+        self.value_null = f" AND {quote(value)} IS NULL"
+        self.index_is = f" AND {quote(index)} = %s"
+        self.index_null = f" AND {quote(index)} IS NULL"
+
+    def window(self, rows: list[Row], stats: ReindexStats, dry_run: bool) -> None:
+        parsed = [_parse(row[1]) for row in rows]
+        metas = {record.parent for record in parsed if record is not None}
+        if metas and not dry_run:
+            self.factory.keys.preload_intermediate_keys(metas)
+        for row, record in zip(rows, parsed, strict=True):
+            stats.rows += 1
+            pk, text, stored = row[0], row[1], row[2]
+            if text is None:
+                if stored is None:
+                    stats.current += 1
+                elif dry_run or self._write(pk, None, None, stored, stats):
+                    stats.cleared += 1
+                continue
+            if record is not None:
+                partition = self._partition_of(record.parent.key_id)
+                if partition is None:
+                    stats.unreadable += 1
+                    logger.warning(
+                        "asherah_reindex: %s pk %s: encrypted for another service or product",
+                        self.target.label,
+                        pk,
+                    )
+                    continue
+            elif self.target.field.legacy == "read":
+                partition = str(row[3]) if len(row) > 3 and row[3] not in (None, "") else None
+                if partition is None and self.config.scope == "partition":
+                    stats.not_encrypted += 1
+                    continue
+            else:
+                stats.not_encrypted += 1
+                continue
+            key_id = self.keys.key_id(partition if self.config.scope == "partition" else None)
+            version = self.keys.write_version(key_id)
+            prefix = version.prefix(self.config.profile)
+            if not self.recompute and isinstance(stored, str) and stored.startswith(prefix):
+                stats.current += 1
+                continue
+            if dry_run:
+                stats.indexed += 1
+                continue
+            try:
+                value = self._plaintext(text, record, partition)
+            except (DecryptionError, ValueError, TypeError) as exc:
+                stats.unreadable += 1
+                logger.warning("asherah_reindex: %s pk %s: %s", self.target.label, pk, exc)
+                continue
+            data = index_input(self.target.field, value)
+            new = version.index_value(
+                self.config.context, self.config.profile, data, self.config.digest_size
+            )
+            if new == stored:
+                stats.current += 1
+            elif self._write(pk, new, text, stored, stats):
+                stats.indexed += 1
+
+    def _partition_of(self, key_id: str) -> str | None:
+        suffix = self.suffix
+        if key_id.startswith("_IK_") and key_id.endswith(suffix) and len(key_id) > 4 + len(suffix):
+            return key_id[4 : -len(suffix)]
+        return None
+
+    def _plaintext(self, text: str, record: Any, partition: str | None) -> Any:
+        field = self.target.field
+        if record is None:
+            return field.parse_legacy(text)
+        assert partition is not None
+        return field.decode(self.factory.get_session(partition).decrypt(text))
+
+    def _write(
+        self, pk: Any, new: str | None, text: str | None, stored: Any, stats: ReindexStats
+    ) -> bool:
+        sql = self.sql + (self.value_null if text is None else self.value_is)
+        sql += self.index_null if stored is None else self.index_is
+        params = [new, pk]
+        if text is not None:
+            params.append(text)
+        if stored is not None:
+            params.append(stored)
+        connection = connections[self.using]
+        try:
+            if self.target.column.schema_unique:
+                with transaction.atomic(using=self.using), connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    count = cursor.rowcount
+            else:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    count = cursor.rowcount
+        except IntegrityError:
+            stats.conflicts += 1
+            stats.conflict_pks.append(pk)
+            logger.warning(
+                "asherah_reindex: %s pk %s: another row holds the same value on this unique "
+                "field (stored during a key rotation?); resolve it and run again",
+                self.target.label,
+                pk,
+            )
+            return False
+        if count == 0:
+            stats.changed += 1
+            return False
+        return True
+
+
+def _parse(text: object) -> Any:
+    if isinstance(text, bytes | memoryview):
+        text = bytes(text).decode("utf-8", "replace")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return parse_data_row(text)
+    except MalformedRecordError:
+        return None
+
+
+# -- keys: rotation and retirement --------------------------------------------------------
+
+
+def stored_key_ids(factory: SessionFactory) -> list[str]:
+    """This service's blind index key ids in the metastore: the global one first (if it
+    exists), then every partition's."""
+    from ..models import EncryptionKey
+    from ..rotation import keys as rotation_keys
+
+    store = rotation_keys.metastore_of(factory)
+    suffix = f"_{factory.service_name}_{factory.product_id}"
+    ids = (
+        EncryptionKey.objects.using(store.using)
+        .filter(id__startswith=BIDX_PREFIX, id__endswith=suffix)
+        .values_list("id", flat=True)
+        .distinct()
+    )
+    ours = []
+    for key_id in ids:
+        is_ours, partition = parse_index_key_id(key_id, factory.service_name, factory.product_id)
+        if is_ours:
+            ours.append((partition is not None, key_id))
+    return [key_id for _, key_id in sorted(ours)]
+
+
+def rotate_keys(
+    factory: SessionFactory,
+    summary: Summary,
+    *,
+    activate_in: int | None = None,
+    dry_run: bool = False,
+) -> int | None:
+    """Store a new version of every blind index key of this service, active ``activate_in``
+    seconds from now (default ``CHECK_INTERVAL`` + 60). Returns the activation time, or
+    None when no key exists yet."""
+    if activate_in is None:
+        activate_in = factory.policy.check_interval + 60
+    if activate_in < 0:
+        raise ReindexError("--activate-in cannot be negative")
+    keys = index_keys(factory)
+    key_ids = stored_key_ids(factory)
+    if not key_ids:
+        summary.say("No blind index key exists yet: nothing to rotate.")
+        return None
+    activate_at = int(factory.clock()) + activate_in
+    if dry_run:
+        summary.say(
+            f"Would rotate {len(key_ids)} blind index key(s), the new versions active from "
+            f"{_when(activate_at)}."
+        )
+        summary.count("blind index key(s) rotated", len(key_ids))
+        return activate_at
+    latest = activate_at
+    for key_id in key_ids:
+        result = keys.rotate(key_id, activate_at)
+        if result is None:
+            continue
+        created, new = result
+        latest = max(latest, created)
+        if new:
+            summary.say(f"Rotated {key_id}: new version {version_tag(created)}.")
+            summary.count("blind index key(s) rotated")
+            logger.info("asherah_reindex: rotated %s: new version active from %s", key_id, created)
+        else:
+            summary.say(f"{key_id}: a new version is already pending ({version_tag(created)}).")
+    if latest > factory.clock():
+        summary.say(
+            f"The new versions become active at {_when(latest)}; run asherah_reindex after "
+            "that to move the stored indexes to them."
+        )
+    else:
+        summary.say("The new versions are active now.")
+    return latest
+
+
+def retire_unused(factory: SessionFactory, summary: Summary, *, dry_run: bool = False) -> int:
+    """Retire every key version older than its key's current one that no stored index value
+    (of any blind-indexed field of any installed model) uses any more."""
+    keys = index_keys(factory)
+    now = factory.clock()
+    fields = indexed_fields()
+    retired = 0
+    for key_id in stored_key_ids(factory):
+        keys.forget(key_id)
+        ring = keys.ring(key_id)
+        if ring is None:
+            continue
+        current = ring.write_version(now)
+        if current is None:
+            continue
+        _, partition = parse_index_key_id(key_id, factory.service_name, factory.product_id)
+        scope = "global" if partition is None else "partition"
+        users = [f for f in fields if f.field.blind_config.scope == scope]
+        for version in ring.versions:
+            if version.retired or version.created >= current.created:
+                continue
+            in_use = [f.label for f in users if _uses(f, version.tag)]
+            if in_use:
+                summary.say(
+                    f"{key_id} version {version.tag} is still used by {', '.join(in_use)}: "
+                    "kept (run asherah_reindex for those fields)."
+                )
+                continue
+            if not dry_run:
+                keys.retire(key_id, version.created)
+            summary.say(
+                f"{'Would retire' if dry_run else 'Retired'} {key_id} version {version.tag}: no "
+                "stored index uses it any more."
+            )
+            summary.count("old blind index key version(s) retired")
+            retired += 1
+    return retired
+
+
+def _uses(target: IndexedField, tag: str) -> bool:
+    manager = target.model._base_manager.db_manager(router.db_for_read(target.model))
+    return manager.filter(**{f"{target.column.attname}__startswith": f"{tag}."}).exists()
+
+
+def _when(epoch: int) -> str:
+    from ..rotation import when
+
+    return when(epoch)

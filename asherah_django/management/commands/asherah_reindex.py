@@ -1,0 +1,121 @@
+"""``manage.py asherah_reindex``: compute blind indexes; rotate and retire their keys.
+
+  asherah_reindex [LABEL ...]     index every row whose blind index is missing, stale
+                                  (options or context changed) or under an old key version,
+                                  then retire key versions no index uses any more;
+                                  LABEL is app_label.Model or app_label.Model.field
+                                  (default: every blind-indexed field)
+  asherah_reindex --rotate        store a new version of every blind index key, active
+                                  after --activate-in seconds (default CHECK_INTERVAL + 60,
+                                  so that every running process knows it first); with
+                                  --wait, sleep until then and re-index
+  --recompute                     recompute every row, current or not
+  --batch-size N, --checkpoint FILE, --pause SECONDS, --database ALIAS, --dry-run
+
+Progress goes to stderr (a bar on a terminal, a line per batch otherwise), as
+``asherah_encrypt`` does; every run ends with a summary line on stdout. The logic lives in
+:mod:`asherah_django.blind_index.reindex`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, cast
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ... import rotation
+from ...blind_index import reindex as bidx
+from ...core.errors import AsherahError
+from ...runtime import get_session_factory
+from .asherah_encrypt import Command as EncryptCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Compute blind indexes of encrypted fields in batches (missing, stale or under an "
+        "old key version); rotate blind index keys and retire unused versions."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("labels", nargs="*", metavar="LABEL", help="app_label.Model[.field]")
+        parser.add_argument(
+            "--rotate", action="store_true", help="store new versions of the blind index keys"
+        )
+        parser.add_argument(
+            "--activate-in", type=int, metavar="SECONDS",
+            help="with --rotate: seconds until the new versions are used (default "
+            "CHECK_INTERVAL + 60; shorter only when every process restarts meanwhile)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--wait", action="store_true",
+            help="with --rotate: wait until the new versions are active, then re-index",
+        )  # fmt: skip
+        parser.add_argument("--recompute", action="store_true", help="recompute every row's index")
+        parser.add_argument("--batch-size", type=int, default=500, help="rows per window")
+        parser.add_argument(
+            "--checkpoint", metavar="FILE", help="record progress in FILE and resume from it"
+        )
+        parser.add_argument(
+            "--pause", type=float, default=0.0, metavar="SECONDS",
+            help="sleep between windows (to spare the database)",
+        )  # fmt: skip
+        parser.add_argument("--database", help="database alias of the models (default: router)")
+        parser.add_argument("--dry-run", action="store_true", help="change nothing; count")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        summary = rotation.Summary(dry_run=options["dry_run"], write=self.stdout.write)
+        try:
+            self._run(summary, options)
+        except AsherahError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(summary.text())
+
+    def _run(self, summary: rotation.Summary, options: dict[str, Any]) -> None:
+        dry_run = options["dry_run"]
+        if (options["activate_in"] is not None or options["wait"]) and not options["rotate"]:
+            raise CommandError("--activate-in and --wait go with --rotate")
+        targets = bidx.indexed_fields(options["labels"])
+        factory = get_session_factory()
+        if options["rotate"]:
+            if options["labels"]:
+                raise CommandError(
+                    "--rotate rotates the keys of every blind-indexed field: give no LABEL"
+                )
+            active = bidx.rotate_keys(
+                factory, summary, activate_in=options["activate_in"], dry_run=dry_run
+            )
+            if dry_run:
+                return  # (re-indexing could only be counted against the versions in use)
+            if active is not None and active > factory.clock():
+                if not options["wait"]:
+                    return
+                delay = active - factory.clock()
+                self.stdout.write(f"Waiting {delay:.0f} s for the new key versions...")
+                time.sleep(max(delay, 0) + 1)
+        if not targets:
+            summary.say("No field has a blind index.")
+            return
+        checkpoint = rotation.Checkpoint(options["checkpoint"]) if options["checkpoint"] else None
+        verbose = options["verbosity"] >= 2
+        for target in targets:
+            bidx.reindex(
+                factory,
+                target,
+                summary,
+                batch_size=options["batch_size"],
+                dry_run=dry_run,
+                recompute=options["recompute"],
+                using=options["database"],
+                checkpoint=checkpoint,
+                progress=self._progress,
+                log=self.stdout.write if verbose else None,
+                pause=options["pause"],
+            )
+            if sys.stderr.isatty():
+                self.stderr.write("")
+        bidx.retire_unused(factory, summary, dry_run=dry_run)
+
+    def _progress(self, done: int, total: int) -> None:
+        EncryptCommand._progress(cast(Any, self), done, total)  # asherah_encrypt's output
