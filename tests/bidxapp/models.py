@@ -72,3 +72,13 @@ class SessionContact(models.Model):
 
     def __str__(self) -> str:
         return f"contact {self.pk}"
+
+
+class LegacyContact(models.Model):
+    """A column that may still hold plaintext (legacy="read"), as before asherah_encrypt."""
+
+    owner = models.CharField(max_length=40, blank=True, default="")
+    email = EncryptedEmailField(blind_index=True, legacy="read", null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"legacy {self.pk}"

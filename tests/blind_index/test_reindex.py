@@ -28,7 +28,13 @@ from asherah_django.blind_index.reindex import indexed_fields, reindex, rotate_k
 from asherah_django.core.records import EnvelopeKeyRecord
 from asherah_django.models import EncryptionKey
 from asherah_django.rotation import Checkpoint, Summary
-from tests.bidxapp.models import Customer, SessionContact, Subscriber, TenantContact
+from tests.bidxapp.models import (
+    Customer,
+    LegacyContact,
+    SessionContact,
+    Subscriber,
+    TenantContact,
+)
 
 from .conftest import factory, keys, raw_row, write_raw
 
@@ -311,3 +317,25 @@ def test_a_rotation_killed_midway_and_run_again_leaves_every_row_findable(
     assert Subscriber.objects.filter(email__in=emails).count() == count
     for email in emails[::61]:
         assert Subscriber.objects.filter(email=email).count() == 1
+
+
+@pytest.mark.django_db
+def test_legacy_plaintext_is_indexed_and_stays_indexed_through_asherah_encrypt(
+    own_service: str,
+) -> None:
+    rows = [LegacyContact.objects.create(owner=str(i)) for i in range(3)]
+    for i, row in enumerate(rows):  # plaintext stored before the field was encrypted
+        write_raw(LegacyContact, row.pk, email=f"Legacy{i}@example.org")
+    assert not LegacyContact.objects.filter(email="legacy1@example.org").exists()
+    out, _ = run("bidxapp.LegacyContact")
+    assert "3 row(s) read, 3 indexed" in out
+    assert LegacyContact.objects.get(email="legacy1@example.org") == rows[1]
+    before = [raw_row(LegacyContact, r.pk, "email_bidx")[0] for r in rows]
+    call_command("asherah_encrypt", "bidxapp.LegacyContact.email", "--partition=legacy",
+                 stdout=io.StringIO(), stderr=io.StringIO())  # fmt: skip
+    assert [raw_row(LegacyContact, r.pk, "email_bidx")[0] for r in rows] == before
+    assert raw_row(LegacyContact, rows[1].pk, "email")[0].startswith('{"Key"')
+    out, _ = run("bidxapp.LegacyContact")
+    assert "3 row(s) read, 0 indexed, 3 already current" in out
+    with asherah_django.session("legacy"):
+        assert LegacyContact.objects.get(email="LEGACY2@example.org").email == "Legacy2@example.org"

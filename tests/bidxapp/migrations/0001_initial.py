@@ -65,6 +65,25 @@ class Migration(migrations.Migration):
             ],
         ),
         migrations.CreateModel(
+            name="LegacyContact",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("owner", models.CharField(blank=True, default="", max_length=40)),
+                (
+                    "email",
+                    asherah_django.fields.EncryptedEmailField(
+                        blank=True, blind_index=True, legacy="read", max_length=254, null=True
+                    ),
+                ),
+                ("email_bidx", asherah_django.fields.BlindIndexField(source="email")),
+            ],
+        ),
+        migrations.CreateModel(
             name="SessionContact",
             fields=[
                 (
