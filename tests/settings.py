@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "asherah_django",
     "tests.testapp",
+    "tests.bidxapp",
 ]
 
 MIDDLEWARE = [
