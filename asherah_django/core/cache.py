@@ -3,12 +3,15 @@
 Keys are cached by their exact ``(id, created)`` plus a pointer from each id to its
 latest known key. Eviction approximates LRU with the CLOCK algorithm. Reads take no
 lock (single dict operations are atomic under the GIL); inserts and evictions do. An
-evicted key is wiped.
+evicted key is wiped. A child process made by ``fork()`` gives every cache a new lock
+(the parent's may be held by a thread that does not exist in the child).
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 
 from .keys import CryptoKey
 from .records import KeyMeta
@@ -26,6 +29,7 @@ class KeyCache:
         #: Latest key per key id; read directly by sessions on the encrypt hot path.
         self.latest: dict[str, CryptoKey] = {}
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -108,3 +112,14 @@ class KeyCache:
             self.latest.clear()
         for key in keys:
             key.wipe()
+
+
+_LIVE: weakref.WeakSet[KeyCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_LIVE):
+        cache._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -71,6 +72,7 @@ class KeyHierarchy:
             policy.intermediate_key_cache_size, enabled=policy.cache_intermediate_keys
         )
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
+        _LIVE.add(self)
         self.listeners: list[KeyListener] = []
 
     def _lock_for(self, key_id: str) -> threading.RLock:
@@ -383,6 +385,19 @@ class KeyHierarchy:
     def close(self) -> None:
         self.intermediate_keys.clear()
         self.system_keys.clear()
+
+
+_LIVE: weakref.WeakSet[KeyHierarchy] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (gunicorn --preload) that goes on using a factory built before the
+    fork: the lock stripes may be held by parent threads that do not exist in the child."""
+    for hierarchy in list(_LIVE):
+        hierarchy._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _nonce() -> bytes:
