@@ -168,6 +168,75 @@ def test_eight_threads(vault_asherah: dict[str, Any], rel_bao: OpenBaoServer, tr
 
 
 @pytest.mark.django_db(transaction=True)
+def test_eight_threads_with_caches_smaller_than_the_working_set(
+    vault_asherah: dict[str, Any], settings: Any, traced: None
+) -> None:
+    """200 partitions through caches of 32 intermediate keys and 16 sessions: keys are
+    evicted (and wiped) while other threads use them, and loaded again. Still no error, no
+    value under the wrong partition, caches within their bounds."""
+    require("postgresql")
+    ik_cache, session_cache = 32, 16
+    settings.ASHERAH = {
+        **vault_asherah,
+        "INTERMEDIATE_KEY_CACHE_SIZE": ik_cache,
+        "SESSION_CACHE_SIZE": session_cache,
+    }
+    prefix = unique("ch")
+    partitions = partitions_for(prefix, PARTITIONS)
+    factory = get_session_factory()
+    warm_up(partitions)
+    warm_queries = factory.metastore.queries  # type: ignore[attr-defined]
+    ops = max(100, OPS // 2)
+    marks = [memory()]
+    result = MixResult()
+    started = time.monotonic()
+    for half in (0, 1):
+        results: list[MixResult] = []
+
+        def work(worker: int, half: int = half, results: list[MixResult] = results) -> None:
+            try:
+                results.append(run_mix(f"c{worker}h{half}", ops // 2, partitions, seed=worker))
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for part in results:
+            result.merge(part)
+        marks.append(memory())
+    elapsed = time.monotonic() - started
+    rows, bad = full_scan(prefix)
+    keys = factory.keys
+    stats = factory.kms.stats  # type: ignore[attr-defined]
+    reloads = factory.metastore.queries - warm_queries  # type: ignore[attr-defined]
+    report(
+        f"load, {THREADS} threads x {ops} ops, {PARTITIONS} partitions through caches of "
+        f"{ik_cache} keys and {session_cache} sessions",
+        operations=result.total,
+        errors=sum(result.errors.values()),
+        wrong_partition=result.wrong_partition,
+        wrong_value=result.wrong_value,
+        seconds=elapsed,
+        metastore_queries_after_warm_up=reloads,
+        vault_client=f"encrypt={stats.encrypt} decrypt={stats.decrypt}",
+        caches=f"intermediate_keys={len(keys.intermediate_keys)} "
+        f"system_keys={len(keys.system_keys)} sessions={len(factory._sessions)}",
+        memory_after_warm_up=marks[0],
+        memory_after_half_1=marks[1],
+        memory_after_half_2=marks[2],
+        full_scan_rows=rows,
+    )
+    check_mix("threads, small caches", result)
+    assert rows == writes(result) and bad == 0
+    assert len(keys.intermediate_keys) <= ik_cache and len(factory._sessions) <= session_cache
+    assert reloads > 0 and stats.decrypt == 0  # keys reloaded from the metastore, not Vault
+    check_flat("threads, small caches", marks)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_four_processes(vault_asherah: dict[str, Any], rel_bao: OpenBaoServer) -> None:
     require("postgresql")
     prefix = unique("pr")
