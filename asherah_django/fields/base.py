@@ -277,6 +277,16 @@ class EncryptedField(_Field):
         if self.blind_index is not None:
             blind.attach(self, cls)
 
+    @property  # (Django's is a cached_property; this one depends on who asks)
+    def unique(self) -> bool:
+        """As Django's, except that a schema editor never sees a blind-indexed field
+        unique: the UNIQUE constraint belongs to its index column, not to its ciphertext."""
+        if self.primary_key:
+            return True
+        if not self._unique:  # type: ignore[attr-defined]
+            return False
+        return self.blind_index is None or not blind.schema_editor_asking()
+
     @cached_property
     def blind_config(self) -> blind.IndexConfig:
         """The blind index options resolved for this field (only with ``blind_index``)."""

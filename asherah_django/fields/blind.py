@@ -59,6 +59,7 @@ after a rotation.
 from __future__ import annotations
 
 import hashlib
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from django.core import checks
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist, FieldError
 from django.db import models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.models import Model
 from django.db.models.expressions import Col, Value
 from django.db.models.lookups import Lookup
@@ -180,6 +182,20 @@ def resolve(field: EncryptedField) -> IndexConfig:
     )
 
 
+def schema_editor_asking() -> bool:
+    """Whether a ``unique`` property calling this was read by a schema editor.
+
+    ``unique`` means two things to Django: validation (``validate_unique``, forms, auth's
+    ``USERNAME_FIELD`` check, ``in_bulk``) and the schema (``UNIQUE``, indexes). For a
+    blind-indexed field they differ: the encrypted field is unique for validation (checked
+    through its index), but its ciphertext column must get no constraint; the index column
+    gets the constraint, and no second validation. Every schema read of ``unique`` is made
+    by a method of the schema editor, whether it builds tables from migrations or, with
+    ``migrate --run-syncdb`` (or pytest-django's ``--no-migrations``), from the models.
+    """
+    return isinstance(sys._getframe(2).f_locals.get("self"), BaseDatabaseSchemaEditor)
+
+
 def normalise_text(text: str, *, strip: bool, casefold: bool) -> str:
     """The text a blind index hashes (NFC of the casefolded NFD when ``casefold``)."""
     if strip:
@@ -249,9 +265,10 @@ def lookup_values(
 class BlindIndexField(_CharField):
     """The column holding a field's blind index; added by ``blind_index=...`` on that field.
 
-    Not editable; NULL when the value is NULL. In migrations it carries the schema:
-    ``db_index=True``, or ``unique=True`` when the encrypted field is unique (the encrypted
-    field's own column then gets no constraint: its ciphertext is unique anyway).
+    Not editable; NULL when the value is NULL. It carries the schema: ``db_index=True``, or
+    ``unique=True`` when the encrypted field is unique (the encrypted field's own column then
+    gets no constraint). Only the schema sees it unique: validation goes through the
+    encrypted field (see :func:`schema_editor_asking`).
     """
 
     description = "Blind index (keyed HMAC) of an encrypted field"
@@ -265,9 +282,15 @@ class BlindIndexField(_CharField):
         if not kwargs.get("unique"):
             kwargs.setdefault("db_index", True)
         super().__init__(*args, **kwargs)
-        #: Whether the column is UNIQUE in the schema (migrations). Live models leave the
-        #: Python-side unique check to the encrypted field (one error, on that field).
-        self.schema_unique: bool = cast(Any, self)._unique
+
+    @property
+    def schema_unique(self) -> bool:
+        """Whether the column is UNIQUE in the schema."""
+        return cast(bool, cast(Any, self)._unique)
+
+    @property  # (Django's is a cached_property; this one depends on who asks)
+    def unique(self) -> bool:
+        return self.schema_unique and schema_editor_asking()
 
     def deconstruct(self) -> Any:
         name, _, args, kwargs = super().deconstruct()
@@ -365,9 +388,6 @@ def attach(field: EncryptedField, cls: type[Model]) -> None:
         source=field.name, max_length=column_length(options.digest_size), unique=unique
     )
     cls.add_to_class(name, companion)
-    # One Python-side unique check, on the encrypted field (validate_unique, forms, DRF):
-    # the index column's UNIQUE lives in the schema only.
-    cast(Any, companion)._unique = False
     if unique and options.scope == "partition" and isinstance(field.partition, str):
         # Unique per row partition: validate_unique's query has no partition to search,
         # so the field checks it itself, in validate(), with the row's partition.

@@ -84,8 +84,7 @@ def test_adding_a_blind_index_migrates_as_add_field_and_alter_field() -> None:
     rendered = state(After).apps.get_model("bidxapp", "Thing")
     names = [f.name for f in rendered._meta.local_fields]
     assert names.count("email_bidx") == 1
-    assert rendered._meta.get_field("email_bidx").unique
-    assert not rendered._meta.get_field("email").unique
+    assert rendered._meta.get_field("email_bidx").schema_unique  # (the schema sees it)
     with connection.schema_editor(collect_sql=True) as editor:
         editor.create_model(rendered)
     sql = "\n".join(editor.collected_sql).lower()
@@ -106,3 +105,33 @@ def test_historical_models_look_up_and_write_through_the_index() -> None:
         assert Historical.objects.get(email="HIST@example.org").name == "real"
         Historical.objects.create(name="historical", email="made@example.org")
     assert Customer.objects.get(email="made@example.org").name == "historical"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tables_built_from_the_models_themselves_get_the_same_schema() -> None:
+    """As ``migrate --run-syncdb`` and pytest-django's ``--no-migrations`` build them (and
+    tests that call ``schema_editor().create_model(Model)``): from the live model."""
+    with isolate_apps("tests.bidxapp"):
+
+        class Live(models.Model):  # noqa: DJ008
+            email = EncryptedEmailField(blind_index=True, unique=True)
+            note = EncryptedEmailField(blind_index=True, null=True)
+
+            class Meta:
+                app_label = "bidxapp"
+                db_table = "bidx_live"
+
+        assert Live._meta.get_field("email").unique  # for validation
+        with connection.schema_editor() as editor:
+            editor.create_model(Live)
+        try:
+            with connection.cursor() as cursor:
+                constraints = connection.introspection.get_constraints(cursor, "bidx_live")
+            unique = {tuple(c["columns"]) for c in constraints.values() if c["unique"]}
+            indexed = {tuple(c["columns"]) for c in constraints.values() if c["index"]}
+            assert ("email_bidx",) in unique
+            assert ("email",) not in unique and ("email",) not in indexed
+            assert ("note_bidx",) in indexed | unique
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(Live)
