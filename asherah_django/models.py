@@ -120,13 +120,16 @@ class EncryptionKey(models.Model):
 
     @property
     def kind(self) -> str:
-        """``system``, ``intermediate``, ``internal`` (Rust core bookkeeping) or ``unknown``."""
+        """``system``, ``intermediate``, ``blind_index``, ``internal`` (Rust core bookkeeping)
+        or ``unknown``."""
         if self.id.startswith(INTERNAL_ID_PREFIX):
             return "internal"
         if self.id.startswith("_SK_"):
             return "system"
         if self.id.startswith("_IK_"):
             return "intermediate"
+        if self.id.startswith("_BIDX_"):
+            return "blind_index"
         return "unknown"
 
     @property

@@ -19,6 +19,7 @@ from typing import Final
 
 from django.db.models import Max, Q, QuerySet
 
+from ..blind_index.keyring import BIDX_PREFIX, parse_index_key_id
 from ..conf import asherah_settings
 from ..core.errors import ConfigurationError, MalformedRecordError
 from ..core.partition import INTERNAL_ID_PREFIX, intermediate_key_id, system_key_id
@@ -30,9 +31,15 @@ UTC = datetime.UTC
 
 SYSTEM: Final = "system"
 INTERMEDIATE: Final = "intermediate"
+BLIND_INDEX: Final = "blind_index"
 INTERNAL: Final = "internal"
 UNKNOWN: Final = "unknown"
-KINDS: Final = {SYSTEM: "System", INTERMEDIATE: "Intermediate", INTERNAL: "Internal"}
+KINDS: Final = {
+    SYSTEM: "System",
+    INTERMEDIATE: "Intermediate",
+    BLIND_INDEX: "Blind index",
+    INTERNAL: "Internal",
+}
 
 CURRENT: Final = "current"
 SUPERSEDED: Final = "superseded"
@@ -50,7 +57,12 @@ PAGE_SIZE: Final = 100
 #: The list counts matching keys up to this many and then says "more than".
 COUNT_LIMIT: Final = 10_000
 
-_KIND_PREFIXES: Final = {SYSTEM: "_SK_", INTERMEDIATE: "_IK_", INTERNAL: INTERNAL_ID_PREFIX}
+_KIND_PREFIXES: Final = {
+    SYSTEM: "_SK_",
+    INTERMEDIATE: "_IK_",
+    BLIND_INDEX: BIDX_PREFIX,
+    INTERNAL: INTERNAL_ID_PREFIX,
+}
 # "Revoked": true with any JSON whitespace. The literal whitespace characters (not escapes)
 # mean the same to SQLite (Python re), PostgreSQL and MySQL/MariaDB regular expressions.
 _WS = "[ \t\r\n]*"
@@ -167,6 +179,8 @@ def kind_of(key_id: str) -> str:
         return SYSTEM
     if key_id.startswith("_IK_"):
         return INTERMEDIATE
+    if key_id.startswith(BIDX_PREFIX):
+        return BLIND_INDEX
     return UNKNOWN
 
 
@@ -221,7 +235,12 @@ class KeyRow:
 
     @property
     def revocable(self) -> bool:
-        return self.kind != INTERNAL and self.status not in (REVOKED, MALFORMED)
+        # Blind index key versions are retired by asherah_reindex once no index uses them;
+        # retiring one still in use would make its rows unfindable.
+        return self.kind not in (INTERNAL, BLIND_INDEX) and self.status not in (
+            REVOKED,
+            MALFORMED,
+        )
 
     @property
     def kind_label(self) -> str:
@@ -229,10 +248,13 @@ class KeyRow:
 
     @property
     def kind_title(self) -> str:
-        """The kind as a title: System key, Intermediate key, Internal row or Unknown row."""
-        return {SYSTEM: "System key", INTERMEDIATE: "Intermediate key"}.get(
-            self.kind, f"{self.kind_label} row"
-        )
+        """The kind as a title: System key, Intermediate key, Blind index key, Internal row
+        or Unknown row."""
+        return {
+            SYSTEM: "System key",
+            INTERMEDIATE: "Intermediate key",
+            BLIND_INDEX: "Blind index key",
+        }.get(self.kind, f"{self.kind_label} row")
 
     @property
     def status_label(self) -> str:
@@ -257,6 +279,8 @@ def to_row(
     kind = kind_of(key.id)
     created = key.created if key.created.tzinfo else key.created.replace(tzinfo=UTC)
     partition = policy.names.partition_of(key.id) if policy.names else None
+    if kind == BLIND_INDEX and policy.names:
+        partition = parse_index_key_id(key.id, policy.names.service, policy.names.product)[1]
     if kind == INTERNAL:
         return KeyRow(key.id, created, kind, None, INTERNAL, is_latest)
     try:
@@ -266,6 +290,8 @@ def to_row(
     expires = created + datetime.timedelta(seconds=policy.expire_after)
     if record.revoked:
         status = REVOKED
+    elif kind == BLIND_INDEX:  # never expires: changes only by rotation
+        status = CURRENT if is_latest else SUPERSEDED
     elif now > expires:  # Asherah's rule: expired once strictly past created + expiry
         status = EXPIRED
     else:
@@ -281,7 +307,7 @@ def to_row(
         parent=record.parent,
         vault_version=vault_key_version(record.encrypted_key) if kind == SYSTEM else None,
         key_size=len(record.encrypted_key),
-        expires=expires,
+        expires=None if kind == BLIND_INDEX else expires,
     )
 
 
@@ -357,7 +383,12 @@ def newer_exists_q(policy: Policy) -> Q:
 
 def kind_q(kind: str) -> Q:
     if kind == UNKNOWN:
-        return ~Q(id__startswith="_SK_") & ~Q(id__startswith="_IK_") & ~internal_q()
+        return (
+            ~Q(id__startswith="_SK_")
+            & ~Q(id__startswith="_IK_")
+            & ~Q(id__startswith=BIDX_PREFIX)
+            & ~internal_q()
+        )
     return Q(id__startswith=_KIND_PREFIXES[kind])
 
 
@@ -366,7 +397,9 @@ def status_q(status: str, policy: Policy, now: datetime.datetime) -> Q:
     key = ~internal_q()
     if status == REVOKED:
         return key & revoked_q()
-    expired = Q(created__lt=now - datetime.timedelta(seconds=policy.expire_after))
+    expired = Q(created__lt=now - datetime.timedelta(seconds=policy.expire_after)) & ~Q(
+        id__startswith=BIDX_PREFIX
+    )
     if status == EXPIRED:
         return key & ~revoked_q() & expired
     valid = key & ~revoked_q() & ~expired

@@ -238,7 +238,6 @@ def test_the_admin_shows_the_key_row_without_its_material() -> None:
             assert form not in body
 
 
-@pytest.mark.xfail(reason="needs the admin change listed in the blind index report (keys.py)")
 @pytest.mark.django_db(transaction=True)
 def test_the_admin_lists_the_key_as_a_blind_index_key() -> None:
     from django.contrib.auth.models import User

@@ -56,6 +56,7 @@ def test_every_python_block_is_checked() -> None:
         "class NoteAdmin",
         "def test_note_is_encrypted",
         "from asherah_django.core import",
+        "class Customer(models.Model)",
     ]
     assert len(BLOCKS) == len(markers), "a README python block has no check in this file"
     for marker in markers:
@@ -118,3 +119,29 @@ def test_pytest_plugin_block(
 
 def test_core_block() -> None:
     exec(_block("from asherah_django.core import"), {})
+
+
+def test_blind_index_block(transactional_db: None) -> None:
+    with isolate_apps("tests.testapp"):
+        namespace: dict[str, Any] = {"__name__": "tests.testapp.readme_customers"}
+        exec(_block("class Customer(models.Model)"), namespace)
+        customer = namespace["Customer"]
+        names = [f.name for f in customer._meta.local_fields]
+        assert {"email_bidx", "phone_bidx", "ref_bidx"} <= set(names)
+        with connection.schema_editor() as editor:
+            editor.create_model(customer)
+        try:
+            made = namespace["sign_up"]("Ann@Example.org")
+            assert namespace["sign_up"]("ann@example.ORG") == made  # unique, casefolded
+            assert namespace["find"](" ANN@example.org") == made
+            assert namespace["find"]("bob@example.org") is None
+            assert namespace["by_ref"]("t1", "A-17") == made
+            with connection.cursor() as cursor:
+                table = connection.ops.quote_name(customer._meta.db_table)
+                cursor.execute(f"SELECT email, email_bidx FROM {table}")
+                email, index = cursor.fetchone()
+            assert "ann@example.org" not in email.lower()
+            assert "ann" not in index
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(customer)
