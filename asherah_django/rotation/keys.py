@@ -236,24 +236,39 @@ def shred_partition(
 
     Returns how many keys were (or, in a dry run, would be) destroyed.
     """
+    from ..blind_index.keyring import index_key_id, index_keys
+
     key_id = _ik_id(factory, partition)
+    # The partition's blind-index key too (per-partition scope): otherwise whoever can still
+    # compute its index values could test which values the partition held.
+    bidx_id = index_key_id(partition, factory.service_name, factory.product_id)
     store = metastore_of(factory)
     if dry_run:
         count = len(stored_versions(factory, key_id))
+        index_count = len(stored_versions(factory, bidx_id))
     else:
         count = store.delete_key_id(key_id)
         _forget_key_id(factory, key_id)
+        index_count = store.delete_key_id(bidx_id)
+        index_keys(factory).forget(bidx_id)
         logger.warning(
-            "asherah_rotate: shredded partition %r: %d intermediate key version(s) of %s destroyed",
+            "asherah_rotate: shredded partition %r: %d intermediate key version(s) of %s and "
+            "%d blind index key version(s) destroyed",
             partition,
             count,
             key_id,
+            index_count,
         )
     summary.say(
         f"{summary.verb('Shredded')} partition '{partition}': {count} intermediate key "
         f"version(s) of {key_id} {'would be ' if dry_run else ''}destroyed"
         + ("; its values can never be decrypted again." if count else ".")
     )
+    if index_count:
+        summary.say(
+            f"  and {index_count} blind index key version(s) of {bidx_id} "
+            f"{'would be ' if dry_run else ''}destroyed."
+        )
     summary.count("intermediate key version(s) destroyed", count)
     return count
 

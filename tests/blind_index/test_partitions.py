@@ -89,3 +89,19 @@ def test_session_partitioned_values_search_the_open_session() -> None:
         assert SessionContact.objects.get(email="x@example.org") == one
     with pytest.raises(NoActiveSessionError, match="per partition"):
         SessionContact.objects.filter(email="x@example.org").exists()
+
+
+def test_shredding_a_partition_destroys_its_index_key_too(contacts: dict) -> None:
+    from asherah_django.rotation.keys import shred_partition
+    from asherah_django.rotation.summary import Summary
+    from asherah_django.runtime import get_session_factory
+
+    summary = Summary()
+    shred_partition(get_session_factory(), "acme", summary)
+    ids = set(EncryptionKey.objects.filter(id__startswith="_BIDX_").values_list("id", flat=True))
+    assert "_BIDX_acme_testsvc_testprod" not in ids
+    assert "_BIDX_globex_testsvc_testprod" in ids
+    assert any("blind index key version(s) of _BIDX_acme" in line for line in summary.lines)
+    # The shredded tenant's index values can no longer be recomputed: lookups find nothing.
+    assert not TenantContact.objects.filter(tenant_id="acme", email="same@example.org").exists()
+    assert TenantContact.objects.filter(tenant_id="globex", email="same@example.org").exists()
