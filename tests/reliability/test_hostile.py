@@ -497,6 +497,9 @@ def test_mixin_admin_pages_with_any_parameters_and_corrupted_values(settings: An
             st.one_of(st.text(max_size=20), st.sampled_from([str(moved.pk), str(broken.pk)])),
         )
         def check(pairs: list[tuple[str, str]], object_id: str) -> None:
+            # Django's own changelist answers 500 for a NUL in a filter or search on a plain
+            # column on PostgreSQL ("text fields cannot contain NUL"), whatever the model.
+            assume(not any("\x00" in value for _, value in pairs))
             response = client.get(f"{base}?{urllib.parse.urlencode(pairs)}")
             assert response.status_code in (200, 302, 400)
             assert ciphertext not in response.content.decode()
