@@ -21,6 +21,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from binascii import a2b_base64, b2a_base64
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -108,6 +109,7 @@ class SessionFactory:
         )
         self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
         self._sessions_lock = threading.Lock()
+        _LIVE.add(self)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -394,3 +396,16 @@ class Session:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# A factory built before os.fork() (gunicorn --preload) must not carry into the child a lock
+# that another parent thread held at the moment of the fork.
+_LIVE: weakref.WeakSet[SessionFactory] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for factory in list(_LIVE):
+        factory._sessions_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

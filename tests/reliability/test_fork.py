@@ -280,12 +280,6 @@ def test_a_factory_of_ones_own_built_before_fork(
             assert answer["key_session"] not in (None, parent_session)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SessionFactory._sessions_lock is not renewed in a forked child "
-    "(asherah_django/core/session.py, reported to its owner); the runtime factory is not "
-    "affected: a child builds its own",
-)
 def test_the_session_cache_lock_of_ones_own_factory_after_fork() -> None:
     from asherah_django.core import InMemoryMetastore, StaticKMS
 
