@@ -417,6 +417,9 @@ param_values = st.one_of(
 )
 
 
+mixin_values = param_values.filter(lambda value: "\x00" not in value)
+
+
 def superuser_client() -> Client:
     from django.contrib.auth.models import User
 
@@ -493,7 +496,8 @@ def test_mixin_admin_pages_with_any_parameters_and_corrupted_values(settings: An
 
         @FUZZ
         @given(
-            st.lists(st.tuples(st.sampled_from(names), param_values), max_size=4),
+            # (no NUL: Django's own changelist filters fail on it with PostgreSQL, ours or not)
+            st.lists(st.tuples(st.sampled_from(names), mixin_values), max_size=4),
             st.one_of(st.text(max_size=20), st.sampled_from([str(moved.pk), str(broken.pk)])),
         )
         def check(pairs: list[tuple[str, str]], object_id: str) -> None:
