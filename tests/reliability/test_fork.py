@@ -243,16 +243,16 @@ def test_a_factory_of_ones_own_built_before_fork(
 ) -> None:
     """An application's own SessionFactory (Vault Transit KMS, DjangoMetastore) built before
     the fork and used as it is in the children, keys cached, while another parent thread
-    holds its key-cache locks, lock stripes, the metastore's and the Vault client's locks."""
+    holds its key-cache locks, lock stripes, session-cache lock, the metastore's and the
+    Vault client's locks."""
     factory, metastore, kms = own_factory()
     try:
         records = {p: factory.get_session(p).encrypt(p.encode()) for p in ("a", "b")}
-        sessions = {f"new-{n}": factory.get_session(f"new-{n}") for n in range(CHILDREN)}
         parent_session = key_session(metastore)
         connection.close()
 
         def child(index: int) -> dict[str, Any]:
-            session = sessions[f"new-{index}"]  # a new partition: a key made and stored
+            session = factory.get_session(f"new-{index}")  # a new partition: new key, stored
             assert session.decrypt(session.encrypt(b"child")) == b"child"
             assert all(factory.get_session(p).decrypt(r) == p.encode() for p, r in records.items())
             factory.keys.system_keys.clear()  # and a Vault call over its own connection
@@ -265,7 +265,8 @@ def test_a_factory_of_ones_own_built_before_fork(
 
         keys = factory.keys
         locks = [*keys._locks, keys.intermediate_keys._lock, keys.system_keys._lock,
-                 metastore._lock, kms._tokens.lock, kms._http._lock, kms._http._stats_lock]  # fmt: skip
+                 factory._sessions_lock, metastore._lock, kms._tokens.lock, kms._http._lock,
+                 kms._http._stats_lock]  # fmt: skip
         with held_by_another_thread(locks):
             answers = fork_children(CHILDREN, child, timeout=30)
         assert key_session(metastore) == parent_session  # the parent's is untouched
@@ -278,13 +279,3 @@ def test_a_factory_of_ones_own_built_before_fork(
         assert answer["vault_decrypts"] == 1
         if parent_session is not None:
             assert answer["key_session"] not in (None, parent_session)
-
-
-def test_the_session_cache_lock_of_ones_own_factory_after_fork() -> None:
-    from asherah_django.core import InMemoryMetastore, StaticKMS
-
-    factory = SessionFactory("svc", "prod", StaticKMS.random(), InMemoryMetastore())
-    with factory, held_by_another_thread([factory._sessions_lock]):
-        fork_children(
-            1, lambda index: {"ok": bool(factory.get_session("new").encrypt(b"x"))}, timeout=5
-        )
