@@ -433,14 +433,19 @@ def pg_ctl(action: str) -> None:
     )
 
 
-def sessions_of_others() -> list[str]:
-    """Databases other than ours with client sessions right now (other test runs)."""
+def sessions_of_others(samples: int = 10, interval: float = 0.1) -> list[str]:
+    """Databases other than ours with client sessions during the next second (other test
+    runs; sampled, since a run may connect and disconnect around every request)."""
+    found: set[str] = set()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT DISTINCT datname FROM pg_stat_activity WHERE backend_type = 'client backend' "
-            "AND datname IS NOT NULL AND datname <> current_database() AND pid <> pg_backend_pid()"
-        )
-        return sorted(row[0] for row in cursor.fetchall())
+        for _ in range(samples):
+            cursor.execute(
+                "SELECT DISTINCT datname FROM pg_stat_activity WHERE backend_type = "
+                "'client backend' AND datname IS NOT NULL AND datname <> current_database()"
+            )
+            found.update(row[0] for row in cursor.fetchall())
+            time.sleep(interval)
+    return sorted(found)
 
 
 @pytest.mark.django_db(transaction=True)
