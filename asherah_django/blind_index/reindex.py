@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import ExpressionWrapper, F
 
@@ -84,25 +83,17 @@ def indexed_fields(labels: Sequence[str] = ()) -> list[IndexedField]:
             if f.blind_index is not None
         ]
     found: list[IndexedField] = []
+    from ..rotation.targets import parse_field_label  # (rotation imports this package)
+
     for label in labels:
-        parts = label.split(".")
-        if len(parts) not in (2, 3):
-            raise ReindexError(f"expected app_label.Model or app_label.Model.field, got {label!r}")
-        try:
-            model = apps.get_model(parts[0], parts[1])
-        except LookupError as exc:
-            raise ReindexError(str(exc.args[0])) from None
-        if len(parts) == 2:
+        model, chosen = parse_field_label(label, ReindexError)
+        if chosen is None:
             fields = [f for f in encrypted_fields(model) if f.blind_index is not None]
             if not fields:
                 raise ReindexError(f"{model._meta.label} has no field with a blind index")
         else:
-            try:
-                chosen = model._meta.get_field(parts[2])
-            except FieldDoesNotExist:
-                raise ReindexError(f"{model._meta.label} has no field {parts[2]!r}") from None
             if not isinstance(chosen, EncryptedField) or chosen.blind_index is None:
-                raise ReindexError(f"{model._meta.label}.{parts[2]} has no blind index")
+                raise ReindexError(f"{model._meta.label}.{chosen.name} has no blind index")
             fields = [chosen]
         for f in fields:
             item = _indexed(model, f)

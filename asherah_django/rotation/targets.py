@@ -17,7 +17,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models, router
 from django.db.models import ExpressionWrapper, F
 
-from ..core.errors import MalformedRecordError
+from ..core.errors import AsherahError, MalformedRecordError
 from ..core.records import DataRowRecord, parse_data_row
 from ..fields.base import EncryptedField, encrypted_fields
 from .keys import RotationError
@@ -52,28 +52,40 @@ class Target:
         return using or router.db_for_write(self.model)
 
 
+def parse_field_label(
+    label: str, error: type[AsherahError]
+) -> tuple[type[models.Model], Any | None]:
+    """``app_label.Model`` -> (model, None); ``app_label.Model.field`` -> (model, field).
+
+    Shared by the commands that take such labels; ``error`` is the command's error type.
+    """
+    parts = label.split(".")
+    if len(parts) not in (2, 3):
+        raise error(f"expected app_label.Model or app_label.Model.field, got {label!r}")
+    try:
+        model = apps.get_model(parts[0], parts[1])
+    except LookupError as exc:
+        raise error(str(exc.args[0])) from None
+    if len(parts) == 2:
+        return model, None
+    try:
+        return model, model._meta.get_field(parts[2])
+    except FieldDoesNotExist:
+        raise error(f"{model._meta.label} has no field {parts[2]!r}") from None
+
+
 def resolve_targets(labels: Sequence[str]) -> list[Target]:
     """``app_label.Model`` (every encrypted field of it) or ``app_label.Model.field``."""
     chosen: dict[type[models.Model], list[EncryptedField]] = {}
     for label in labels:
-        parts = label.split(".")
-        if len(parts) not in (2, 3):
-            raise RotationError(f"expected app_label.Model or app_label.Model.field, got {label!r}")
-        try:
-            model = apps.get_model(parts[0], parts[1])
-        except LookupError as exc:
-            raise RotationError(str(exc.args[0])) from None
-        if len(parts) == 2:
+        model, field = parse_field_label(label, RotationError)
+        if field is None:
             fields = list(encrypted_fields(model))
             if not fields:
                 raise RotationError(f"{model._meta.label} has no encrypted field")
         else:
-            try:
-                field = model._meta.get_field(parts[2])
-            except FieldDoesNotExist:
-                raise RotationError(f"{model._meta.label} has no field {parts[2]!r}") from None
             if not isinstance(field, EncryptedField):
-                raise RotationError(f"{model._meta.label}.{parts[2]} is not an encrypted field")
+                raise RotationError(f"{model._meta.label}.{field.name} is not an encrypted field")
             fields = [field]
         known = chosen.setdefault(model, [])
         known += [field for field in fields if field not in known]
