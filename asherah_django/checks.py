@@ -3,7 +3,7 @@
 Ids are stable and unique (see :data:`CHECK_IDS`); every message says what to set and
 where. No check makes a network call: live Vault probes belong to ``asherah_check``.
 
-- settings (always): E001-E012, W001;
+- settings (always): E001-E012, W001, W002;
 - deployment (``check --deploy``): E101 static KMS, W102 dev-looking Vault token,
   W103 Vault over plain http;
 - database (only when ``databases`` are given, e.g. ``migrate`` or ``check --database``):
@@ -23,7 +23,7 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.db import DatabaseError, connections
 from django.db.migrations.recorder import MigrationRecorder
 
-from .conf import asherah_settings, where
+from .conf import KMS_ALIASES, asherah_settings, where
 from .core.errors import ConfigurationError
 
 TAG: Final = "asherah"
@@ -43,6 +43,7 @@ CHECK_IDS: Final[dict[str, str]] = {
     "asherah.E011": "PARTITION_RESOLVER cannot be imported",
     "asherah.E012": "settings.ASHERAH is not a dict",
     "asherah.W001": "settings.ASHERAH has a key asherah_django does not know",
+    "asherah.W002": "the KMS environment variable holds another tool's value and is ignored",
     "asherah.E101": "the static KMS is used with DEBUG = False",
     "asherah.W102": "VAULT_TOKEN looks like a development root token with DEBUG = False",
     "asherah.W103": "VAULT_ADDR uses plain http to a non-local host with DEBUG = False",
@@ -118,6 +119,18 @@ def check_settings(
                 f"settings.ASHERAH has an unknown key {key!r}",
                 hint=f"check the spelling; known keys: {', '.join(sorted(_known()))}",
                 id="asherah.W001",
+            )
+        )
+    for variable in snapshot.ignored:
+        messages.append(
+            Warning(
+                f"the {variable} environment variable is set to a value that is not an Asherah "
+                f"KMS name ({', '.join(KMS_ALIASES)}); asherah_django ignores it (another tool's "
+                f"setting?) and uses KMS={snapshot.values.get('KMS')} from "
+                f"{snapshot.sources.get('KMS')}",
+                hint="to choose the KMS, set ASHERAH['KMS'] in settings.py or ASHERAH_KMS, "
+                "which also silences this warning",
+                id="asherah.W002",
             )
         )
     kms = snapshot.values.get("KMS")
