@@ -71,7 +71,7 @@ TEMPLATES = [
 
 STATIC_URL = "/static/"
 
-# asherah_django: every key may also come from the environment variable of the same name.
+# asherah_django: keys missing here come from ASHERAH_<KEY> (and VAULT_*, KMS) in the environment.
 ASHERAH = {
     "SERVICE_NAME": env.str("ASHERAH_SERVICE_NAME", default="clinics"),
     "PRODUCT_ID": env.str("ASHERAH_PRODUCT_ID", default="demo"),

@@ -315,6 +315,16 @@ def test_w201_table_missing(database_messages: Any, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.django_db
+def test_no_w201_before_the_first_migrate(
+    database_messages: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``migrate`` runs the database checks before it creates the table: no warning then."""
+    monkeypatch.setattr(EncryptionKey._meta, "db_table", "asherah_missing_table")
+    monkeypatch.setattr(MigrationRecorder, "applied_migrations", lambda self: {})
+    assert database_messages() == []
+
+
+@pytest.mark.django_db
 def test_w202_migration_unapplied(database_messages: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(MigrationRecorder, "applied_migrations", lambda self: {})
     message = only(database_messages(), "asherah.W202")
