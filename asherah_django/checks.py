@@ -4,6 +4,7 @@ Ids are stable and unique (see :data:`CHECK_IDS`); every message says what to se
 where. No check makes a network call: live Vault probes belong to ``asherah_check``.
 
 - settings (always): E001-E012, W001, W002;
+- admin (always): W003 (a plain ModelAdmin of encrypted fields, and no middleware);
 - deployment (``check --deploy``): E101 static KMS, W102 dev-looking Vault token,
   W103 Vault over plain http;
 - database (only when ``databases`` are given, e.g. ``migrate`` or ``check --database``):
@@ -44,6 +45,7 @@ CHECK_IDS: Final[dict[str, str]] = {
     "asherah.E012": "settings.ASHERAH is not a dict",
     "asherah.W001": "settings.ASHERAH has a key asherah_django does not know",
     "asherah.W002": "the KMS environment variable holds another tool's value and is ignored",
+    "asherah.W003": "a plain ModelAdmin shows encrypted fields and no middleware renders them",
     "asherah.E101": "the static KMS is used with DEBUG = False",
     "asherah.W102": "VAULT_TOKEN looks like a development root token with DEBUG = False",
     "asherah.W103": "VAULT_ADDR uses plain http to a non-local host with DEBUG = False",
@@ -92,6 +94,7 @@ _COLUMNS: Final = ("id", "created", "key_record")
 def register() -> None:
     """Register the checks (called by ``AppConfig.ready()``; idempotent)."""
     checks.register(check_settings, TAG)
+    checks.register(check_admin, TAG, checks.Tags.admin)
     checks.register(check_deployment, TAG, deploy=True)
     checks.register(check_database, TAG, checks.Tags.database)
 
@@ -142,6 +145,46 @@ def check_settings(
     if kms == "vault":
         messages += _vault_messages()
     messages += _resolver_messages()
+    return messages
+
+
+def check_admin(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Without the middleware, a plain ModelAdmin answers 500 on a row it cannot decrypt."""
+    from django.apps import apps
+
+    middleware = getattr(settings, "MIDDLEWARE", None) or []
+    if not apps.is_installed("django.contrib.admin") or any(
+        str(path) == "asherah_django.middleware.AsherahSessionMiddleware" for path in middleware
+    ):
+        return []
+    from django.contrib.admin.sites import all_sites
+
+    from .admin.fields import EncryptedFieldsAdminMixin
+    from .fields import encrypted_fields
+
+    messages: list[CheckMessage] = []
+    for model in apps.get_models():
+        if not encrypted_fields(model):
+            continue
+        for site in list(all_sites):
+            if not site.is_registered(model):
+                continue
+            model_admin = site.get_model_admin(model)
+            if isinstance(model_admin, EncryptedFieldsAdminMixin):
+                continue
+            messages.append(
+                Warning(
+                    f"{type(model_admin).__name__} (admin site {site.name!r}) shows the encrypted "
+                    f"fields of {model._meta.label} without EncryptedFieldsAdminMixin: a row "
+                    "encrypted for another partition makes its pages answer 500",
+                    hint="add asherah_django.admin.EncryptedFieldsAdminMixin before ModelAdmin, "
+                    "or AsherahSessionMiddleware to MIDDLEWARE (it renders such values locked)",
+                    obj=model_admin,
+                    id="asherah.W003",
+                )
+            )
     return messages
 
 

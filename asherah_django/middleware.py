@@ -66,6 +66,15 @@ class AsherahSessionMiddleware:
             _wrap_streaming(response, partition_id)
         return response
 
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
+        """A plain ModelAdmin's page that meets a value it cannot decrypt (another partition,
+        no session) is rendered as EncryptedFieldsAdminMixin would, instead of a 500."""
+        if getattr(request, "resolver_match", None) is None:
+            return None
+        from .admin.fields import render_locked
+
+        return render_locked(request, exception)
+
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         resolver = asherah_settings.partition_resolver
         if iscoroutinefunction(resolver):

@@ -322,3 +322,43 @@ def _rendered(response: HttpResponse) -> HttpResponse:
     if isinstance(response, TemplateResponse):
         response.render()
     return response
+
+
+# -- a plain ModelAdmin: render as the mixin does instead of answering 500 --------------------
+
+#: The ModelAdmin views a locked row can be shown by, by the suffix of their URL name.
+_VIEWS: Final = {"changelist": "changelist_view", "change": "change_view"}
+
+
+def with_mixin(model_admin: Any) -> Any:
+    """A copy of ``model_admin`` whose class has :class:`EncryptedFieldsAdminMixin` first."""
+    cls = type(model_admin)
+    locked = type(cls.__name__, (EncryptedFieldsAdminMixin, cls), {"__module__": cls.__module__})
+    return locked(model_admin.model, model_admin.admin_site)
+
+
+def render_locked(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
+    """For a GET of a plain ModelAdmin's list or change page that failed to decrypt a value
+    (``exc``), the same page rendered by the same ModelAdmin with the mixin: the value shown
+    as "Encrypted: reason". ``None`` when that does not apply (the exception then propagates).
+
+    Called by ``AsherahSessionMiddleware.process_exception``; the ModelAdmin is the one
+    Django's ``ModelAdmin.get_urls()`` attaches to its views as ``model_admin``.
+    """
+    from ..fields import PlaintextValueError
+
+    decryption = (NoActiveSessionError, PartitionMismatchError, KeyNotFoundError)
+    if not isinstance(exc, (*decryption, PlaintextValueError)) or request.method not in (
+        "GET",
+        "HEAD",
+    ):
+        return None
+    match = request.resolver_match
+    model_admin = getattr(getattr(match, "func", None), "model_admin", None)
+    if match is None or model_admin is None or isinstance(model_admin, EncryptedFieldsAdminMixin):
+        return None
+    view = _VIEWS.get(str(match.url_name).rsplit("_", 1)[-1])
+    if view is None:
+        return None
+    response: HttpResponse = getattr(with_mixin(model_admin), view)(request, **match.kwargs)
+    return response
