@@ -4,7 +4,7 @@ Ids are stable and unique (see :data:`CHECK_IDS`); every message says what to se
 where. No check makes a network call: live Vault probes belong to ``asherah_check``.
 
 - settings (always): E001-E012, W001, W002;
-- admin (always): W003 (a plain ModelAdmin of encrypted fields, and no middleware);
+- admin (always, tag ``admin``): W003 (a plain ModelAdmin of encrypted fields, no middleware);
 - deployment (``check --deploy``): E101 static KMS, W102 dev-looking Vault token,
   W103 Vault over plain http;
 - database (only when ``databases`` are given, e.g. ``migrate`` or ``check --database``):
@@ -94,7 +94,7 @@ _COLUMNS: Final = ("id", "created", "key_record")
 def register() -> None:
     """Register the checks (called by ``AppConfig.ready()``; idempotent)."""
     checks.register(check_settings, TAG)
-    checks.register(check_admin, TAG, checks.Tags.admin)
+    checks.register(check_admin, checks.Tags.admin)  # not under TAG: it is about your admin
     checks.register(check_deployment, TAG, deploy=True)
     checks.register(check_database, TAG, checks.Tags.database)
 

@@ -121,6 +121,11 @@ def env_names(name: str) -> tuple[str, ...]:
 
 def where(name: str) -> str:
     """Where a setting can be set, for messages and hints."""
+    if well_known(name):
+        return (
+            f"ASHERAH[{name!r}] in settings.py or the {ENV_PREFIX}{name} (or {name}) "
+            "environment variable"
+        )
     return f"ASHERAH[{name!r}] in settings.py or the {ENV_PREFIX}{name} environment variable"
 
 

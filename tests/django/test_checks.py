@@ -142,9 +142,8 @@ def test_e004_static_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_e005_vault_server_settings(name: str) -> None:
     message = only(settings_messages(**{**VAULT, name: None}), "asherah.E005")
     assert f"{name} is required for the Vault Transit KMS" in message.msg
-    assert f"ASHERAH['{name}'] in settings.py or the ASHERAH_{name} environment variable" in (
-        message.hint or ""
-    )
+    where = f"ASHERAH['{name}'] in settings.py or the ASHERAH_{name} (or {name}) environment"
+    assert where in (message.hint or "")
 
 
 @pytest.mark.parametrize(

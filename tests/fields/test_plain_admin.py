@@ -73,3 +73,7 @@ def test_w003_without_the_middleware() -> None:
     )
     assert all("EncryptedFieldsAdminMixin" in (m.hint or "") for m in found)
     assert w003(MIDDLEWARE) == []
+    from django.core import checks
+
+    registered = [m for m in checks.run_checks(tags=["admin"]) if m.id == "asherah.W003"]
+    assert registered, "check_admin is not registered under the admin tag"
