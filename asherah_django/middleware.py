@@ -16,6 +16,10 @@ When the scope ends: after the response is returned, except for streaming respon
 whose content is produced later, while the server sends it. Their iterator is wrapped so
 that each chunk is produced inside the same partition scope (and nothing else runs in it
 between chunks). File responses are left alone.
+
+A plain ModelAdmin's list or change page (GET) that raises because a value belongs to another
+partition (or no session is open) is rendered again as ``EncryptedFieldsAdminMixin`` would,
+with that value locked, instead of answering 500 (:meth:`process_exception`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ change form show a placeholder saying so. Such a field is read-only on that obje
 saving the form keeps its stored record unchanged. A form whose encrypted values cannot be
 encrypted (no partition) gets a form error; a KMS or metastore failure while saving rolls the
 save back and shows an error message. Never a stack trace, never ciphertext.
+
+A plain ModelAdmin (without the mixin) gets the same list and change pages when one of its
+values cannot be decrypted: :func:`render_locked`, called by ``AsherahSessionMiddleware``.
 """
 
 from __future__ import annotations
