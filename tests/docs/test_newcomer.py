@@ -24,6 +24,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,17 @@ def readme_command(marker: str) -> list[str]:
         if not line.lstrip().startswith("#")
     ]
     return shlex.split(next(line for line in lines if line))
+
+
+def token_policies(env: dict[str, str]) -> list[str]:
+    """The policies of the app's token, as the server reports them (never root)."""
+    request = urllib.request.Request(
+        f"{env['VAULT_ADDR']}/v1/auth/token/lookup-self",
+        headers={"X-Vault-Token": env["VAULT_TOKEN"]},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        policies: list[str] = json.load(response)["data"]["policies"]
+    return sorted(policies)
 
 
 class Project:
@@ -236,6 +248,7 @@ def test_newcomer_path(project: Project) -> None:
 
     vault = DevVault(project)
     project.env.update(vault.start())
+    assert token_policies(project.env) == ["asherah-rotate", "asherah-transit", "default"]
     try:
         _first_hour(project, vault, models)
     finally:
@@ -400,8 +413,10 @@ def _first_hour(project: Project, vault: DevVault, models: str) -> None:
     assert health.returncode in (0, 2), health.stdout + health.stderr
 
     # -- the local server restarted: keys, token and data are still there -----------------
+    token = project.env["VAULT_TOKEN"]
     vault.stop()
     project.env.update(vault.start())
+    assert project.env["VAULT_TOKEN"] == token  # the same token, still valid
     again = project.script(
         """
         import asherah_django
