@@ -9,9 +9,10 @@
 - ``asherah_assert_kms_calls``: ``with asherah_assert_kms_calls(1): ...`` fails unless the block
   makes exactly that many KMS calls (like ``django_assert_num_queries``).
 
-Isolation from real KMS servers (like the test database that replaces yours): in every test,
-if your settings (or environment) choose a KMS that talks to a server (Vault), the plugin
-swaps in the static KMS with Asherah's public test key, on your test database. Tests that do
+Isolation from real KMS servers (like the test database that replaces yours): for the whole
+run (session fixtures and the test database's migrations included), if your settings (or
+environment) choose a KMS that talks to a server (Vault), the plugin swaps in the static KMS
+with Asherah's public test key, on your test database. Tests that do
 not use the fixtures above then never reach your Vault, and keep passing while it is down. Opt
 out per test with ``@pytest.mark.asherah_live_kms``, or for the whole run with
 ``asherah_live_kms = true`` in the pytest ini file. A test (or fixture) that configures
@@ -57,22 +58,40 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.fixture(autouse=True)
-def _asherah_isolated_kms(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The static KMS with the public test key instead of a KMS server, unless opted out."""
-    isolated = _isolated_settings(request)
+@pytest.fixture(scope="session", autouse=True)
+def _asherah_isolated_kms(request: pytest.FixtureRequest) -> Iterator[dict[str, Any] | None]:
+    """For the whole run (test database set-up included): the static KMS with the public
+    test key instead of a KMS server, unless ``asherah_live_kms = true``. Yields the
+    settings it replaced (None when it replaced nothing)."""
+    isolated = _isolated_settings(request.config)
     if isolated is None:
+        yield None
+        return
+    from django.conf import settings
+    from django.test import override_settings
+
+    original = dict(getattr(settings, "ASHERAH", None) or {})
+    with override_settings(ASHERAH=isolated):
+        yield original
+
+
+@pytest.fixture(autouse=True)
+def _asherah_live_kms(
+    request: pytest.FixtureRequest, _asherah_isolated_kms: dict[str, Any] | None
+) -> Iterator[None]:
+    """A test marked ``asherah_live_kms`` gets the configured KMS back."""
+    if _asherah_isolated_kms is None or not request.node.get_closest_marker(LIVE_MARKER):
         yield
         return
     from django.test import override_settings
 
-    with override_settings(ASHERAH=isolated):
+    with override_settings(ASHERAH=_asherah_isolated_kms):
         yield
 
 
-def _isolated_settings(request: pytest.FixtureRequest) -> dict[str, Any] | None:
-    """The ASHERAH dict for an isolated test, or None to leave the settings alone."""
-    if request.node.get_closest_marker(LIVE_MARKER) or request.config.getini(LIVE_MARKER):
+def _isolated_settings(config: pytest.Config) -> dict[str, Any] | None:
+    """The ASHERAH dict for isolated tests, or None to leave the settings alone."""
+    if config.getini(LIVE_MARKER):
         return None
     try:
         from django.apps import apps
@@ -88,9 +107,9 @@ def _isolated_settings(request: pytest.FixtureRequest) -> dict[str, Any] | None:
     kms = asherah_settings.snapshot().values.get("KMS")
     if kms is None or kms in _OFFLINE_KMS:  # no server, or invalid (reported by checks)
         return None
-    config = dict(getattr(settings, "ASHERAH", None) or {})
-    config.update(KMS="static", STATIC_MASTER_KEY_HEX=TEST_MASTER_KEY_HEX)
-    return config
+    isolated = dict(getattr(settings, "ASHERAH", None) or {})
+    isolated.update(KMS="static", STATIC_MASTER_KEY_HEX=TEST_MASTER_KEY_HEX)
+    return isolated
 
 
 @pytest.fixture

@@ -271,6 +271,12 @@ def test_newcomer_path(project: Project) -> None:
                     assert Note.objects.get().body == "plain test"
 
 
+            def test_a_session_fixture_is_isolated_too(sealed_in_a_session_fixture):
+                from asherah_django.core.records import looks_like_data_row
+
+                assert looks_like_data_row(sealed_in_a_session_fixture)
+
+
             @pytest.mark.asherah_live_kms
             @pytest.mark.django_db
             def test_live_kms():
@@ -280,8 +286,25 @@ def test_newcomer_path(project: Project) -> None:
         ),
         append=True,
     )
+    project.write(
+        "conftest.py",
+        textwrap.dedent(
+            """\
+            import pytest
+
+            import asherah_django
+
+
+            @pytest.fixture(scope="session")
+            def sealed_in_a_session_fixture(django_db_setup, django_db_blocker):
+                with django_db_blocker.unblock():
+                    session = asherah_django.get_session_factory().get_session("42")
+                    return session.encrypt(b"made before any test")
+            """
+        ),
+    )
     isolated = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not live")
-    assert "2 passed" in isolated.stdout, isolated.stdout
+    assert "3 passed" in isolated.stdout, isolated.stdout
     live = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "live", check=False)
     assert live.returncode == 1 and "1 failed" in live.stdout, live.stdout
     assert "KMSError" in live.stdout or "Vault" in live.stdout, live.stdout
