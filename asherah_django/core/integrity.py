@@ -39,8 +39,16 @@ from .records import EnvelopeKeyRecord
 
 Purpose = Literal["child", "self"]
 TAG_PREFIX: Final = "v1:"
+#: Where tags live: a nullable column of ``encryption_key`` that no other Asherah
+#: implementation names (they list their columns in every INSERT and SELECT).
+TAG_COLUMN: Final = "integrity_tag"
 #: The ``integrity_tag`` column is ``varchar(TAG_MAX_LENGTH)``.
 TAG_MAX_LENGTH: Final = 64
+#: For tables not created by our migration (adopted Asherah tables); the same on
+#: PostgreSQL, MySQL/MariaDB and SQLite.
+ADD_TAG_COLUMN_SQL: Final = (
+    f"ALTER TABLE encryption_key ADD COLUMN {TAG_COLUMN} VARCHAR({TAG_MAX_LENGTH}) NULL"
+)
 _LABEL: Final = b"asherah_django key integrity v1\x00"
 _HINT_UNTAGGED: Final = (
     "if another Asherah implementation wrote this row, verify and sign it with "
