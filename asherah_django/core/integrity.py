@@ -9,11 +9,14 @@ closes that:
   ``integrity_tag`` column, which other Asherah implementations never name, so never see);
 * ``message`` is a length-prefixed encoding of the row's id, its ``created`` column, and
   every field of its record except ``Revoked`` (the JSON ``Created``, the wrapped key, the
-  parent id and created). ``Revoked`` is left out on purpose: Asherah's revoke scripts,
-  other implementations and :meth:`DjangoMetastore.revoke` flip it with plain SQL and
-  cannot re-sign; a writer can therefore (un)revoke a key, which decides which key *new*
-  values use, never which key decrypts a value. Fields are compared parsed, not as text,
-  so a JSONB column that re-spaces or reorders the record does not break its tag;
+  parent id and created); for a system key row, not its wrapped bytes either: the MAC key
+  comes from what they unwrap to, so other bytes fail anyway, and ``asherah_rotate
+  --rewrap`` (new bytes from Vault, the same key) keeps the tag valid. ``Revoked`` is left
+  out on purpose: Asherah's revoke scripts, other implementations and
+  :meth:`DjangoMetastore.revoke` flip it with plain SQL and cannot re-sign; a writer can
+  therefore (un)revoke a key, which decides which key *new* values use, never which key
+  decrypts a value. Fields are compared parsed, not as text, so a JSONB column that
+  re-spaces or reorders the record does not break its tag;
 * ``k = HKDF-SHA256(parent secret, info=label + purpose)``: for IK and blind index rows
   the secret of their SK (``purpose="child"``); for SK rows the SK's own secret, known only
   after the KMS unwrapped it (``purpose="self"``). Forging any tag thus needs the master key.
@@ -81,7 +84,8 @@ def make_tag(
     record: EnvelopeKeyRecord,
 ) -> str:
     """The tag of the row ``(key_id, created, record)`` under ``secret``."""
-    mac = hmac.digest(_mac_key(secret, purpose), _message(key_id, created, record), "sha256")
+    message = _message(key_id, created, record, purpose)
+    mac = hmac.digest(_mac_key(secret, purpose), message, "sha256")
     return TAG_PREFIX + base64.b64encode(mac).decode("ascii")
 
 
@@ -132,13 +136,16 @@ def _mac_key(secret: bytes | bytearray, purpose: Purpose) -> bytes:
     return hkdf.derive(bytes(secret))
 
 
-def _message(key_id: str, created: int, record: EnvelopeKeyRecord) -> bytes:
+def _message(key_id: str, created: int, record: EnvelopeKeyRecord, purpose: Purpose) -> bytes:
     parent = record.parent
+    # A system key's own wrapped bytes are left out: the MAC key is derived from what they
+    # unwrap to, so other bytes fail anyway, and a Vault rewrap (new bytes, same key) keeps
+    # the tag valid.
     fields = (
         key_id.encode("utf-8"),
         str(created).encode("ascii"),
         str(record.created).encode("ascii"),
-        record.encrypted_key,
+        b"" if purpose == "self" else record.encrypted_key,
         b"" if parent is None else parent.key_id.encode("utf-8"),
         b"" if parent is None else str(parent.created).encode("ascii"),
     )
