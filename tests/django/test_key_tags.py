@@ -5,6 +5,7 @@ setting and its checks. Runs on SQLite, and with DATABASE_URL on PostgreSQL and 
 
 from __future__ import annotations
 
+import datetime
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,7 @@ from asherah_django import runtime
 from asherah_django.blind_index.keyring import index_keys
 from asherah_django.checks import check_database, check_settings
 from asherah_django.conf import asherah_settings
-from asherah_django.core.errors import KeyIntegrityError, MetastoreError
+from asherah_django.core.errors import KeyIntegrityError, KeyParentMismatchError, MetastoreError
 from asherah_django.core.integrity import ADD_TAG_COLUMN_SQL
 from asherah_django.core.partition import system_key_id
 from asherah_django.health import Status, run
@@ -288,3 +289,78 @@ def test_key_integrity_setting_values_environment_and_check(
         (error,) = [m for m in check_settings() if m.id == "asherah.E013"]
         assert "KEY_INTEGRITY 'verify' is unknown" in error.msg
         assert "off, sign or require" in error.hint
+
+
+# -- blind index keys and the admin ---------------------------------------------------------
+
+
+def _copy_row(source_id: str, target_id: str, *, seconds_later: int, keep_tag: bool) -> None:
+    row = EncryptionKey.objects.get(id=source_id)
+    created = row.created + datetime.timedelta(seconds=seconds_later)
+    EncryptionKey.objects.create(id=target_id, created=created, key_record=row.key_record)
+    if keep_tag:
+        set_tag(target_id, tags(source_id)[source_id])
+
+
+@pytest.mark.parametrize("keep_tag", [True, False])
+def test_blind_index_key_copied_to_another_partition_is_refused_with_require(
+    configure: Any, keep_tag: bool
+) -> None:
+    """Reindexing and lookups load blind index keys through the same checks: with
+    "require" a partition's key row copied under another partition's id is refused."""
+    service = unique("svc")
+    configure(service, "require")
+    keys = index_keys(runtime.get_session_factory())
+    alice, bob = keys.key_id("alice"), keys.key_id("bob")
+    keys.write_version(alice)
+    _copy_row(alice, bob, seconds_later=5, keep_tag=keep_tag)
+    runtime.reset_session_factory()
+    keys = index_keys(runtime.get_session_factory())
+    with pytest.raises(KeyIntegrityError):
+        keys.lookup_versions(bob)
+    assert keys.lookup_versions(alice)
+
+
+@pytest.mark.parametrize("mode", ["off", "sign", "require"])
+def test_blind_index_key_of_another_service_is_refused(configure: Any, mode: str) -> None:
+    other = unique("other")
+    configure(other, mode)
+    keys = index_keys(runtime.get_session_factory())
+    source = keys.key_id("alice")
+    keys.write_version(source)
+    service = unique("svc")
+    configure(service, mode)
+    keys = index_keys(runtime.get_session_factory())
+    _copy_row(source, keys.key_id("alice"), seconds_later=0, keep_tag=mode != "off")
+    with pytest.raises(KeyParentMismatchError, match=f"_SK_{other}_prod"):
+        keys.lookup_versions(keys.key_id("alice"))
+
+
+def test_admin_detail_flags_a_key_whose_parent_is_another_services(
+    configure: Any, admin_client: Any
+) -> None:
+    from django.contrib.admin.utils import quote
+    from django.urls import reverse
+
+    from asherah_django.admin.keys import object_id
+
+    other = unique("other")
+    configure(other, "off")
+    TenantNote.objects.create(tenant_id="carol", body="x")
+    row = EncryptionKey.objects.get(id=f"_IK_carol_{other}_prod")
+    service = unique("svc")
+    configure(service, "off")
+    TenantNote.objects.create(tenant_id="dave", body="y")
+    copied = EncryptionKey.objects.create(
+        id=f"_IK_carol_{service}_prod", created=row.created, key_record=row.key_record
+    )
+    honest = EncryptionKey.objects.get(id=f"_IK_dave_{service}_prod")
+    for key, flagged in ((copied, True), (honest, False)):
+        url = reverse(
+            "admin:asherah_django_encryptionkey_change",
+            args=[quote(object_id(key.id, key.created))],
+        )
+        text = admin_client.get(url).content.decode()
+        assert ('id="foreign-parent"' in text) is flagged
+        if flagged:
+            assert f"_SK_{other}_prod" in text and "substituted" in text
