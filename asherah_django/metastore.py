@@ -510,8 +510,10 @@ class DjangoMetastore:
             with conn.cursor() as cursor:
                 self.queries += 1
                 columns = conn.introspection.get_table_description(cursor, self.table)
-        except DatabaseError:
-            return  # no such table (or not inspectable): the statement itself will say
+        except (DatabaseError, LookupError):
+            # No such table, or a name introspection cannot follow (a schema-qualified
+            # PostgreSQL name): the statements themselves will say what is missing.
+            return
         if columns and TAG_COLUMN not in {column.name for column in columns}:
             raise MetastoreError(
                 f"the metastore table {self.table!r} in database {self.using!r} has no "
