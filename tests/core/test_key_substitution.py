@@ -216,3 +216,23 @@ def test_write_path_refuses_a_latest_key_with_a_foreign_parent(mode: str) -> Non
 def test_errors_are_typed_decryption_errors() -> None:
     assert issubclass(KeyParentMismatchError, DecryptionError)
     assert issubclass(KeyIntegrityError, DecryptionError)
+
+
+def test_colliding_key_ids_of_two_services_are_refused_not_read() -> None:
+    """Partition ``a`` of service ``b_c`` and partition ``a_b`` of service ``c`` (product
+    ``d``) share the key id ``_IK_a_b_c_d``. Each service's rows name its own system key,
+    so neither reads the other's values: KeyParentMismatchError (before issue #13 they
+    read each other's values)."""
+    store = InMemoryMetastore()
+    kms = StaticKMS.from_hex(TEST_MASTER_KEY_HEX)
+    with (
+        SessionFactory("b_c", "d", kms, store) as first,
+        SessionFactory("c", "d", kms, store) as second,
+    ):
+        one, two = first.get_session("a"), second.get_session("a_b")
+        assert one.intermediate_key_id == two.intermediate_key_id == "_IK_a_b_c_d"
+        value = one.encrypt(b"b_c's value")
+        with pytest.raises(KeyParentMismatchError):
+            two.decrypt(value)
+        with pytest.raises(KeyParentMismatchError):  # nor writes under b_c's key
+            two.encrypt(b"c's value")
