@@ -497,29 +497,8 @@ class DjangoMetastore:
     def _sql_for(self, name: str) -> str:
         sql = self._sql.get(name)
         if sql is None:
-            if self.integrity_tags and not self._sql:
-                self._check_tag_column()
             sql = self._sql[name] = self._build_sql(name)
         return sql
-
-    def _check_tag_column(self) -> None:
-        """Before the first statement naming integrity_tag: is the column there? (SQLite
-        would otherwise read a missing double-quoted column as a string literal.)"""
-        conn = self.connection()
-        try:
-            with conn.cursor() as cursor:
-                self.queries += 1
-                columns = conn.introspection.get_table_description(cursor, self.table)
-        except (DatabaseError, LookupError):
-            # No such table, or a name introspection cannot follow (a schema-qualified
-            # PostgreSQL name): the statements themselves will say what is missing.
-            return
-        if columns and TAG_COLUMN not in {column.name for column in columns}:
-            raise MetastoreError(
-                f"the metastore table {self.table!r} in database {self.using!r} has no "
-                f"{TAG_COLUMN} column",
-                hint=self._hint_for(DatabaseError(TAG_COLUMN)),
-            )
 
     def _column(self, name: str) -> str:
         return connections[self.using].ops.quote_name(name)
@@ -562,6 +541,14 @@ class DjangoMetastore:
         collected: dict[KeyMeta, EnvelopeKeyRecord] = {}
         extra: dict[KeyMeta, EnvelopeKeyRecord] = {}
         for key_id, created, key_record, *tag in rows:
+            if tag and tag[0] == TAG_COLUMN:
+                # SQLite reads a double-quoted name that is no column as a string literal:
+                # the table has no integrity_tag column (a real tag starts with "v1:").
+                raise MetastoreError(
+                    f"the metastore table {self.table!r} in database {self.using!r} has no "
+                    f"{TAG_COLUMN} column",
+                    hint=self._hint_for(DatabaseError(TAG_COLUMN)),
+                )
             if is_internal_id(key_id):
                 continue
             lenient = prefetching and key_id == self.system_key_id
