@@ -476,7 +476,8 @@ class DjangoMetastore:
                         logger.info("asherah key connection was stale; reconnecting once")
                         continue
                 raise MetastoreError(
-                    f"metastore query failed on database {self.using!r}: {exc}", hint=_HINT
+                    f"metastore query failed on database {self.using!r}: {exc}",
+                    hint=self._hint_for(exc),
                 ) from exc
             except DatabaseError as exc:
                 raise MetastoreError(
