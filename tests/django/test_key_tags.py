@@ -364,3 +364,20 @@ def test_admin_detail_flags_a_key_whose_parent_is_another_services(
         assert ('id="foreign-parent"' in text) is flagged
         if flagged:
             assert f"_SK_{other}_prod" in text and "substituted" in text
+
+
+def test_revoking_keeps_tags_valid(configure: Any) -> None:
+    """Revocation rewrites key_record with plain SQL (as Asherah's scripts do); Revoked is
+    not covered by the tag, so "require" still reads and a new key replaces the revoked one."""
+    service = unique("svc")
+    configure(service, "require")
+    made = populate(service)
+    store = runtime.get_session_factory().metastore
+    assert isinstance(store, DjangoMetastore)
+    for key_id in (f"_IK_alice_{service}_prod", system_key_id(service, "prod")):
+        row = EncryptionKey.objects.get(id=key_id)
+        assert store.revoke(key_id, row.created_epoch) and row.id in tags(service)
+    read_all(made)
+    TenantNote.objects.create(tenant_id="alice", body="after the revocation")
+    assert EncryptionKey.objects.filter(id=f"_IK_alice_{service}_prod").count() == 2
+    assert None not in tags(service).values()
