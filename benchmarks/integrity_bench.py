@@ -33,27 +33,33 @@ from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
 MODES = ("off", "require")
 
 
+#: Warm-path sessions: a second "off" one is the control, whose ratio to the first shows
+#: the noise of the machine (the same code measured twice).
+WARM = {"off": "off", "control": "off", "require": "require"}
+
+
 def warm(payload: bytes, rounds: int, number: int) -> dict[str, dict[str, float]]:
     kms = StaticKMS.from_hex(TEST_MASTER_KEY_HEX)
     ops = {}
-    for mode in MODES:
+    for label, mode in WARM.items():
         factory = SessionFactory(
             "bench", "bench", kms, InMemoryMetastore(), CryptoPolicy(key_integrity=mode)
         )
         session = factory.get_session("partition")
         record = session.encrypt(payload)
         assert session.decrypt(record) == payload
-        ops[mode] = {
+        ops[label] = {
             "encrypt": lambda s=session: s.encrypt(payload),
             "decrypt": lambda s=session, r=record: s.decrypt(r),
         }
-    best = {mode: {"encrypt": float("inf"), "decrypt": float("inf")} for mode in MODES}
+    best = {label: {"encrypt": float("inf"), "decrypt": float("inf")} for label in WARM}
+    labels = list(WARM)
     for index in range(rounds):
-        order = MODES if index % 2 == 0 else MODES[::-1]  # neither mode always goes first
+        order = labels[index % 3 :] + labels[: index % 3]  # each one goes first in turn
         for op in ("encrypt", "decrypt"):
-            for mode in order:
-                seconds = timeit.timeit(ops[mode][op], number=number)
-                best[mode][op] = min(best[mode][op], seconds / number * 1e6)
+            for label in order:
+                seconds = timeit.timeit(ops[label][op], number=number)
+                best[label][op] = min(best[label][op], seconds / number * 1e6)
     return best
 
 
@@ -94,8 +100,11 @@ def main() -> int:
     print(f"KEY_INTEGRITY off vs require, {args.payload}-byte payload, {path}")
     best = warm(payload, args.rounds, args.number)
     for op in ("encrypt", "decrypt"):
-        off, req = best["off"][op], best["require"][op]
-        print(f"  warm {op}: off {off:.2f} us, require {req:.2f} us, ratio {req / off:.3f}")
+        off, req, control = best["off"][op], best["require"][op], best["control"][op]
+        print(
+            f"  warm {op}: off {off:.2f} us, require {req:.2f} us, ratio {req / off:.3f} "
+            f"(control: off again {control:.2f} us, ratio {control / off:.3f})"
+        )
     medians = cold(payload, args.cold)
     off, req = medians["off"], medians["require"]
     print(
