@@ -172,3 +172,36 @@ def test_cross_service_parent_is_refused(mode: str, configure: object) -> None:
         TenantNote.objects.get(pk=note_b.pk).body  # noqa: B018
     assert f"_SK_{other}_prod" in str(raised.value)
     assert SECRET not in str(raised.value)
+
+
+def test_reencryption_never_launders_a_value_through_a_foreign_parented_key(
+    configure: object,
+) -> None:
+    """``asherah_rotate --reencrypt`` reads stale values through sessions: a value pointing
+    at a copied intermediate key whose parent is another service's system key (marked
+    revoked by the attacker, so that it looks stale) is counted unreadable and left as it
+    is, never re-encrypted under the reading partition's key."""
+    from django.core.management import call_command
+
+    other = unique("other")
+    configure(other, "off")  # type: ignore[operator]
+    b = unique("B")
+    o_value = _raw(TenantNote.objects.create(tenant_id=b, body=SECRET).pk)
+    o_meta = _parent(o_value)
+    service = unique("svc")
+    configure(service, "off")  # type: ignore[operator]
+    note_b = TenantNote.objects.create(tenant_id=b, body="svc's own")
+    b_meta = KeyMeta(f"_IK_{b}_{service}_prod", o_meta.created + 3)
+    _copy_key_row(o_meta, b_meta, keep_tag=False)
+    row = EncryptionKey.objects.get(id=b_meta.key_id, created=_dt(b_meta.created))
+    row.key_record = row.key_record.replace("{", '{"Revoked":true,', 1)
+    row.save()
+    forged = _retarget(o_value, b_meta)
+    _write_raw(note_b.pk, forged)
+    runtime.reset_session_factory()
+    import io
+
+    out = io.StringIO()
+    call_command("asherah_rotate", "--reencrypt", "testapp.TenantNote", stdout=out)
+    assert "unreadable" in out.getvalue()
+    assert _raw(note_b.pk) == forged
