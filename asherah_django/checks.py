@@ -8,7 +8,7 @@ where. No check makes a network call: live Vault probes belong to ``asherah_chec
 - deployment (``check --deploy``): E101 static KMS, W102 dev-looking Vault token,
   W103 Vault over plain http;
 - database (only when ``databases`` are given, e.g. ``migrate`` or ``check --database``):
-  W201-W205. They are warnings so that ``migrate`` can still run to fix them.
+  W201-W206. They are warnings so that ``migrate`` can still run to fix them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from .conf import KMS_ALIASES, asherah_settings, where
 from .core.errors import ConfigurationError
+from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
 
 TAG: Final = "asherah"
 
@@ -43,6 +44,7 @@ CHECK_IDS: Final[dict[str, str]] = {
     "asherah.E010": "DATABASE is not an alias in settings.DATABASES",
     "asherah.E011": "PARTITION_RESOLVER cannot be imported",
     "asherah.E012": "settings.ASHERAH is not a dict",
+    "asherah.E013": "KEY_INTEGRITY is not off, sign or require",
     "asherah.W001": "settings.ASHERAH has a key asherah_django does not know",
     "asherah.W002": "the KMS environment variable holds another tool's value and is ignored",
     "asherah.W003": "a plain ModelAdmin shows encrypted fields and no middleware renders them",
@@ -54,6 +56,7 @@ CHECK_IDS: Final[dict[str, str]] = {
     "asherah.W203": "the encryption_key table lacks a column Asherah needs",
     "asherah.W204": "the key database could not be inspected",
     "asherah.W205": "the id column compares case-insensitively (MySQL/MariaDB collation)",
+    "asherah.W206": "KEY_INTEGRITY is on but the encryption_key table has no integrity_tag",
 }
 _SIMPLE: Final = {
     "ASHERAH": "asherah.E012",
@@ -62,6 +65,7 @@ _SIMPLE: Final = {
     "KMS": "asherah.E003",
     "METASTORE": "asherah.E009",
     "DATABASE": "asherah.E010",
+    "KEY_INTEGRITY": "asherah.E013",
     **dict.fromkeys(
         (
             "EXPIRE_AFTER",
@@ -382,6 +386,16 @@ def check_database(
                 hint=f"ALTER TABLE {table} MODIFY id VARCHAR(255) CHARACTER SET utf8mb4 "
                 "COLLATE utf8mb4_bin NOT NULL (as asherah_django's migration creates it)",
                 id="asherah.W205",
+            )
+        )
+    integrity = snapshot.values.get("KEY_INTEGRITY")
+    if integrity in ("sign", "require") and TAG_COLUMN not in columns and not missing:
+        messages.append(
+            Warning(
+                f"KEY_INTEGRITY is {integrity!r} but the metastore table {table!r} in database "
+                f"{alias!r} has no {TAG_COLUMN} column: every key query will fail",
+                hint=f"run {migrate}, or for a table you manage yourself: {ADD_TAG_COLUMN_SQL}",
+                id="asherah.W206",
             )
         )
     if ("asherah_django", "0001_initial") not in applied:

@@ -55,6 +55,7 @@ from .core.policy import (
     DEFAULT_SESSION_CACHE_DURATION,
     DEFAULT_SESSION_CACHE_SIZE,
     DEFAULT_SYSTEM_KEY_CACHE_SIZE,
+    KEY_INTEGRITY_MODES,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "METASTORE": "django",
     "DATABASE": "default",
     "PARTITION_RESOLVER": "asherah_django.middleware.user_partition",
+    "KEY_INTEGRITY": "off",
 }
 _VAULT_NUMBERS: Final = frozenset({"VAULT_TIMEOUT", "VAULT_CONNECT_TIMEOUT", "VAULT_MAX_RETRIES"})
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -197,6 +199,8 @@ class AsherahSettings:
     DATABASE = _Setting[str]("DATABASE")
     #: Dotted path of ``resolver(request) -> partition id or None``, used by the middleware.
     PARTITION_RESOLVER = _Setting[str]("PARTITION_RESOLVER")
+    #: ``off``, ``sign`` or ``require``: integrity tags on key rows (issue #13; SECURITY.md).
+    KEY_INTEGRITY = _Setting[str]("KEY_INTEGRITY")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -431,6 +435,16 @@ def _parse(name: str, raw: object) -> object:
                 f"PARTITION_RESOLVER must be the dotted path of a function, got {raw!r}"
             )
         return raw.strip()
+    if name == "KEY_INTEGRITY":
+        value = raw.strip().lower() if isinstance(raw, str) else raw
+        if value not in KEY_INTEGRITY_MODES:
+            raise ConfigurationError(
+                f"KEY_INTEGRITY {raw!r} is unknown: expected off, sign (tag key rows; "
+                "accept untagged ones from other Asherah implementations) or require "
+                "(refuse key rows without a valid tag)",
+                hint=f"set {where('KEY_INTEGRITY')} to off, sign or require",
+            )
+        return value
     raise AssertionError(name)  # pragma: no cover
 
 
