@@ -280,11 +280,11 @@ def test_key_integrity_setting_values_environment_and_check(
     }
     with override_settings(ASHERAH=base):
         assert asherah_settings.KEY_INTEGRITY == "off"
-        monkeypatch.setenv("KEY_INTEGRITY", "Require")
+        monkeypatch.setenv("ASHERAH_KEY_INTEGRITY", "Require")
         asherah_settings.reload()
         assert asherah_settings.KEY_INTEGRITY == "require"
         assert asherah_settings.source("KEY_INTEGRITY") == "environment"
-    monkeypatch.delenv("KEY_INTEGRITY")
+    monkeypatch.delenv("ASHERAH_KEY_INTEGRITY")
     with override_settings(ASHERAH={**base, "KEY_INTEGRITY": "verify"}):
         (error,) = [m for m in check_settings() if m.id == "asherah.E013"]
         assert "KEY_INTEGRITY 'verify' is unknown" in error.msg
