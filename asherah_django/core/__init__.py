@@ -5,6 +5,7 @@ Nothing under ``asherah_django.core`` imports Django.
 
 from .errors import (
     AsherahError,
+    BindingMismatchError,
     ConfigurationError,
     DecryptionError,
     InvalidPartitionError,
@@ -17,6 +18,7 @@ from .errors import (
     PartitionMismatchError,
     PayloadTooLargeError,
     SessionClosedError,
+    UnboundRecordError,
 )
 from .kms.static import StaticKMS
 from .metastore.memory import InMemoryMetastore
@@ -28,6 +30,7 @@ from .session import Session, SessionFactory
 __all__ = [
     "AsherahError",
     "BatchMetastore",
+    "BindingMismatchError",
     "ConfigurationError",
     "CryptoPolicy",
     "DataRowRecord",
@@ -50,5 +53,6 @@ __all__ = [
     "SessionClosedError",
     "SessionFactory",
     "StaticKMS",
+    "UnboundRecordError",
     "parse_data_row",
 ]
