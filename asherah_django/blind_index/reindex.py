@@ -316,7 +316,10 @@ class _Writer:
         if record is None:
             return field.parse_legacy(text)
         assert partition is not None
-        return field.decode(self.factory.get_session(partition).decrypt(text))
+        data = self.factory.get_session(partition).decrypt(text)
+        if field.bind is not None:
+            data = field.binder.column_value(data)
+        return field.decode(data)
 
     def _write(
         self, pk: Any, new: str | None, text: str | None, stored: Any, stats: ReindexStats

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from django.utils.deconstruct import deconstructible
 
-from ..core.binding import Binding
-from ..core.errors import AsherahError
+from ..core.binding import Binding, has_header, parse_header, unbind
+from ..core.errors import AsherahError, BindingMismatchError
 from .sql import label as field_label
 
 if TYPE_CHECKING:
@@ -134,6 +134,19 @@ class Binder:
                 )
             texts.append(convert(value))
         return self.binding.header(texts)
+
+    def column_value(self, plaintext: bytes) -> bytes:
+        """The value of a decrypted plaintext, its column checked but not its row (for
+        maintenance that reads values without their rows: blind index rebuilds)."""
+        if not has_header(plaintext):  # refused, unless unbound values are accepted
+            header = self.binding.header([""] * len(self.attnames))
+            return unbind(header, plaintext, accept_unbound=self.accept_unbound)
+        label, _, end = parse_header(plaintext)
+        if label != self.binding.label:
+            raise BindingMismatchError(
+                f"the value belongs to another column ({label}), not {self.binding.label}"
+            )
+        return plaintext[end:]
 
     def header_without_row(self) -> bytes:
         """The header when Django gives a value without its row (values(), update())."""
