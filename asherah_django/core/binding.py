@@ -113,6 +113,8 @@ def parse_header(plaintext: bytes) -> tuple[str, tuple[tuple[str, str], ...], in
     items: list[str] = []
     position = start
     try:
+        if end > len(plaintext):
+            raise ValueError
         while position < end:
             size = int.from_bytes(plaintext[position : position + _LEN], "big")
             position += _LEN
@@ -120,7 +122,7 @@ def parse_header(plaintext: bytes) -> tuple[str, tuple[tuple[str, str], ...], in
                 raise ValueError
             items.append(plaintext[position : position + size].decode("utf-8"))
             position += size
-        if end > len(plaintext) or position != end or not items or len(items) % 2 != 1:
+        if position != end or not items or len(items) % 2 != 1:
             raise ValueError
     except ValueError:
         raise BindingMismatchError("the value's binding header is malformed") from None
