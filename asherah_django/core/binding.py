@@ -78,13 +78,14 @@ class Binding:
         fixed = self._fixed
         if fixed is not None:
             return fixed
-        if len(values) != len(self._name_items):
-            raise ValueError(f"{self.label}: {len(self._name_items)} row value(s) expected")
-        parts = [self._label_item]
-        for name_item, value in zip(self._name_items, values, strict=True):
-            parts.append(name_item)
-            parts.append(_item(value))
-        return _frame(b"".join(parts))
+        items = self._name_items
+        if len(values) != len(items):
+            raise ValueError(f"{self.label}: {len(items)} row value(s) expected")
+        body = self._label_item
+        for index, value in enumerate(values):
+            raw = value.encode("utf-8")
+            body += items[index] + len(raw).to_bytes(_LEN, "big") + raw
+        return _LEAD + len(body).to_bytes(_LEN, "big") + body
 
 
 def _frame(body: bytes) -> bytes:

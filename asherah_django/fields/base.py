@@ -578,11 +578,25 @@ class EncryptedField(_Field):
 
     def _open_bound(self, instance: Model, sealed: SealedValue) -> Any:
         """:meth:`open_sealed` of a field with ``bind=``: the record's header must be the
-        one of this column and ``instance``'s row."""
+        one of this column and ``instance``'s row. The usual case inline; anything else
+        (unbound or moved records, legacy plaintext, errors) through :meth:`_read_record`."""
         partition_id = self.partition_of(instance)
         batch = sealed.batch
-        if batch is not None and batch.pending:
-            batch.session(partition_id, session_factory)  # preloads the rows' keys read so far
+        try:
+            if batch is None:
+                session = session_factory().get_session(partition_id)
+            else:
+                cached = None if batch.pending else batch.sessions.get(partition_id)
+                session = cached or batch.session(partition_id, session_factory)
+            header = self.binder.header_of(instance)
+            data = session.decrypt(sealed.record)
+            if data.startswith(header):
+                value = self.decode(data[len(header) :])
+                sealed.value, sealed.partition, sealed.binding = value, partition_id, header
+                return value
+        except Exception:
+            if batch is not None:
+                batch.factory = None  # (it may have been closed meanwhile)
         value, is_record = self._read_record(
             session_factory(), sealed.record, partition_id, instance, sealed
         )

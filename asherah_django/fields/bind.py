@@ -126,13 +126,15 @@ class Binder:
     def header_from(self, values: Sequence[Any]) -> bytes:
         """The header for the row fields' ``values`` (in the order of ``attnames``)."""
         texts = []
-        for name, convert, value in zip(self.attnames, self.to_text, values, strict=True):
+        to_text = self.to_text
+        for index, value in enumerate(values):
             if value is None:
+                name = self.attnames[index]
                 raise BindingValueError(
                     f"{self.field_label} is bound to {name}, which is empty in this row",
                     hint=f"set {name} before saving or reading the value",
                 )
-            texts.append(convert(value))
+            texts.append(to_text[index](value))
         return self.binding.header(texts)
 
     def column_value(self, plaintext: bytes) -> bytes:
