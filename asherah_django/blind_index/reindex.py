@@ -326,7 +326,9 @@ class _Writer:
     ) -> bool:
         sql = self.sql + (self.value_null if text is None else self.value_is)
         sql += self.index_null if stored is None else self.index_is
-        params = [new, pk]
+        pk_field = self.target.model._meta.pk
+        assert pk_field is not None
+        params = [new, pk_field.get_db_prep_value(pk, connections[self.using])]  # (UUID pks)
         if text is not None:
             params.append(text)
         if stored is not None:

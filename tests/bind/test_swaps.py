@@ -268,3 +268,28 @@ def test_other_backends_see_a_standard_record(settings: Any) -> None:
     plain = factory.get_session("t").decrypt(stored(Patient, a.pk, "diagnosis"))
     assert plain.startswith(b"\xffAB\x01") and plain.endswith((MARKER + "diagnosis 0").encode())
     assert connection.vendor in {"sqlite", "postgresql", "mysql"}
+
+
+def test_blind_index_rebuild_reads_bound_values_and_checks_their_column() -> None:
+    """asherah_reindex decrypts bound values (without the header in the index); a value
+    moved from another column is refused there, one moved from another row is not
+    (it has no row to check against: SECURITY.md says so)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    a, b, c = Patient.objects.bulk_create(
+        [Patient(tenant_id="t", diagnosis="d", email=f"p{i}@example.org") for i in range(3)]
+    )
+    out = StringIO()
+    call_command("asherah_reindex", "bindapp.Patient.email", "--recompute", stdout=out)
+    assert Patient.objects.get(email="p1@example.org").pk == b.pk
+    write_raw(Patient, c.pk, "email", stored(Patient, c.pk, "diagnosis"))
+    out = StringIO()
+    call_command("asherah_reindex", "bindapp.Patient.email", "--recompute", stdout=out)
+    assert "1 unreadable" in out.getvalue(), out.getvalue()
+    write_raw(Patient, c.pk, "email", stored(Patient, a.pk, "email"))
+    call_command("asherah_reindex", "bindapp.Patient.email", "--recompute", stdout=StringIO())
+    assert {p.pk for p in Patient.objects.filter(email="p0@example.org")} == {a.pk, c.pk}
+    with pytest.raises(BindingMismatchError):
+        Patient.objects.get(pk=c.pk).email  # noqa: B018  (reading it is refused)
