@@ -21,6 +21,7 @@ from django.core.management import CommandError, call_command
 from asherah_django import runtime
 from asherah_django import session as partition_scope
 from asherah_django.core.binding import has_header
+from asherah_django.core.errors import BindingMismatchError
 from asherah_django.runtime import get_session_factory
 from tests.bindapp.models import Migrating, Patient
 from tests.commands.conftest import database_url
@@ -137,3 +138,19 @@ def test_bind_run_killed_midway_then_rerun(settings: Any, tmp_path: Path) -> Non
         session = get_session_factory().get_session("kill")
         plain = session.decrypt(stored(Migrating, pk, "body"))
         assert plain.count(b"\xffAB\x01") == 1  # bound once, not twice
+
+
+def test_asherah_encrypt_binds_plaintext_to_its_row() -> None:
+    """Plaintext moved in with asherah_encrypt is bound to its row at once."""
+    a = Patient.objects.create(tenant_id="t", diagnosis="x")
+    b = Patient.objects.create(tenant_id="t", diagnosis="y")
+    write_raw(Patient, a.pk, "diagnosis", "plain a")
+    write_raw(Patient, b.pk, "diagnosis", "plain b")
+    out = StringIO()
+    call_command("asherah_encrypt", "bindapp.Patient.diagnosis", stdout=out, stderr=StringIO())
+    assert "encrypted 2 value(s)" in out.getvalue()
+    assert Patient.objects.get(pk=a.pk).diagnosis == "plain a"
+    assert Patient.objects.get(pk=b.pk).diagnosis == "plain b"
+    write_raw(Patient, b.pk, "diagnosis", stored(Patient, a.pk, "diagnosis"))
+    with pytest.raises(BindingMismatchError, match="another row"):
+        Patient.objects.get(pk=b.pk).diagnosis  # noqa: B018
