@@ -293,3 +293,27 @@ def test_blind_index_rebuild_reads_bound_values_and_checks_their_column() -> Non
     assert {p.pk for p in Patient.objects.filter(email="p0@example.org")} == {a.pk, c.pk}
     with pytest.raises(BindingMismatchError):
         Patient.objects.get(pk=c.pk).email  # noqa: B018  (reading it is refused)
+
+
+@pytest.mark.urls("tests.bind.urls")
+def test_admin_shows_and_saves_bound_values_and_marks_moved_ones() -> None:
+    """The admin (EncryptedFieldsAdminMixin) edits bound values like any other; a moved
+    one shows a placeholder with the reason, never the other row's plaintext."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", password="x"))
+    a, b = patients()
+    url = f"/admin/bindapp/patient/{a.pk}/change/"
+    page = client.get(url).content.decode()
+    assert MARKER + "diagnosis 0" in page
+    data = {"tenant_id": "t", "diagnosis": "edited", "notes": "n", "summary": "s"}
+    assert client.post(url, data).status_code == 302
+    assert fresh(a).diagnosis == "edited"
+    write_raw(Patient, b.pk, "diagnosis", stored(Patient, a.pk, "diagnosis"))
+    listing = client.get("/admin/bindapp/patient/").content.decode()
+    assert "belongs to another row or column" in listing and "edited" in listing
+    assert listing.count("edited") == 1
+    page = client.get(f"/admin/bindapp/patient/{b.pk}/change/").content.decode()
+    assert "belongs to another row or column" in page and "edited" not in page
