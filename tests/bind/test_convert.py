@@ -154,3 +154,19 @@ def test_asherah_encrypt_binds_plaintext_to_its_row() -> None:
     write_raw(Patient, b.pk, "diagnosis", stored(Patient, a.pk, "diagnosis"))
     with pytest.raises(BindingMismatchError, match="another row"):
         Patient.objects.get(pk=b.pk).diagnosis  # noqa: B018
+
+
+def test_reencrypt_keeps_the_binding() -> None:
+    """--reencrypt re-encrypts the plaintext bytes as they are, header included: values
+    stay bound (and readable) on the new key."""
+    a = Patient.objects.create(tenant_id="rk", diagnosis="da")
+    b = Patient.objects.create(tenant_id="rk", diagnosis="db")
+    before = stored(Patient, a.pk, "diagnosis")
+    out = run("--partition", "rk", "--reencrypt", "bindapp.Patient.diagnosis")
+    assert "2 value(s) re-encrypted" in out, out
+    runtime.reset_session_factory()
+    assert stored(Patient, a.pk, "diagnosis") != before
+    assert Patient.objects.get(pk=a.pk).diagnosis == "da"
+    write_raw(Patient, b.pk, "diagnosis", stored(Patient, a.pk, "diagnosis"))
+    with pytest.raises(BindingMismatchError, match="another row"):
+        Patient.objects.get(pk=b.pk).diagnosis  # noqa: B018
