@@ -55,6 +55,13 @@ ciphertext is never returned as if it were the value. Failures send
 :data:`asherah_django.signals.decryption_failed` and log on ``asherah_django.fields``
 (never with values or keys).
 
+Bound values
+------------
+A field with ``bind=`` (:mod:`~asherah_django.fields.bind`) puts a header naming its column
+and row fields in front of the plaintext before encrypting it, and reads only values whose
+header is the one of the row at hand (:class:`~asherah_django.core.errors.BindingMismatchError`
+otherwise). Rows without an instance (``values()``) can verify a column-only binding only.
+
 Lookups other than ``isnull`` (and ``=None``), transforms and ordering raise ``FieldError``
 naming the field and pointing to searchable fields. A field with ``blind_index=...`` also
 answers ``exact``, ``in`` (and ``iexact`` when it casefolds) through its blind index
