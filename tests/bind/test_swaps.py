@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 from django.core import serializers
 from django.db import connection
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from asherah_django import session as partition_scope
-from asherah_django.core import BindingMismatchError, UnboundRecordError
+from asherah_django.core import BindingMismatchError, PartitionMismatchError, UnboundRecordError
 from asherah_django.core.binding import has_header
 from asherah_django.fields import BoundRowRequiredError, RowPartitionRequiredError, bulk_update
 from asherah_django.runtime import get_session_factory
@@ -317,3 +320,35 @@ def test_admin_shows_and_saves_bound_values_and_marks_moved_ones() -> None:
     assert listing.count("edited") == 1
     page = client.get(f"/admin/bindapp/patient/{b.pk}/change/").content.decode()
     assert "belongs to another row or column" in page and "edited" not in page
+
+
+BOUND_TEXT = ["diagnosis", "notes", "email"]
+ALL_TEXT = [*BOUND_TEXT, "remarks", "summary"]
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    source=st.tuples(st.integers(0, 3), st.sampled_from(ALL_TEXT)),
+    target=st.tuples(st.integers(0, 3), st.sampled_from(BOUND_TEXT)),
+)
+def test_a_moved_record_never_reads_as_the_value_of_its_new_place(
+    source: tuple[int, str], target: tuple[int, str]
+) -> None:
+    """Any record of four rows (two tenants) copied into any row-bound column of any of
+    them reads as the target's own value only when it is the target's own record; any
+    other is a typed refusal, never another row's or column's plaintext."""
+    Patient.objects.all().delete()
+    rows = [
+        Patient.objects.create(
+            tenant_id=f"t{i % 2}", **{name: f"{MARKER}{name}{i}@x.org" for name in ALL_TEXT}
+        )
+        for i in range(4)
+    ]
+    (i, src), (j, dst) = source, target
+    own = getattr(fresh(rows[j]), dst)
+    write_raw(Patient, rows[j].pk, dst, stored(Patient, rows[i].pk, src))
+    if (i, src) == (j, dst):
+        assert getattr(fresh(rows[j]), dst) == own
+    else:
+        with pytest.raises((BindingMismatchError, PartitionMismatchError)):
+            getattr(fresh(rows[j]), dst)
