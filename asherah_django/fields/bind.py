@@ -41,8 +41,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from django.utils.deconstruct import deconstructible
-
 from ..core.binding import Binding, has_header, parse_header, unbind
 from ..core.errors import AsherahError, BindingMismatchError
 from .sql import label as field_label
@@ -65,7 +63,6 @@ class BindingValueError(AsherahError, ValueError):
     """A row field that a bound field names is empty (None) when the value is written or read."""
 
 
-@deconstructible(path="asherah_django.fields.Bind")
 class Bind:
     """Options of ``bind=`` (see the module docs)."""
 
@@ -87,6 +84,18 @@ class Bind:
     def __repr__(self) -> str:
         return f"Bind(row={self.row!r}, label={self.label!r}, unbound={self.unbound!r})"
 
+    def deconstruct(self) -> tuple[str, tuple[()], dict[str, Any]]:
+        """For migrations: the options that differ from the defaults, by keyword, so that
+        ``Bind(("id",))``, ``Bind(row=["id"])`` and ``bind=("id",)`` migrate alike."""
+        kwargs: dict[str, Any] = {}
+        if self.row:
+            kwargs["row"] = self.row
+        if self.label is not None:
+            kwargs["label"] = self.label
+        if self.unbound != "reject":
+            kwargs["unbound"] = self.unbound
+        return "asherah_django.fields.Bind", (), kwargs
+
 
 def normalize(option: object) -> Bind | None:
     """``bind=`` as given -> a :class:`Bind` (or None: not bound)."""
@@ -97,7 +106,7 @@ def normalize(option: object) -> Bind | None:
     if isinstance(option, Bind):
         return option
     if isinstance(option, str | list | tuple):
-        return Bind(option)
+        return Bind(row=option)
     raise TypeError(
         f"bind= takes True, a tuple of field names or Bind(...), not {type(option).__name__}"
     )

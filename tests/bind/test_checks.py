@@ -83,3 +83,16 @@ def test_every_field_type_takes_bind_and_deconstructs_it(cls: type[EncryptedFiel
     again = cls(**options)
     assert again.bind == field.bind
     assert cls(**kwargs).deconstruct()[3].get("bind") is None
+
+
+def test_migrations_write_bind_by_keyword_whatever_its_spelling() -> None:
+    from django.db.migrations.writer import MigrationWriter
+
+    spellings = [("id",), ["id"], Bind(("id",)), Bind(row="id"), Bind(row=["id"])]
+    written = {MigrationWriter.serialize(encrypted.bind.normalize(s))[0] for s in spellings}
+    assert written == {"asherah_django.fields.Bind(row=('id',))"}
+    assert MigrationWriter.serialize(Bind())[0] == "asherah_django.fields.Bind()"
+    assert (
+        MigrationWriter.serialize(Bind(label="x", unbound="read"))[0]
+        == "asherah_django.fields.Bind(label='x', unbound='read')"
+    )
