@@ -547,7 +547,13 @@ class EncryptedField(_Field):
             return None
         if self.bind is not None:
             self.binder.header_without_row()  # refuses a row binding: fail closed
+        if self._is_legacy_readable(value) and _current_partition() is None:
+            return self._legacy_value(value)
         return self._read(session_factory(), value, self._read_partition())
+
+    def _is_legacy_readable(self, record: Any) -> bool:
+        """Whether ``record`` is legacy plaintext this field reads (``legacy="read"``)."""
+        return self.legacy == "read" and type(record) is str and not looks_like_data_row(record)
 
     def open_sealed(self, instance: Model, sealed: SealedValue) -> Any:
         """Decrypt ``sealed`` for ``instance``; it keeps the plaintext, which is returned.
@@ -561,6 +567,10 @@ class EncryptedField(_Field):
         if self.partition is None:
             partition_id = _current_partition()
             if partition_id is None:
+                if self._is_legacy_readable(sealed.record):  # plaintext needs no key
+                    sealed.value = value = self._legacy_value(sealed.record)
+                    sealed.partition = None
+                    return value
                 partition_id = require_partition(label(self))
         else:
             partition_id = self.partition_of(instance)
@@ -587,6 +597,11 @@ class EncryptedField(_Field):
         """:meth:`open_sealed` of a field with ``bind=``: the record's header must be the
         one of this column and ``instance``'s row. The usual case inline; anything else
         (unbound or moved records, legacy plaintext, errors) through :meth:`_read_record`."""
+        no_session = self.partition is None and _current_partition() is None
+        if no_session and self._is_legacy_readable(sealed.record):  # plaintext needs no key
+            sealed.value = value = self._legacy_value(sealed.record)
+            sealed.partition = None
+            return value
         partition_id = self.partition_of(instance)
         batch = sealed.batch
         try:

@@ -325,7 +325,8 @@ def test_static_kms_has_no_vault_checks_and_fails_the_deploy_rule(settings: obje
     assert out.replace(connection.vendor, "<VENDOR>").replace(service, "<SVC>") == (
         "settings          FAIL  KMS=static keeps the master key in process memory; it is for "
         "tests and local development only, and DEBUG is False [asherah.E101] | hint: set "
-        "ASHERAH['KMS'] in settings.py or the KMS environment variable to vault and configure "
+        "ASHERAH['KMS'] in settings.py or the ASHERAH_KMS (or KMS) environment variable to "
+        "vault and configure "
         "Vault Transit (VAULT_ADDR, VAULT_TRANSIT_KEY and an auth method)\n"
         "kms.round_trip    OK    encrypted and decrypted 32 random bytes with the static KMS "
         "(master key in process memory)\n"
