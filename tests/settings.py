@@ -44,6 +44,10 @@ INSTALLED_APPS = [
     "asherah_django",
     "tests.testapp",
     "tests.bidxapp",
+    # Integrations (#18)
+    "rest_framework",
+    "django_filters",
+    "tests.integrations.app",
 ]
 
 MIDDLEWARE = [
