@@ -31,7 +31,8 @@ Counted events (``count``):
 * ``cache.miss`` with ``cache`` = ``intermediate`` or ``system``; ``cache.hit`` with
   ``cache="system"``. Hits of the intermediate-key cache are the hot path and are not
   reported one by one: they are ``encrypt`` + ``decrypt`` minus the intermediate misses.
-* ``key.created`` with ``kind``, ``key_id`` and ``created`` (epoch seconds);
+* ``key.created`` with ``kind`` (``system``, ``intermediate``, ``other``: keys the factory
+  stores for others, e.g. blind index keys), ``key_id`` and ``created`` (epoch seconds);
   ``key.loaded`` likewise for a key read from the metastore (for key ages).
 
 Attributes hold ids, counts and error class names, never key material, plaintext or
@@ -189,7 +190,9 @@ def _begin(observer: Observer, name: str, attrs: Attributes) -> Any:
 
 
 def _kind(factory: SessionFactory, key_id: str) -> str:
-    return "system" if key_id == factory.system_key_id else "intermediate"
+    if key_id == factory.system_key_id:
+        return "system"
+    return "intermediate" if key_id.startswith("_IK_") else "other"  # other: blind index keys
 
 
 class ObservedKMS:

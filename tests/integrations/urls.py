@@ -9,13 +9,18 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import include, path
 from django_filters.rest_framework import DjangoFilterBackend
+from prometheus_client import CollectorRegistry
 from rest_framework import routers, serializers, viewsets
 
 from asherah_django.contrib.admin_search import EncryptedSearchMixin
 from asherah_django.contrib.django_filters import EncryptedFilterSet
 from asherah_django.contrib.drf import EncryptedModelSerializer
+from asherah_django.contrib.prometheus import metrics_view
 
 from .app.models import Contact, TenantNote
+
+#: The registry the observability tests install their PrometheusObserver on.
+METRICS = CollectorRegistry(auto_describe=True)
 
 
 def tenant_from_header(request: HttpRequest) -> str | None:
@@ -93,6 +98,7 @@ router.register("plain-contacts", PlainContactViewSet, basename="plain-contact")
 router.register("notes", TenantNoteViewSet)
 
 urlpatterns = [
+    path("metrics", metrics_view, {"registry": METRICS}),  # as example_project's /metrics
     path("api/", include(router.urls)),
     path("admin/", site.urls),
 ]
