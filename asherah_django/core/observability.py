@@ -99,6 +99,8 @@ class Observer:
 
 
 _observers: tuple[Observer, ...] = ()
+#: The observers that override ``count`` (the per-value events skip the others).
+_counters: tuple[Observer, ...] = ()
 _lock = threading.Lock()
 _attached: weakref.WeakSet[SessionFactory] = weakref.WeakSet()
 _instrumented: weakref.WeakSet[SessionFactory] = weakref.WeakSet()
@@ -121,6 +123,7 @@ def register(observer: Observer) -> None:
         if observer in _observers:
             return
         _observers = (*_observers, observer)
+        _update_counters()
         pending = [f for f in _attached if f not in _instrumented]
     for factory in pending:
         _instrument(factory)
@@ -131,6 +134,12 @@ def unregister(observer: Observer) -> None:
     global _observers
     with _lock:
         _observers = tuple(o for o in _observers if o is not observer)
+        _update_counters()
+
+
+def _update_counters() -> None:
+    global _counters
+    _counters = tuple(o for o in _observers if type(o).count is not Observer.count)
 
 
 def attach(factory: SessionFactory) -> None:
@@ -144,7 +153,7 @@ def attach(factory: SessionFactory) -> None:
 
 
 def count(name: str, attributes: Attributes = _EMPTY, n: int = 1) -> None:
-    for observer in _observers:
+    for observer in _counters:
         try:
             observer.count(name, attributes, n)
         except Exception:
@@ -257,19 +266,28 @@ class ObservedSession(Session):
     __slots__ = ()
 
     def encrypt(self, data: bytes) -> str:
-        if _observers:
-            count("encrypt")
-        return super().encrypt(data)
+        for observer in _counters:
+            try:
+                observer.count("encrypt", _EMPTY, 1)
+            except Exception:
+                logger.exception("asherah_django observer %s failed", type(observer).__name__)
+        return _ENCRYPT(self, data)
 
     def decrypt(self, record: str | bytes) -> bytes:
-        if not _observers:
-            return super().decrypt(record)
-        count("decrypt")
+        for observer in _counters:
+            try:
+                observer.count("decrypt", _EMPTY, 1)
+            except Exception:
+                logger.exception("asherah_django observer %s failed", type(observer).__name__)
         try:
-            return super().decrypt(record)
+            return _DECRYPT(self, record)
         except Exception as exc:
             count("decrypt.failed", {"reason": type(exc).__name__})
             raise
+
+
+_ENCRYPT = Session.encrypt
+_DECRYPT = Session.decrypt
 
 
 def _instrument(factory: SessionFactory) -> None:
