@@ -92,7 +92,8 @@ def main() -> None:
             print(f"{name + ' ' + label:<18}{a:>14.3f}{b:>14.3f}{b / a:>10.3f}")
     counted = prometheus.encrypts + prometheus.decrypts
     print(f"values counted by the Prometheus observer: {counted}")
-    print(f"worst best-round ratio {worst:.3f}: {'OK' if worst < 1.05 else 'ABOVE'} the 1.05 target")
+    verdict = "OK" if worst < 1.05 else "ABOVE"
+    print(f"worst best-round ratio {worst:.3f}: {verdict} the 1.05 target")
 
 
 if __name__ == "__main__":
