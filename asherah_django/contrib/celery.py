@@ -18,9 +18,10 @@ afterwards. A task sent with no partition open runs with none. Overrides:
 * per task: ``@app.task(asherah_partition="reports")`` always runs in that partition
   (unless a call overrides it).
 
-Tasks sent from inside a task (chains, chords' callbacks, ``retry()``, subtasks) are
-sent while the partition is open, so they carry it on. The header holds the partition
-id only, never a key.
+A task run in the calling process (``apply()``, ``task_always_eager``) keeps the caller's
+scope, unless the call overrides it. Tasks sent from inside a task (chains, chords'
+callbacks, ``retry()``, subtasks) are sent while the partition is open, so they carry it
+on. The header holds the partition id only, never a key.
 """
 
 from __future__ import annotations
@@ -85,9 +86,19 @@ def _partition_of(task: Any) -> str | None:
 def _on_prerun(task: Any = None, **kw: Any) -> None:
     if task is None:
         return
+    request = task.request
+    if getattr(request, "is_eager", False) and not _has_header(task):
+        return  # apply() / task_always_eager: runs here, in the caller's own scope
     scope = session(_partition_of(task))
     scope.__enter__()
-    setattr(task.request, _SCOPE, scope)
+    setattr(request, _SCOPE, scope)
+
+
+def _has_header(task: Any) -> bool:
+    request = task.request
+    headers = getattr(request, "headers", None) or {}
+    fields = vars(request)
+    return any(n in headers or n in fields for n in (OVERRIDE_HEADER, PARTITION_HEADER))
 
 
 def _on_postrun(task: Any = None, **kw: Any) -> None:
