@@ -13,6 +13,7 @@ plain fields; encrypted fields without a blind index are left out of the search.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from django.db.models import Model, Q, QuerySet
@@ -21,6 +22,8 @@ from django.http import HttpRequest
 from ..fields.base import EncryptedField
 
 __all__ = ["EncryptedSearchMixin"]
+
+_plain_only: ContextVar[bool] = ContextVar("asherah_plain_search_fields", default=False)
 
 
 class EncryptedSearchMixin:
@@ -47,7 +50,24 @@ class EncryptedSearchMixin:
         return plain, encrypted
 
     def get_search_fields(self, request: HttpRequest) -> Sequence[str]:
-        return self._split_search_fields(request)[0]
+        # All of them for the change list (its search box); the plain ones while Django's
+        # own search runs (inside get_search_results below).
+        if _plain_only.get():
+            return self._split_search_fields(request)[0]
+        fields: Sequence[str] = super().get_search_fields(request)  # type: ignore[misc]
+        return fields
+
+    def _plain_search(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        token = _plain_only.set(True)
+        try:
+            result: tuple[QuerySet[Any], bool] = super().get_search_results(  # type: ignore[misc]
+                request, queryset, search_term
+            )
+            return result
+        finally:
+            _plain_only.reset(token)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
@@ -55,10 +75,7 @@ class EncryptedSearchMixin:
         plain, encrypted = self._split_search_fields(request)
         term = search_term.strip()
         if not term or not encrypted:
-            result: tuple[QuerySet[Any], bool] = super().get_search_results(  # type: ignore[misc]
-                request, queryset, search_term
-            )
-            return result
+            return self._plain_search(request, queryset, search_term)
         condition = Q()
         for field in encrypted:
             lookup = "iexact" if field.blind_config.casefold else "exact"
@@ -66,7 +83,5 @@ class EncryptedSearchMixin:
         matches = queryset.filter(condition)
         if not plain:
             return matches, False
-        found, duplicates = super().get_search_results(  # type: ignore[misc]
-            request, queryset, search_term
-        )
+        found, duplicates = self._plain_search(request, queryset, search_term)
         return found | matches, duplicates

@@ -117,6 +117,7 @@ def test_admin_search_matches_blind_indexed_fields_exactly(contacts: Any) -> Non
         ann = Contact.objects.get(email="ann@x.org")
     found = client.get(url, {"q": "ANN@x.org"}, **A)
     assert found.status_code == 200
+    assert found.context["cl"].search_fields == ["=email", "code", "bio", "id"]  # the box
     assert found.context["cl"].result_count == 1
     by_code = client.get(url, {"q": "k1"}, **A)
     assert by_code.context["cl"].result_count == 1  # code matches exactly ("k1": Bob)
