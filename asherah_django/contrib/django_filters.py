@@ -109,8 +109,8 @@ class EncryptedFilterSetMixin:
         filters: dict[str, Any] = getattr(self, "filters", {})
         for name, filter_ in filters.items():
             value = cleaned.get(name)
-            if value in EMPTY_VALUES:
-                continue
+            if value in EMPTY_VALUES or getattr(filter_, "method", None) is not None:
+                continue  # (a filter with its own method= decides what it queries)
             if isinstance(filter_, django_filters.OrderingFilter):
                 problem = _ordering_problem(model, filter_, value)
             else:
