@@ -45,6 +45,10 @@ INSTALLED_APPS = [
     "tests.testapp",
     "tests.bidxapp",
     "tests.bindapp",
+    # Integrations (#18)
+    "rest_framework",
+    "django_filters",
+    "tests.integrations.app",
 ]
 
 MIDDLEWARE = [
