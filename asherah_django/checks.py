@@ -159,7 +159,9 @@ def _vault_messages() -> list[CheckMessage]:
                 "and set VAULT_TOKEN",
             )
         )
-    elif method is None and not _is_set(values.get("VAULT_TOKEN")):
+    elif method is None and not any(
+        _is_set(values.get(name)) for name in ("VAULT_TOKEN", "VAULT_TOKEN_FILE")
+    ):
         messages.append(
             _error(
                 "asherah.E006",
@@ -171,7 +173,9 @@ def _vault_messages() -> list[CheckMessage]:
         )
     elif method is not None:
         for name in _AUTH_REQUIREMENTS[method]:
-            if not _is_set(values.get(name)):
+            if not _is_set(values.get(name)) and not (
+                name == "VAULT_TOKEN" and _is_set(values.get("VAULT_TOKEN_FILE"))
+            ):
                 messages.append(
                     _error(
                         "asherah.E006",
