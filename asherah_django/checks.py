@@ -78,6 +78,7 @@ _AUTH_REQUIREMENTS: Final[dict[str, tuple[str, ...]]] = {
     "approle": ("VAULT_APPROLE_ROLE_ID",),
     "cert": ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"),
     "tls": ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"),
+    "agent": (),
 }
 #: Values people give ``vault server -dev -dev-root-token-id=...``.
 _DEV_TOKENS: Final = frozenset(

@@ -11,7 +11,9 @@ Defaults and extras beyond upstream (asherah-ffi):
 =========================  ==========================================================
 ``VAULT_TRANSIT_MOUNT``    ``transit`` (leading and trailing ``/`` ignored)
 ``VAULT_AUTH_METHOD``      unset: ``VAULT_TOKEN`` is used. ``token``, ``kubernetes``
-                           (alias ``k8s``), ``approle``, ``cert`` (alias ``tls``)
+                           (alias ``k8s``), ``approle``, ``cert`` (alias ``tls``), ``agent``
+                           (no token sent: ``VAULT_ADDR`` is a Vault Agent/Proxy API proxy
+                           with ``use_auto_auth_token``, which adds its own)
 ``VAULT_AUTH_MOUNT``       the method's name: ``kubernetes``, ``approle``, ``cert``
 ``VAULT_K8S_TOKEN_PATH``   ``/var/run/secrets/kubernetes.io/serviceaccount/token``
 ``VAULT_CACERT``           unset: the system trust store verifies Vault's certificate
@@ -44,7 +46,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 
-AuthMethod = Literal["token", "kubernetes", "approle", "cert"]
+AuthMethod = Literal["token", "kubernetes", "approle", "cert", "agent"]
 
 DEFAULT_TRANSIT_MOUNT: Final = "transit"
 DEFAULT_K8S_TOKEN_PATH: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -84,6 +86,7 @@ _METHOD_ALIASES: Final[Mapping[str, AuthMethod]] = {
     "approle": "approle",
     "cert": "cert",
     "tls": "cert",
+    "agent": "agent",
 }
 _SEGMENT = re.compile(r"[A-Za-z0-9_.@:+=-]+")
 _SECRET_FIELDS: Final = frozenset({"token", "approle_secret_id"})
@@ -152,6 +155,7 @@ class VaultTransitConfig:
             "kubernetes": ("auth_role", "VAULT_AUTH_ROLE"),
             "approle": ("approle_role_id", "VAULT_APPROLE_ROLE_ID"),
             "cert": ("client_cert", "VAULT_CLIENT_CERT"),
+            "agent": ("addr", "VAULT_ADDR"),
         }[self.auth_method]
         if not getattr(self, required[0]) and not (self.auth_method == "token" and self.token_file):
             if self.auth_method == "token":
@@ -236,7 +240,7 @@ class VaultTransitConfig:
     @property
     def logs_in(self) -> bool:
         """True when the token comes from a login (and can be obtained again)."""
-        return self.auth_method != "token"
+        return self.auth_method not in ("token", "agent")
 
     def __repr__(self) -> str:
         parts = []

@@ -50,6 +50,10 @@ HINT_TOKEN_FILE: Final = (
     "writing it (a Vault Agent token sink) is running and authenticated, and that the file "
     "is readable by this application"
 )
+HINT_AGENT: Final = (
+    "VAULT_AUTH_METHOD=agent sends no token: VAULT_ADDR must be a Vault Agent or Proxy "
+    "listener with api_proxy use_auto_auth_token = true whose auto_auth has logged in"
+)
 HINT_AUTH: Final = {
     "kubernetes": (
         "verify the service account name and namespace match the Vault role "
@@ -65,6 +69,7 @@ HINT_AUTH: Final = {
         "certificate is registered under auth/{mount}/certs with the asherah-transit policy"
     ),
     "token": HINT_TOKEN,
+    "agent": HINT_AGENT,
 }
 HINT_FRESH_SECRET_ID: Final = (
     "deliver a fresh secret id (`vault write -f auth/{mount}/role/<role>/secret-id`) as "

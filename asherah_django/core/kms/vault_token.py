@@ -30,6 +30,7 @@ from .vault_auth import (
 )
 from .vault_config import VaultTransitConfig
 from .vault_errors import (
+    HINT_AGENT,
     HINT_AUTH,
     HINT_FRESH_SECRET_ID,
     HINT_TOKEN,
@@ -78,6 +79,15 @@ class TokenManager:
 
     def login(self) -> None:
         """Obtain a token now: a login, or for ``VAULT_TOKEN`` a lookup that must succeed."""
+        if self.config.auth_method == "agent":
+            label = "Vault token lookup-self through the agent"
+            reply = self._send("GET", "v1/auth/token/lookup-self", label, token=None, kind="other")
+            if not reply.ok:
+                raise VaultAuthError(
+                    f"{label} failed: {reply.text()} {self._ctx}", hint=HINT_AGENT,
+                    status=reply.status,
+                )  # fmt: skip
+            return
         with self.lock:
             self._lease = None
             self._lease = self._refresh()
@@ -91,6 +101,8 @@ class TokenManager:
 
     def call(self, label: str, method: str, path: str, body: object, kind: str) -> VaultReply:
         """A request with the current token; after a 403 from a dead token, once more."""
+        if self.config.auth_method == "agent":  # the agent's API proxy adds its token
+            return self._send(method, path, label, token=None, kind=kind, body=body)
         for attempt in (1, 2):
             token = self.token()
             reply = self._send(method, path, label, token=token, kind=kind, body=body)
