@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -198,7 +197,7 @@ class OpenBaoCluster:
         if token:
             request.add_header("X-Vault-Token", token)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=10) as response:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as error:
             with error:
