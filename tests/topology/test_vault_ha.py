@@ -20,6 +20,7 @@ import pytest
 
 from asherah_django.testing.openbao import TRANSIT_POLICY
 from asherah_django.testing.openbao_cluster import OpenBaoCluster
+from tests.hygiene import register_secret
 
 from . import ha_worker
 
@@ -72,6 +73,8 @@ def one_round(cluster: OpenBaoCluster, token: str, retries: int) -> dict[str, An
 def test_leader_sigkill_under_load(tmp_path: Path) -> None:
     with OpenBaoCluster(tmp_path / "ha") as cluster:
         token = cluster.create_token([TRANSIT_POLICY], ttl="1h")
+        register_secret(token, "token")
+        register_secret(cluster.root_token, "token")
         rounds = []
         # Round 1 with the default retries (2); round 2 without any, to show the raw window.
         for number, retries in ((1, 2), (2, 0)):
