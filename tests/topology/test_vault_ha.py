@@ -6,7 +6,10 @@ whose keys are cached. The leader is killed; figures printed: failed cold operat
 and their window, time until all succeed again (without restarting anything on the
 application side), errors in the cached partition (must be 0), values lost (must be 0).
 Then the old leader is restarted (it rejoins as a standby) and the new leader killed,
-this time with ``VAULT_MAX_RETRIES=0`` so that the raw failure window shows.
+this time with ``VAULT_MAX_RETRIES=0`` so that the raw failure window shows. Last, the
+application uses the leader's own address (no load balancer) and the killed node is
+started again after 3 s: cold operations fail with typed errors until it is back, and
+succeed again without restarting the application.
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ from . import ha_worker
 
 pytestmark = [pytest.mark.vault, pytest.mark.topology]
 PROCESSES = 3
-BEFORE, AFTER = 2.0, 10.0  # seconds of load before the kill and after it
+BEFORE, AFTER = 2.0, 9.0  # seconds of load before the kill and after it
+RESTART_AFTER = 3.0
 
 
-def one_round(cluster: OpenBaoCluster, token: str, retries: int) -> dict[str, Any]:
+def one_round(
+    cluster: OpenBaoCluster, token: str, retries: int, *, through_victim: bool = False
+) -> dict[str, Any]:
+    """Kill the leader under load; ``through_victim``: the app uses the leader's own
+    address, and the node is started again ``RESTART_AFTER`` seconds after the kill."""
     victim = cluster.wait_for_leader()
-    via = next(i for i in range(3) if i != victim and cluster.running(i))
+    via = victim if through_victim else next(i for i in range(3) if i != victim)
     settings = cluster.settings(via, VAULT_TOKEN=token, VAULT_MAX_RETRIES=retries)
     ctx = multiprocessing.get_context("spawn")
     out, go, stop = ctx.Queue(), ctx.Event(), ctx.Event()
@@ -48,6 +56,9 @@ def one_round(cluster: OpenBaoCluster, token: str, retries: int) -> dict[str, An
     cluster.kill(victim)
     new_leader = cluster.wait_for_leader(exclude=victim)
     elected = time.time() - killed_at
+    if through_victim:
+        time.sleep(max(0.0, killed_at + RESTART_AFTER - time.time()))
+        cluster.start(victim)
     time.sleep(max(0.0, killed_at + AFTER - time.time()))
     stop.set()
     results = [out.get(timeout=120)[1] for _ in workers]
@@ -76,9 +87,10 @@ def test_leader_sigkill_under_load(tmp_path: Path) -> None:
         register_secret(token, "token")
         register_secret(cluster.root_token, "token")
         rounds = []
-        # Round 1 with the default retries (2); round 2 without any, to show the raw window.
-        for number, retries in ((1, 2), (2, 0)):
-            figures = one_round(cluster, token, retries)
+        # Round 1 with the default retries (2); round 2 without any, to show the raw window;
+        # round 3 through the leader's own address (no load balancer), node back after 3 s.
+        for number, retries, through_victim in ((1, 2, False), (2, 0, False), (3, 2, True)):
+            figures = one_round(cluster, token, retries, through_victim=through_victim)
             rounds.append(figures)
             print(f"\nVault HA round {number}: {figures}")
             cluster.start(figures["killed"])  # the old leader rejoins as a standby
@@ -89,3 +101,4 @@ def test_leader_sigkill_under_load(tmp_path: Path) -> None:
             assert figures["cached_errors"] == 0
             assert figures["values_lost"] == 0
             assert figures["ok_after_recovery"] > 0, "cold operations never succeeded again"
+        assert rounds[2]["cold_failed"] > 0, "round 3's address was down: failures expected"
