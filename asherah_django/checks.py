@@ -85,6 +85,7 @@ _AUTH_REQUIREMENTS: Final[dict[str, tuple[str, ...]]] = {
     "approle": ("VAULT_APPROLE_ROLE_ID",),
     "cert": ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"),
     "tls": ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"),
+    "agent": (),
 }
 #: Values people give ``vault server -dev -dev-root-token-id=...``.
 _DEV_TOKENS: Final = frozenset(
@@ -219,7 +220,9 @@ def _vault_messages() -> list[CheckMessage]:
                 "and set VAULT_TOKEN",
             )
         )
-    elif method is None and not _is_set(values.get("VAULT_TOKEN")):
+    elif method is None and not any(
+        _is_set(values.get(name)) for name in ("VAULT_TOKEN", "VAULT_TOKEN_FILE")
+    ):
         messages.append(
             _error(
                 "asherah.E006",
@@ -231,7 +234,9 @@ def _vault_messages() -> list[CheckMessage]:
         )
     elif method is not None:
         for name in _AUTH_REQUIREMENTS[method]:
-            if not _is_set(values.get(name)):
+            if not _is_set(values.get(name)) and not (
+                name == "VAULT_TOKEN" and _is_set(values.get("VAULT_TOKEN_FILE"))
+            ):
                 messages.append(
                     _error(
                         "asherah.E006",
