@@ -143,6 +143,7 @@ class AwsClients:
         )
         client = session.client(service, endpoint_url=self.endpoints.get(region), config=config)
         client.meta.events.register("after-call", self._count_answer(region))
+        _redact_botocore_debug_logs()
         return client
 
     def _count_answer(self, region: str) -> Callable[..., None]:
@@ -374,6 +375,32 @@ class AwsKMS:
     def close(self) -> None:
         """Close the HTTP connections of every client. Idempotent."""
         self._clients.close()
+
+
+class _DropSecretBodies(logging.Filter):
+    """botocore logs request parameters and response bodies at DEBUG, which for KMS and
+    Secrets Manager hold data keys and master keys: such records are dropped."""
+
+    _MARKERS = ("Plaintext", "SecretString", "SecretBinary")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        return not any(marker in text for marker in self._MARKERS)
+
+
+_FILTER = _DropSecretBodies()
+
+
+def _redact_botocore_debug_logs() -> None:
+    for name in ("botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.auth"):
+        log = logging.getLogger(name)
+        if _FILTER not in log.filters:
+            log.addFilter(_FILTER)
 
 
 def _reason(exc: AwsKMSError) -> str:
