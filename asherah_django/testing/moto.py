@@ -142,6 +142,9 @@ class MotoServer:
     def client(self, service: str, region: str) -> Any:
         import boto3
 
+        from ..core.kms.aws import redact_botocore_debug_logs
+
+        redact_botocore_debug_logs()  # CreateSecret's parameters hold the master key
         return boto3.client(
             service,
             region_name=region,

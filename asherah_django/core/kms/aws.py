@@ -143,7 +143,7 @@ class AwsClients:
         )
         client = session.client(service, endpoint_url=self.endpoints.get(region), config=config)
         client.meta.events.register("after-call", self._count_answer(region))
-        _redact_botocore_debug_logs()
+        redact_botocore_debug_logs()
         return client
 
     def _count_answer(self, region: str) -> Callable[..., None]:
@@ -396,7 +396,8 @@ class _DropSecretBodies(logging.Filter):
 _FILTER = _DropSecretBodies()
 
 
-def _redact_botocore_debug_logs() -> None:
+def redact_botocore_debug_logs() -> None:
+    """Drop botocore DEBUG records that carry Plaintext or secret values (idempotent)."""
     for name in ("botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.auth"):
         log = logging.getLogger(name)
         if _FILTER not in log.filters:
