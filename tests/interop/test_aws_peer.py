@@ -134,3 +134,34 @@ def test_a_system_key_we_wrapped_decrypts_in_the_peer_via_either_region(
                 assert peer.get_session("x").decrypt_bytes(record) == b"either region"
             finally:
                 peer.close()
+
+
+def test_secrets_manager_keys_are_asherah_static_wrapped_and_the_wheel_reads_them(
+    aws: MotoServer, db_path: str
+) -> None:
+    # The wheel in the test extras is built without its secrets-manager feature, so the
+    # peer reads with the static KMS and the same master key: the wrapping is identical.
+    import os
+
+    from asherah_django.core.kms.secrets_manager import SecretsManagerKMS
+
+    master_hex = os.urandom(32).hex()
+    aws.create_secret(WEST, "interop-master", hex_key=master_hex)
+    kms = SecretsManagerKMS.from_mapping(
+        {"SECRETS_MANAGER_SECRET_ID": "interop-master", "AWS_REGION": WEST,
+         "AWS_ENDPOINT_URL": aws.url}
+    )  # fmt: skip
+    metastore = SqliteMetastore(db_path)
+    with SessionFactory("service", "product", kms, metastore) as ours:
+        record = ours.get_session("sm").encrypt(b"from secrets manager")
+        peer = asherah.SessionFactory(
+            {"ServiceName": "service", "ProductID": "product", "Metastore": "sqlite",
+             "ConnectionString": db_path, "KMS": "static", "StaticMasterKeyHex": master_hex}
+        )  # fmt: skip
+        try:
+            assert peer.get_session("sm").decrypt_bytes(record) == b"from secrets manager"
+            back = peer.get_session("sm2").encrypt_bytes(b"from the wheel")
+            assert ours.get_session("sm2").decrypt(back) == b"from the wheel"
+        finally:
+            peer.close()
+    metastore.close()
