@@ -90,12 +90,14 @@ class AwsClients:
         self,
         profile_name: str | None,
         endpoints: Mapping[str, str],
+        endpoint_url: str | None,
         timeout: float,
         connect_timeout: float,
         max_retries: int,
     ) -> None:
         self.profile_name = profile_name
-        self.endpoints = dict(endpoints)
+        self.endpoints = dict(endpoints)  # KMS, by region
+        self.endpoint_url = endpoint_url  # every other service
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.max_retries = max_retries
         self.stats = AwsStats()
@@ -141,7 +143,8 @@ class AwsClients:
             read_timeout=self.timeout,
             retries={"total_max_attempts": 1, "mode": "standard"},
         )
-        client = session.client(service, endpoint_url=self.endpoints.get(region), config=config)
+        endpoint = self.endpoints.get(region) if service == "kms" else self.endpoint_url
+        client = session.client(service, endpoint_url=endpoint, config=config)
         client.meta.events.register("after-call", self._count_answer(region))
         redact_botocore_debug_logs()
         return client
@@ -247,6 +250,7 @@ class AwsKMS:
         self._clients = AwsClients(
             config.profile_name,
             config.endpoints,
+            config.endpoint_url,
             config.timeout,
             config.connect_timeout,
             config.max_retries,

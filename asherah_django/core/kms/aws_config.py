@@ -63,7 +63,10 @@ class AwsKMSConfig:
 
     region_map: Mapping[str, str]
     preferred_region: str
+    #: KMS endpoint by region (AWS_KMS_ENDPOINTS, else AWS_ENDPOINT_URL).
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    #: AWS_ENDPOINT_URL: the endpoint of every other service (STS for asherah_check).
+    endpoint_url: str | None = None
     profile_name: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -97,6 +100,7 @@ class AwsKMSConfig:
             region_map=dict(region_map),
             preferred_region=preferred,
             endpoints=endpoints(values, tuple(region_map)),
+            endpoint_url=_text(values, "AWS_ENDPOINT_URL"),
             profile_name=_text(values, "AWS_PROFILE_NAME"),
             timeout=timeout,
             connect_timeout=connect_timeout,

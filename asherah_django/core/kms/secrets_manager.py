@@ -33,10 +33,10 @@ class SecretsManagerKMS:
     def __init__(self, config: SecretsManagerConfig) -> None:
         self.config = config
         self.region = config.region or _DEFAULT_REGION
-        endpoints = {self.region: config.endpoint} if config.endpoint else {}
         self._clients = AwsClients(
             config.profile_name,
-            endpoints,
+            {},
+            config.endpoint,
             config.timeout,
             config.connect_timeout,
             config.max_retries,
