@@ -190,6 +190,21 @@ def vault_key_version(encrypted_key: bytes) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def system_key_kms(encrypted_key: bytes) -> dict[str, object]:
+    """Which KMS wraps a stored system key, and for AWS the regions and key ARNs."""
+    from ..core.kms.aws_envelope import describe
+
+    if vault_key_version(encrypted_key) is not None:
+        return {"kms_kind": "Vault Transit"}
+    regions = describe(encrypted_key)
+    if regions is not None:
+        pairs = tuple((item["region"], item["arn"]) for item in regions)
+        return {"kms_kind": "AWS KMS", "kms_regions": pairs}
+    if len(encrypted_key) == 60:  # AES-256-GCM of 32 bytes under a master key
+        return {"kms_kind": "a master key (static or Secrets Manager)"}
+    return {"kms_kind": "another KMS"}
+
+
 @dataclass(frozen=True)
 class KeyRow:
     """One row of the metastore as the admin shows it: metadata only, never key bytes."""
@@ -203,6 +218,10 @@ class KeyRow:
     record_created: int | None = None
     parent: KeyMeta | None = None
     vault_version: int | None = None
+    #: For system keys: the KMS kind that wraps it, judged from the stored bytes (issue 24).
+    kms_kind: str | None = None
+    #: For AWS KMS system keys: (region, key ARN) of each regional wrapping. Never bytes.
+    kms_regions: tuple[tuple[str, str], ...] = ()
     key_size: int | None = None
     expires: datetime.datetime | None = None
 
@@ -306,6 +325,7 @@ def to_row(
         record_created=record.created,
         parent=record.parent,
         vault_version=vault_key_version(record.encrypted_key) if kind == SYSTEM else None,
+        **(system_key_kms(record.encrypted_key) if kind == SYSTEM else {}),
         key_size=len(record.encrypted_key),
         expires=None if kind == BLIND_INDEX else expires,
     )
