@@ -190,19 +190,18 @@ def vault_key_version(encrypted_key: bytes) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def system_key_kms(encrypted_key: bytes) -> dict[str, object]:
-    """Which KMS wraps a stored system key, and for AWS the regions and key ARNs."""
+def system_key_kms(encrypted_key: bytes) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Which KMS wraps a stored system key, and for AWS the (region, key ARN) pairs."""
     from ..core.kms.aws_envelope import describe
 
     if vault_key_version(encrypted_key) is not None:
-        return {"kms_kind": "Vault Transit"}
+        return "Vault Transit", ()
     regions = describe(encrypted_key)
     if regions is not None:
-        pairs = tuple((item["region"], item["arn"]) for item in regions)
-        return {"kms_kind": "AWS KMS", "kms_regions": pairs}
+        return "AWS KMS", tuple((item["region"], item["arn"]) for item in regions)
     if len(encrypted_key) == 60:  # AES-256-GCM of 32 bytes under a master key
-        return {"kms_kind": "a master key (static or Secrets Manager)"}
-    return {"kms_kind": "another KMS"}
+        return "a master key (static or Secrets Manager)", ()
+    return "another KMS", ()
 
 
 @dataclass(frozen=True)
@@ -315,6 +314,7 @@ def to_row(
         status = EXPIRED
     else:
         status = CURRENT if is_latest else SUPERSEDED
+    kms = system_key_kms(record.encrypted_key) if kind == SYSTEM else None
     return KeyRow(
         key_id=key.id,
         created=created,
@@ -325,7 +325,8 @@ def to_row(
         record_created=record.created,
         parent=record.parent,
         vault_version=vault_key_version(record.encrypted_key) if kind == SYSTEM else None,
-        **(system_key_kms(record.encrypted_key) if kind == SYSTEM else {}),
+        kms_kind=kms[0] if kms else None,
+        kms_regions=kms[1] if kms else (),
         key_size=len(record.encrypted_key),
         expires=None if kind == BLIND_INDEX else expires,
     )
