@@ -138,7 +138,7 @@ class AwsClients:
                 "AWS config (~/.aws/config, ~/.aws/credentials)"
             ) from None
         config = Config(
-            region_name=region,
+            region_name=region or None,
             connect_timeout=self.connect_timeout,
             read_timeout=self.timeout,
             retries={"total_max_attempts": 1, "mode": "standard"},

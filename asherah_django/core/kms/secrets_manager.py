@@ -24,7 +24,6 @@ from .aws_config import SecretsManagerConfig
 from .aws_envelope import AwsKMSError
 
 logger = logging.getLogger("asherah_django.core.kms.secrets_manager")
-_DEFAULT_REGION = "us-east-1"
 
 
 class SecretsManagerKMS:
@@ -32,7 +31,8 @@ class SecretsManagerKMS:
 
     def __init__(self, config: SecretsManagerConfig) -> None:
         self.config = config
-        self.region = config.region or _DEFAULT_REGION
+        # Unset: boto3's own resolution (AWS_DEFAULT_REGION, the profile's region).
+        self.region = config.region or ""
         self._clients = AwsClients(
             config.profile_name,
             {},
@@ -87,7 +87,7 @@ class SecretsManagerKMS:
         secret_id = self.config.secret_id
         reply = self._clients.call(
             "Secrets Manager GetSecretValue",
-            self.region,
+            self.region or "the default region",
             lambda: client.get_secret_value(SecretId=secret_id),
         )
         text, binary = reply.get("SecretString"), reply.get("SecretBinary")
