@@ -13,6 +13,7 @@ where. No check makes a network call: live Vault probes belong to ``asherah_chec
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -413,6 +414,11 @@ def _aws_deployment_messages(kms: object) -> list[CheckMessage]:
     values = asherah_settings.aws_settings()
     urls = [values.get("AWS_ENDPOINT_URL")]
     endpoints = values.get("AWS_KMS_ENDPOINTS")
+    if isinstance(endpoints, str):  # from the environment: a JSON object
+        try:
+            endpoints = json.loads(endpoints)
+        except ValueError:
+            endpoints = None  # reported by E021
     if isinstance(endpoints, dict):
         urls += list(endpoints.values())
     for url in urls:

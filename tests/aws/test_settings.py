@@ -104,6 +104,9 @@ def test_deploy_check_warns_secrets_manager_is_for_migration_only() -> None:
         assert [m.id for m in checks.check_deployment()] == ["asherah.W122"]
     with override_settings(ASHERAH=AWS, DEBUG=False):
         assert checks.check_deployment() == []
+    endpoints = json.dumps({"us-east-1": "http://kms.internal:4566"})
+    with override_settings(ASHERAH={**AWS, "AWS_KMS_ENDPOINTS": endpoints}, DEBUG=False):
+        assert [m.id for m in checks.check_deployment()] == ["asherah.W122"]
 
 
 def test_dotted_path_kms_is_checked_and_loaded() -> None:
