@@ -157,7 +157,7 @@ def test_test_debug_static_uses_asherahs_public_test_key() -> None:
         assert asherah_settings.static_master_key_hex == TEST_MASTER_KEY_HEX
 
 
-@pytest.mark.parametrize("value", ["aws", "", "Static ", 3])
+@pytest.mark.parametrize("value", ["gcp", "", "Static ", 3])
 def test_unknown_kms_names_the_setting(value: object) -> None:
     with configured(KMS=value):
         if value == "":
