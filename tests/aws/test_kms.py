@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -141,7 +142,7 @@ def test_a_region_down_at_creation_refuses_the_key_naming_the_region(
 
 
 def test_4xx_unknown_key_is_not_retried_and_says_what_to_check(aws: MotoServer) -> None:
-    arn = aws.create_key(WEST).rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+    arn = aws.create_key(WEST).rsplit("/", 1)[0] + f"/{uuid.uuid4()}"  # no such key
     kms = AwsKMS.from_mapping({"REGION_MAP": {WEST: arn}, "AWS_ENDPOINT_URL": aws.url})
     with pytest.raises(
         AwsKMSError, match=r"GenerateDataKey in us-west-2 failed: NotFoundException"
