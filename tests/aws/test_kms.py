@@ -205,3 +205,21 @@ def test_botocore_debug_logs_never_carry_the_data_key(
     for secret in (data_key, system_key):
         assert base64.b64encode(secret).decode() not in logged
         assert repr(secret)[2:-1] not in logged
+
+
+def test_a_forked_child_builds_its_own_clients_and_counts_from_zero(two_region_kms: AwsKMS) -> None:
+    from tests.vault.test_fork import run_in_child
+
+    system_key = os.urandom(32)
+    stored = two_region_kms.encrypt_key(system_key)
+    parent_client = two_region_kms.client("kms", WEST)
+
+    def child() -> bool:
+        fresh = two_region_kms.client("kms", WEST) is not parent_client
+        zero = two_region_kms.stats.kms_calls == 0
+        unwrapped = two_region_kms.decrypt_key(stored) == system_key
+        return fresh and zero and unwrapped and two_region_kms.stats.decrypt == 1
+
+    assert run_in_child(child) == 0
+    assert two_region_kms.client("kms", WEST) is parent_client
+    assert two_region_kms.decrypt_key(stored) == system_key

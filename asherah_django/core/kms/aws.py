@@ -25,6 +25,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -102,18 +103,20 @@ class AwsClients:
         self.max_retries = max_retries
         self.stats = AwsStats()
         self._clients: dict[tuple[str, str], Any] = {}
-        self._pid = os.getpid()
+        self._session: Any = None  # one boto3 session: its clients share loaded models
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._closed = False
+        _FORK_AWARE.add(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: new locks (a parent thread may have held them), no inherited
+        clients (never share sockets with the parent), counters from zero."""
+        self._lock, self._stats_lock = threading.Lock(), threading.Lock()
+        self._clients, self._session = {}, None
+        self.stats = AwsStats()
 
     def client(self, service: str, region: str) -> Any:
-        if self._pid != os.getpid():  # forked: never share sockets with the parent
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._clients, self._pid = {}, os.getpid()
-                    self._lock, self._stats_lock = threading.Lock(), threading.Lock()
-                    self.stats = AwsStats()
         found = self._clients.get((service, region))
         if found is not None:
             return found
@@ -131,7 +134,9 @@ class AwsClients:
         from botocore.exceptions import ProfileNotFound
 
         try:
-            session = boto3.session.Session(profile_name=self.profile_name)
+            if self._session is None:
+                self._session = boto3.session.Session(profile_name=self.profile_name)
+            session = self._session
         except ProfileNotFound:
             raise ConfigurationError(
                 f"AWS_PROFILE_NAME {self.profile_name!r} is not a profile of the shared "
@@ -236,6 +241,7 @@ class AwsClients:
         with self._lock:
             self._closed = True
             clients, self._clients = self._clients, {}
+        _FORK_AWARE.discard(self)
         for client in clients.values():
             close = getattr(client, "close", None)
             if callable(close):
@@ -406,6 +412,17 @@ def redact_botocore_debug_logs() -> None:
         log = logging.getLogger(name)
         if _FILTER not in log.filters:
             log.addFilter(_FILTER)
+
+
+_FORK_AWARE: weakref.WeakSet[AwsClients] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for clients in list(_FORK_AWARE):
+        clients.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _reason(exc: AwsKMSError) -> str:
