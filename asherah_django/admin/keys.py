@@ -223,6 +223,9 @@ class KeyRow:
     kms_regions: tuple[tuple[str, str], ...] = ()
     key_size: int | None = None
     expires: datetime.datetime | None = None
+    #: This service's key whose parent is not this service's system key: refused on read
+    #: (KeyParentMismatchError), a sign of a substituted row (issue #13).
+    foreign_parent: bool = False
 
     @property
     def object_id(self) -> str:
@@ -329,6 +332,12 @@ def to_row(
         kms_regions=kms[1] if kms else (),
         key_size=len(record.encrypted_key),
         expires=None if kind == BLIND_INDEX else expires,
+        foreign_parent=(
+            partition is not None
+            and policy.names is not None
+            and record.parent is not None
+            and record.parent.key_id != policy.names.system_key_id
+        ),
     )
 
 
