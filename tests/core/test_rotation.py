@@ -147,6 +147,35 @@ def test_revocation_is_noticed_after_the_check_interval(
     assert second.created > first.created
 
 
+def test_system_key_revoked_by_another_process_is_noticed_after_the_check_interval(
+    make_factory: MakeFactory, metastore: InMemoryMetastore, clock: FakeClock
+) -> None:
+    """Another process (or Asherah's revoke script) revokes the SK in the metastore; this
+    process, which holds the SK and its IK in cache, must stop writing under that SK once
+    ``check_interval`` has passed, and never sooner than it must."""
+    factory = make_factory(CryptoPolicy(check_interval=600))
+    session = factory.get_session("p")
+    first = parse_data_row(session.encrypt(b"1")).parent
+    first_record = metastore.load(first.key_id, first.created)
+    assert first_record is not None and first_record.parent is not None
+    revoked_sk = first_record.parent
+    assert metastore.revoke(revoked_sk.key_id, revoked_sk.created)
+    clock.advance(599)
+    assert parse_data_row(session.encrypt(b"2")).parent == first  # still cached, as Asherah
+    clock.advance(2)
+    second = parse_data_row(session.encrypt(b"3")).parent
+    second_record = metastore.load(second.key_id, second.created)
+    assert second_record is not None and second_record.parent is not None
+    assert second_record.parent != revoked_sk  # a new IK under a new SK
+    new_sk = metastore.load(second_record.parent.key_id, second_record.parent.created)
+    assert new_sk is not None and not new_sk.revoked
+    # Every later write stays off the revoked SK, in this process and in a fresh one.
+    for writer in (session, make_factory().get_session("p")):
+        parent = parse_data_row(writer.encrypt(b"4")).parent
+        record = metastore.load(parent.key_id, parent.created)
+        assert record is not None and record.parent == second_record.parent
+
+
 def test_revocation_then_write_in_the_same_minute_gets_a_new_valid_key(
     make_factory: MakeFactory, metastore: InMemoryMetastore, clock: FakeClock
 ) -> None:
@@ -230,9 +259,19 @@ def test_caching_disabled_reads_the_metastore_every_time(
 
 def test_key_cache_is_bounded_and_evicted_keys_are_wiped(make_factory: MakeFactory) -> None:
     factory = make_factory(CryptoPolicy(intermediate_key_cache_size=3))
-    records = {f"p{i}": factory.get_session(f"p{i}").encrypt(b"v") for i in range(10)}
+    records, held = {}, []
+    for i in range(10):
+        records[f"p{i}"] = factory.get_session(f"p{i}").encrypt(b"v")
+        held += factory.keys.intermediate_keys.cached()
     assert len(factory.keys.intermediate_keys) == 3
     assert len(factory.keys.intermediate_keys.latest) <= 3
+    kept = {id(key) for key in factory.keys.intermediate_keys.cached()}
+    evicted = list({id(key): key for key in held if id(key) not in kept}.values())
+    assert len(evicted) == 7
+    for key in evicted:  # every byte zeroed and the key unusable, not merely dropped
+        assert not key.usable
+        assert key._secret is not None and len(key._secret) == 32 and not any(key._secret)
+    assert all(any(key._secret or b"") for key in factory.keys.intermediate_keys.cached())
     for partition, record in records.items():
         assert factory.get_session(partition).decrypt(record) == b"v"
     assert len(factory.keys.intermediate_keys) == 3

@@ -16,12 +16,14 @@ from asherah_django.core import (
     KMSError,
     PartitionMismatchError,
     PayloadTooLargeError,
+    Session,
     SessionClosedError,
     SessionFactory,
     StaticKMS,
     parse_data_row,
 )
 from asherah_django.core.session import MAX_PLAINTEXT_SIZE
+from tests.support import optional
 
 
 @pytest.mark.parametrize("payload", [b"", b"\x00", b"hello", bytes(range(256)) * 40])
@@ -52,21 +54,40 @@ def test_record_shape_matches_asherah(factory: SessionFactory) -> None:
     assert len(row.data) == 20 + 16 + 12
 
 
-def test_each_encrypt_uses_a_fresh_data_key(factory: SessionFactory) -> None:
+@pytest.mark.parametrize("path", ["py", "c"])
+def test_each_encrypt_uses_a_fresh_data_key(factory: SessionFactory, path: str) -> None:
+    encrypt = Session._encrypt_py if path == "py" else Session._encrypt_c
+    if path == "c":
+        optional.c_path()
     session = factory.get_session("p1")
-    first, second = session.encrypt(b"same"), session.encrypt(b"same")
-    assert parse_data_row(first).encrypted_key != parse_data_row(second).encrypted_key
-    assert parse_data_row(first).data != parse_data_row(second).data
+    rows = [parse_data_row(encrypt(session, b"same")) for _ in range(2)]
+    ik = factory.keys.intermediate_key(rows[0].parent)
+    data_keys = [ik.unwrap(row.encrypted_key) for row in rows]
+    assert len(data_keys[0]) == 32 and data_keys[0] != data_keys[1]
+    # Fresh nonces too (a fresh key alone would hide a constant nonce): tests/core/test_nonces.py
+    assert rows[0].encrypted_key[-12:] != rows[1].encrypted_key[-12:]
+    assert rows[0].data[-12:] != rows[1].data[-12:]
+    assert rows[0].data != rows[1].data
 
 
-def test_other_partition_is_refused(factory: SessionFactory) -> None:
-    record = factory.get_session("alice").encrypt(b"alice's secret")
+@pytest.mark.parametrize(
+    ("mine", "theirs"),
+    [("alice", "bob"), ("al", "al_ice"), ("alice", "alicf"), ("p1", "p2"), ("ü1", "ü2")],
+)
+@pytest.mark.parametrize("path", ["py", "c"])
+def test_other_partition_is_refused(
+    factory: SessionFactory, mine: str, theirs: str, path: str
+) -> None:
+    """Ids of the same length reach the fast path's exact comparison; others (a prefix)
+    are refused before it. Either way: PartitionMismatchError, not a key lookup."""
+    decrypt = Session._decrypt_py if path == "py" else Session._decrypt_c
+    if path == "c":
+        optional.c_path()
+    record = factory.get_session(mine).encrypt(b"secret")
+    factory.get_session(theirs).encrypt(b"their own key, created in the same minute")
     with pytest.raises(PartitionMismatchError, match="another partition"):
-        factory.get_session("bob").decrypt(record)
-    # A partition whose id is a prefix of another's is refused too (exact match only).
-    record = factory.get_session("al").encrypt(b"x")
-    with pytest.raises(PartitionMismatchError):
-        factory.get_session("al_ice").decrypt(record)
+        decrypt(factory.get_session(theirs), record)
+    assert decrypt(factory.get_session(mine), record) == b"secret"
 
 
 def test_other_service_is_refused(kms: StaticKMS, metastore: InMemoryMetastore) -> None:
