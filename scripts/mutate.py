@@ -31,6 +31,7 @@ import hashlib
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -468,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="fail on unlisted survivors")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args(argv)
+    # A terminated run still removes its sandbox (the finally clauses run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config = load_config()
     seed = config.seed if args.seed is None else args.seed
     if args.command == "list":
