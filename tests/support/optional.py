@@ -27,12 +27,13 @@ def import_or_fail(name: str, env_var: str, *, default: bool, why: str) -> Modul
     try:
         return importlib.import_module(name)
     except ImportError as exc:
+        setting = f"{env_var}={os.environ.get(env_var, '(unset: required by default)' if default else '')}"
         if required(env_var, default=default):
             pytest.fail(
-                f"{name} is required here ({env_var} is set) but does not import: {exc}. {why}",
+                f"{name} is required here ({setting}) but does not import: {exc}. {why}",
                 pytrace=False,
             )
-        pytest.skip(f"{name} is not installed ({why}; {env_var}=0)", allow_module_level=True)
+        pytest.skip(f"{name} does not import and {setting} allows that", allow_module_level=True)
 
 
 def speedups() -> ModuleType:
