@@ -200,3 +200,51 @@ def test_core_never_imports_django() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("path", ["py", "c"])
+def test_canonical_records_take_the_fast_path(
+    factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The compact layout every Asherah implementation writes is sliced, not JSON-parsed
+    (the hot path); the parser is only for other spellings."""
+    from asherah_django.core import session as session_module
+
+    decrypt = Session._decrypt_py if path == "py" else Session._decrypt_c
+    if path == "c":
+        optional.c_path()
+    session = factory.get_session("p1")
+    record = session.encrypt(b"fast")
+    respaced = json.dumps(json.loads(record), indent=1)
+
+    def no_parsing(record: object) -> object:
+        raise AssertionError("the JSON parser was used")
+
+    monkeypatch.setattr(session_module, "parse_data_row", no_parsing)
+    assert decrypt(session, record) == b"fast"
+    with pytest.raises(AssertionError, match="parser was used"):
+        decrypt(session, respaced)
+
+
+def test_short_blobs_are_refused_saying_what_was_expected() -> None:
+    from asherah_django.core.aead import Cipher, new_key
+
+    cipher = Cipher(new_key())
+    for size in (0, 11, 12, 27):
+        with pytest.raises(DecryptionError, match=f"is {size} bytes; at least 28 expected"):
+            cipher.open(bytes(size))
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        cipher.open(bytes(28))
+
+
+def test_a_wiped_key_fails_loudly_not_silently(factory: SessionFactory) -> None:
+    factory.get_session("p1").encrypt(b"x")
+    key = factory.keys.intermediate_keys.cached()[0]
+    key.wipe()
+    assert not key.usable and key.secret_bytes is None
+    with pytest.raises(RuntimeError, match="wiped"):
+        key.aead.encrypt(bytes(12), b"data", None)
+    with pytest.raises(RuntimeError, match="wiped"):
+        key.aead.decrypt(bytes(12), bytes(28), None)
+    with pytest.raises(RuntimeError, match="wiped"):
+        key.wrap(bytes(32), bytes(12))
