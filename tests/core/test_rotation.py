@@ -176,6 +176,26 @@ def test_system_key_revoked_by_another_process_is_noticed_after_the_check_interv
         assert record is not None and record.parent == second_record.parent
 
 
+def test_a_key_found_revoked_is_marked_revoked_for_every_holder(
+    make_factory: MakeFactory, metastore: InMemoryMetastore, clock: FakeClock
+) -> None:
+    """When a write finds the latest SK (or IK) revoked in the metastore, the cached key
+    object itself is marked revoked, so code holding it sees it too."""
+    factory = make_factory(CryptoPolicy(check_interval=600))
+    first = parse_data_row(factory.get_session("p").encrypt(b"1")).parent
+    old_ik = factory.keys.intermediate_keys.latest[IK_ID]
+    old_sk = factory.keys.system_keys.latest[SK_ID]
+    assert metastore.revoke(old_sk.key_id, old_sk.created)
+    assert metastore.revoke(first.key_id, first.created)
+    clock.advance(601)
+    new_sk = factory.keys.latest_system_key()
+    assert new_sk is not old_sk and new_sk.created > old_sk.created
+    assert old_sk.revoked  # the object other holders have
+    assert factory.keys.system_key(old_sk.meta).revoked
+    second = parse_data_row(factory.get_session("p").encrypt(b"2")).parent
+    assert second != first and old_ik.revoked
+
+
 def test_revocation_then_write_in_the_same_minute_gets_a_new_valid_key(
     make_factory: MakeFactory, metastore: InMemoryMetastore, clock: FakeClock
 ) -> None:
