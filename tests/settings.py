@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "asherah_django",
     "tests.testapp",
     "tests.bidxapp",
+    "tests.bindapp",
 ]
 
 MIDDLEWARE = [

@@ -5,11 +5,15 @@ Nothing under ``asherah_django.core`` imports Django.
 
 from .errors import (
     AsherahError,
+    BindingMismatchError,
     ConfigurationError,
     DecryptionError,
     InvalidPartitionError,
     KeyCreationError,
+    KeyIntegrityError,
     KeyNotFoundError,
+    KeyParentMismatchError,
+    KeyTamperedError,
     KMSError,
     MalformedRecordError,
     MetastoreError,
@@ -17,6 +21,7 @@ from .errors import (
     PartitionMismatchError,
     PayloadTooLargeError,
     SessionClosedError,
+    UnboundRecordError,
 )
 from .kms.static import StaticKMS
 from .metastore.memory import InMemoryMetastore
@@ -28,6 +33,7 @@ from .session import Session, SessionFactory
 __all__ = [
     "AsherahError",
     "BatchMetastore",
+    "BindingMismatchError",
     "ConfigurationError",
     "CryptoPolicy",
     "DataRowRecord",
@@ -37,9 +43,12 @@ __all__ = [
     "InvalidPartitionError",
     "KMSError",
     "KeyCreationError",
+    "KeyIntegrityError",
     "KeyManagementService",
     "KeyMeta",
     "KeyNotFoundError",
+    "KeyParentMismatchError",
+    "KeyTamperedError",
     "MalformedRecordError",
     "Metastore",
     "MetastoreError",
@@ -50,5 +59,6 @@ __all__ = [
     "SessionClosedError",
     "SessionFactory",
     "StaticKMS",
+    "UnboundRecordError",
     "parse_data_row",
 ]
