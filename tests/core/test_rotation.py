@@ -345,3 +345,25 @@ def test_shredded_key_is_forgotten_and_wiped(
     assert all(not key.usable for key in cached)
     with pytest.raises(KeyNotFoundError):
         session.decrypt(record)
+
+
+def test_transient_copies_of_key_bytes_are_zeroed(
+    make_factory: MakeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes a key is made from (new, unwrapped by the KMS, unwrapped by the SK) are
+    zeroed once the CryptoKey holds its own copy (best effort, as keys.py says)."""
+    from asherah_django.core import envelope
+
+    handed: list[object] = []
+    real = envelope.CryptoKey
+
+    def capture(meta: KeyMeta, secret: bytearray, **options: object) -> object:
+        handed.append(secret)
+        return real(meta, secret, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(envelope, "CryptoKey", capture)
+    record = make_factory().get_session("p").encrypt(b"x")  # SK and IK created
+    assert make_factory().get_session("p").decrypt(record) == b"x"  # both unwrapped
+    assert len(handed) == 4
+    for secret in handed:
+        assert isinstance(secret, bytearray) and len(secret) == 32 and not any(secret)
