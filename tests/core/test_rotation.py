@@ -367,3 +367,21 @@ def test_transient_copies_of_key_bytes_are_zeroed(
     assert len(handed) == 4
     for secret in handed:
         assert isinstance(secret, bytearray) and len(secret) == 32 and not any(secret)
+
+
+def test_decrypt_many_loads_the_keys_of_all_records_in_one_batch(
+    make_factory: MakeFactory, metastore: InMemoryMetastore
+) -> None:
+    writer = make_factory()
+    session = writer.get_session("p")
+    records = []
+    for index in range(3):  # three intermediate keys in one partition
+        records.append(session.encrypt(f"v{index}".encode()))
+        meta = parse_data_row(records[-1]).parent
+        metastore.revoke(meta.key_id, meta.created)
+        writer.keys.key_revoked(meta)
+    assert len({parse_data_row(r).parent for r in records}) == 3
+    before = metastore.loads
+    cold = make_factory().get_session("p")
+    assert cold.decrypt_many(records) == [b"v0", b"v1", b"v2"]
+    assert metastore.loads - before == 2  # one batch of IKs, one of their SK
