@@ -1,5 +1,6 @@
 # make demo  - the example project against a local OpenBao (Vault-compatible) server
-# make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB)
+# make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB) on Django 6.1 /
+#              Python 3.13, and the SQLite suite on every other tested combination
 .PHONY: demo test bench venv lint clean
 
 demo:
