@@ -59,19 +59,36 @@ for combo in $(matrix_combos); do
 done
 [ $missing = 0 ] || exit 1
 
-# The stamp changes with what the install depends on, and with the combination.
+# The stamp changes with what the install depends on, and with the combination. The
+# environments are made side by side (mostly downloads and unpacking); a failure shows its log.
 inputs=$(cat pyproject.toml setup.py asherah_django/core/_speedups.c | sha256sum | cut -c1-16)
-for combo in $(matrix_combos); do
-  venv=$(combo_venv "$combo")
+make_venv() {  # make_venv COMBO VENV STAMP
+  local combo=$1 venv=$2 stamp=$3 python django extras=test
   python=$(python_of "$(combo_python "$combo")")
   django=$(combo_django "$combo")
-  stamp="$venv/.installed-$combo-$inputs"
-  [ -f "$stamp" ] && continue
-  extras=test
   [ "$venv" = .venv ] && extras=test,lint
-  echo "bootstrap: creating $venv (Python $(combo_python "$combo"), Django $django)"
   "$python" -m venv --clear "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -e ".[$extras]" "django~=$django.0"
   touch "$stamp"
+}
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+pids=()
+for combo in $(matrix_combos); do
+  venv=$(combo_venv "$combo")
+  stamp="$venv/.installed-$combo-$inputs"
+  [ -f "$stamp" ] && continue
+  echo "bootstrap: creating $venv (Python $(combo_python "$combo"), Django $(combo_django "$combo"))"
+  make_venv "$combo" "$venv" "$stamp" >"$logs/$combo" 2>&1 &
+  pids+=("$!:$combo")
 done
+failed=0
+for entry in ${pids[@]+"${pids[@]}"}; do
+  if ! wait "${entry%%:*}"; then
+    grep -v "^WARNING: Location" "$logs/${entry#*:}" >&2 || true
+    echo "bootstrap: could not create the environment of ${entry#*:} (log above)" >&2
+    failed=1
+  fi
+done
+exit $failed
