@@ -54,8 +54,8 @@ fi
 
 # Every interpreter first, so that all the missing ones are named at once.
 missing=0
-for combo in $(matrix_combos); do
-  python_of "$(combo_python "$combo")" >/dev/null || missing=1
+for version in $(for combo in $(matrix_combos); do combo_python "$combo"; done | sort -u); do
+  python_of "$version" >/dev/null || missing=1
 done
 [ $missing = 0 ] || exit 1
 
