@@ -25,14 +25,15 @@ export PYTHONDEVMODE=1 PYTHONHASHSEED=0 TZ=UTC
 export ASHERAH_DJANGO_REQUIRE_SPEEDUPS=${ASHERAH_DJANGO_REQUIRE_SPEEDUPS:-1}
 
 combos=$(matrix_combos)
+combos=$(echo $combos)  # one line: "a b c"
 databases=${ASHERAH_TEST_DATABASES:-sqlite postgres mysql}
 pg_url=${ASHERAH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 my_url=${ASHERAH_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
 if [ "$databases" != "sqlite postgres mysql" ]; then
   echo "NOTE: ASHERAH_TEST_DATABASES=\"$databases\": the other databases are NOT tested" >&2
 fi
-if [ "$(echo $combos)" != "$MATRIX_ALL" ]; then
-  echo "NOTE: ASHERAH_MATRIX=\"${ASHERAH_MATRIX:-}\": only $(echo $combos) is tested" >&2
+if [ "$combos" != "$MATRIX_ALL" ]; then
+  echo "NOTE: ASHERAH_MATRIX=\"${ASHERAH_MATRIX:-}\": only $combos is tested" >&2
 fi
 
 started=$SECONDS
@@ -97,7 +98,9 @@ fi
 
 echo "== summary: combination, database, seconds, pytest's result"
 for combo in $combos; do
-  cat "$logs/$combo"-*.summary 2>/dev/null || true
+  if ! cat "$logs/$combo"-*.summary 2>/dev/null; then
+    echo "$combo: did not run" && status=1  # never a silent skip
+  fi
 done
 echo "total: $((SECONDS - started))s"
 exit $status
