@@ -16,9 +16,14 @@ A. **Which query builds model instances** (:func:`building_instances`). Django g
    correct, only not batched (no fail-open case exists).
 
 B. **Who reads ``Field.unique``** (:func:`schema_editor_asking`). ``unique`` means both
-   "validate as unique" and "UNIQUE in the schema"; a blind-indexed field needs the two
-   to differ. Assumed: every schema read of ``unique`` is made directly by a method of
-   ``BaseDatabaseSchemaEditor`` (or a backend's subclass), whose ``self`` is the editor.
+   validation (``validate_unique``, forms, auth's ``USERNAME_FIELD`` check, ``in_bulk``)
+   and the schema (UNIQUE, indexes); for a blind-indexed field they differ: the encrypted
+   field is unique for validation (checked through its index) but its ciphertext column
+   gets no constraint, and the index column gets the constraint but no second validation.
+   Assumed: every schema read of ``unique`` is made directly by a method of
+   ``BaseDatabaseSchemaEditor`` (or a backend's subclass), whose ``self`` is the editor,
+   whether it builds tables from migrations or from the models (``migrate --run-syncdb``,
+   pytest-django's ``--no-migrations``).
    :func:`verify` checks that the editor's methods that emit UNIQUE and indexes still
    read ``unique`` themselves; if not, the app refuses to start.
 
