@@ -1,5 +1,6 @@
 # make demo  - the example project against a local OpenBao (Vault-compatible) server
-# make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB, bounded mutation run)
+# make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB, a bounded mutation
+#              run) on Django 6.1 / Python 3.13, and the SQLite suite on every other tested combination
 # make mutate - mutation testing of the security-critical modules, every mutant (long)
 .PHONY: demo test bench venv lint clean mutate
 

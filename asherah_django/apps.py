@@ -12,7 +12,11 @@ class AsherahDjangoConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, health, runtime
+        from .fields import django_internals
 
+        # Django internals the fields lean on where Django has no hook: refuse to start
+        # on a Django where one that guards data no longer holds (fails closed).
+        django_internals.check_startup()
         checks.register()
         health.register_checks()  # live probes: deploy checks only (`check --deploy`)
         runtime.connect_signals()

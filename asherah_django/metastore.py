@@ -449,8 +449,18 @@ class DjangoMetastore:
             # thread running an event loop (SynchronousOnlyOperation), so the query runs on
             # a helper thread with its own key connection; the caller waits for it, as it
             # waits for Vault. Only cold keys get here: cached ones need no query.
-            return self._helper().submit(self._run_here, sql, params, fetch).result()
+            return self._helper().submit(self._run_on_helper, sql, params, fetch).result()
         return self._run_here(sql, params, fetch)
+
+    def _run_on_helper(self, sql: str, params: Sequence[Any], fetch: bool) -> tuple[list[Row], int]:
+        try:
+            return self._run_here(sql, params, fetch)
+        finally:
+            if self._shares_caller_connection():
+                # SQLite: the helper thread's own connection to the caller's database.
+                # Closed now rather than left to the garbage collector when the helper
+                # ends (unclosed, Python 3.13 warns); cold keys only come here.
+                connections[self.using].close()
 
     def _helper(self) -> ThreadPoolExecutor:
         with self._lock:

@@ -5,12 +5,16 @@
 #    installed with apt-get when missing and we are root;
 #  - the local PostgreSQL and MariaDB servers, started when installed but not running;
 #  - headless Chromium for the admin's browser tests (scripts/install-browser.sh);
-#  - the virtual environment .venv with the package and its test and lint extras.
+#  - one virtual environment per tested combination of Python and Django (scripts/matrix.sh,
+#    the same matrix as tox.ini), each with the package (editable, its C accelerator built
+#    for that interpreter) and its test extras: .venv is the main combination (the newest
+#    Django on the newest Python, with the lint extras too), .venv-pyXY-djangoAB the others.
+#
+#   ASHERAH_MATRIX  default: every combination; "main" for .venv only (e.g. the demo)
+# A missing interpreter is an error naming it and how to install it, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-PYTHON=${PYTHON:-python3}
-VENV=${VENV:-.venv}
+. scripts/matrix.sh
 
 need_apt=()
 if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then
@@ -48,12 +52,43 @@ if [ -x scripts/install-browser.sh ] && [ "${ASHERAH_INSTALL_BROWSER:-1}" = 1 ];
   scripts/install-browser.sh
 fi
 
-stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  echo "bootstrap: creating $VENV"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[test,lint]"
-  rm -f "$VENV"/.installed-*
+# Every interpreter first, so that all the missing ones are named at once.
+missing=0
+for version in $(for combo in $(matrix_combos); do combo_python "$combo"; done | sort -u); do
+  python_of "$version" >/dev/null || missing=1
+done
+[ $missing = 0 ] || exit 1
+
+# The stamp changes with what the install depends on, and with the combination. The
+# environments are made side by side (mostly downloads and unpacking); a failure shows its log.
+inputs=$(cat pyproject.toml setup.py asherah_django/core/_speedups.c | sha256sum | cut -c1-16)
+make_venv() {  # make_venv COMBO VENV STAMP
+  local combo=$1 venv=$2 stamp=$3 python django extras=test
+  python=$(python_of "$(combo_python "$combo")")
+  django=$(combo_django "$combo")
+  [ "$venv" = .venv ] && extras=test,lint
+  "$python" -m venv --clear "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -e ".[$extras]" "django~=$django.0"
   touch "$stamp"
-fi
+}
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+pids=()
+for combo in $(matrix_combos); do
+  venv=$(combo_venv "$combo")
+  stamp="$venv/.installed-$combo-$inputs"
+  [ -f "$stamp" ] && continue
+  echo "bootstrap: creating $venv (Python $(combo_python "$combo"), Django $(combo_django "$combo"))"
+  make_venv "$combo" "$venv" "$stamp" >"$logs/$combo" 2>&1 &
+  pids+=("$!:$combo")
+done
+failed=0
+for entry in ${pids[@]+"${pids[@]}"}; do
+  if ! wait "${entry%%:*}"; then
+    grep -v "^WARNING: Location" "$logs/${entry#*:}" >&2 || true
+    echo "bootstrap: could not create the environment of ${entry#*:} (log above)" >&2
+    failed=1
+  fi
+done
+exit $failed

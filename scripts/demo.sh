@@ -3,5 +3,5 @@
 # Extra arguments go to example_project/demo.py (--check, --port N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ASHERAH_START_SERVICES=0 ASHERAH_INSTALL_BROWSER=0 scripts/bootstrap.sh
+ASHERAH_MATRIX=main ASHERAH_START_SERVICES=0 ASHERAH_INSTALL_BROWSER=0 scripts/bootstrap.sh
 exec .venv/bin/python example_project/demo.py "$@"

@@ -33,7 +33,8 @@ NULL, or another encrypted column); anything the database would compute (``F("na
 Reads
 -----
 ``from_db_value`` gets no instance. When Django is building model instances (ModelIterable,
-RawModelIterable; detected once per query, see :func:`~.sql.building_instances`), the converter
+RawModelIterable; detected once per query, see
+:func:`~.django_internals.building_instances`), the converter
 stores a :class:`~.sealed.SealedValue` in the instance's ``__dict__`` and the data
 descriptor :class:`~.descriptors.EncryptedAttribute` decrypts it on first access, with the
 row's partition at hand, and keeps the plaintext in it. Before the first decryption of a
@@ -76,7 +77,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from types import ModuleType
@@ -84,7 +84,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from django.core import checks
 from django.core.exceptions import FieldError, ValidationError
-from django.core.serializers import python as python_serializer
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.expressions import Col, Expression, Value
@@ -103,7 +102,7 @@ from ..core.errors import (
 )
 from ..core.records import looks_like_data_row, parse_data_row
 from . import bind as binding
-from . import blind
+from . import blind, django_internals
 from .checks import check_field
 from .descriptors import EncryptedAttribute
 from .sealed import UNREAD, ReadBatch, SealedValue, VerbatimValue
@@ -112,7 +111,6 @@ from .sql import (
     EncryptedCol,
     EncryptedExact,
     EncryptedIsNull,
-    building_instances,
     check_stored_expression,
     computed_message,
     label,
@@ -170,7 +168,6 @@ class _ForSerializer:
 
 
 _FOR_SERIALIZER: Final = _ForSerializer()
-_SERIALIZER_CODE: Final = python_serializer.Serializer._value_from_field.__code__  # type: ignore[attr-defined]
 
 
 class EncryptedField(_Field):
@@ -302,7 +299,7 @@ class EncryptedField(_Field):
             return True
         if not self._unique:  # type: ignore[attr-defined]
             return False
-        return self.blind_index is None or not blind.schema_editor_asking()
+        return self.blind_index is None or not django_internals.schema_editor_asking()
 
     @cached_property
     def blind_config(self) -> blind.IndexConfig:
@@ -526,7 +523,7 @@ class EncryptedField(_Field):
     # -- reading -------------------------------------------------------------------------
 
     def get_db_converters(self, connection: BaseDatabaseWrapper) -> list[Callable[..., Any]]:
-        if not building_instances():
+        if not django_internals.building_instances():
             return [self.from_db_value]
         batch = ReadBatch()
         pending = batch.pending
@@ -717,8 +714,9 @@ class EncryptedField(_Field):
     def value_from_object(self, obj: Model) -> Any:
         # Django's python serializer (dumpdata json/yaml/jsonl) writes values of
         # "protected" types (numbers, dates) as they are: give it a marker so that it
-        # asks value_to_string, which writes the DataRowRecord.
-        if sys._getframe(1).f_code is _SERIALIZER_CODE:
+        # asks value_to_string, which writes the DataRowRecord (assumption C of
+        # django_internals; a serializer reaching here otherwise is refused).
+        if django_internals.python_serializer_asking():
             return _FOR_SERIALIZER
         return getattr(obj, self.attname)
 

@@ -59,7 +59,6 @@ after a rotation.
 from __future__ import annotations
 
 import hashlib
-import sys
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -68,7 +67,6 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from django.core import checks
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist, FieldError
 from django.db import models
-from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.models import Model
 from django.db.models.expressions import Col, Value
 from django.db.models.lookups import Lookup
@@ -79,6 +77,7 @@ from django.utils.deconstruct import deconstructible
 from ..blind_index.keyring import IndexKeys, KeyVersion, index_keys
 from ..context import _partition as _partition_var
 from ..context import require_partition
+from .django_internals import schema_editor_asking
 from .sealed import UNREAD, SealedValue
 
 if TYPE_CHECKING:
@@ -180,20 +179,6 @@ def resolve(field: EncryptedField) -> IndexConfig:
         context=options.context or f"{field.model._meta.label_lower}.{field.name}",
         field_name=options.field_name or f"{field.name}{SUFFIX}",
     )
-
-
-def schema_editor_asking() -> bool:
-    """Whether a ``unique`` property calling this was read by a schema editor.
-
-    ``unique`` means two things to Django: validation (``validate_unique``, forms, auth's
-    ``USERNAME_FIELD`` check, ``in_bulk``) and the schema (``UNIQUE``, indexes). For a
-    blind-indexed field they differ: the encrypted field is unique for validation (checked
-    through its index), but its ciphertext column must get no constraint; the index column
-    gets the constraint, and no second validation. Every schema read of ``unique`` is made
-    by a method of the schema editor, whether it builds tables from migrations or, with
-    ``migrate --run-syncdb`` (or pytest-django's ``--no-migrations``), from the models.
-    """
-    return isinstance(sys._getframe(2).f_locals.get("self"), BaseDatabaseSchemaEditor)
 
 
 def normalise_text(text: str, *, strip: bool, casefold: bool) -> str:
@@ -378,7 +363,11 @@ def attach(field: EncryptedField, cls: type[Model]) -> None:
     options = field.blind_index
     assert options is not None
     name = options.field_name or f"{field.name}{SUFFIX}"
-    field.get_placeholder = UpdateGuard(name, field)  # type: ignore[attr-defined]
+    # The UPDATE compiler asks the field for its placeholder: get_placeholder_sql from
+    # Django 6.1, get_placeholder before (assumption D of django_internals).
+    guard = UpdateGuard(name, field)
+    field.get_placeholder = guard  # type: ignore[attr-defined]
+    field.get_placeholder_sql = guard.placeholder_sql  # type: ignore[attr-defined]
     if cls._meta.abstract or cls.__module__ == "__fake__":
         return
     if any(f.name == name for f in cls._meta.local_fields):
@@ -421,16 +410,28 @@ class UpdateGuard:
         self.label = f"{field.model._meta.label}.{field.name}"
 
     def __call__(self, value: Any, compiler: Any, connection: Any) -> str:
+        """``get_placeholder`` (Django 5.2, 6.0)."""
         if isinstance(compiler, SQLUpdateCompiler):
-            name = self.index_name
-            query: Any = compiler.query
-            if not any(f.name == name for f, _, _ in query.values):
-                raise FieldError(
-                    f"this UPDATE sets {self.label} but not its blind index {name!r}, which "
-                    "would go stale: use save() (with update_fields naming both), or "
-                    "asherah_django.fields.bulk_update(), which update both"
-                )
+            self.check(compiler)
         return "%s"
+
+    def placeholder_sql(self, value: Any, compiler: Any, connection: Any) -> tuple[str, Any]:
+        """``get_placeholder_sql`` (Django 6.1+): the placeholder and its parameters."""
+        if isinstance(compiler, SQLUpdateCompiler):
+            self.check(compiler)
+        if hasattr(value, "as_sql"):
+            return compiler.compile(value)  # type: ignore[no-any-return]
+        return "%s", (value,)
+
+    def check(self, compiler: SQLUpdateCompiler) -> None:
+        name = self.index_name
+        query: Any = compiler.query
+        if not any(f.name == name for f, _, _ in query.values):
+            raise FieldError(
+                f"this UPDATE sets {self.label} but not its blind index {name!r}, which "
+                "would go stale: use save() (with update_fields naming both), or "
+                "asherah_django.fields.bulk_update(), which update both"
+            )
 
 
 # -- lookups --------------------------------------------------------------------------------

@@ -4,19 +4,14 @@
   :class:`EncryptedExact` (only ``= None``) are the lookups an encrypted field offers.
 - :func:`check_stored_expression` refuses expressions the database would compute in
   plaintext before storing them in an encrypted column.
-- :func:`building_instances` tells, once per query, whether Django is building model
-  instances (decrypt lazily, with the row) or plain rows (``values()``: decrypt now).
 """
 
 from __future__ import annotations
 
-import sys
-from types import CodeType
 from typing import Any, Final
 
 from django.core.exceptions import FieldError
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import query
 from django.db.models.expressions import Case, Col, ExpressionWrapper, Value, When
 from django.db.models.functions import Cast
 from django.db.models.lookups import Exact, IsNull
@@ -34,45 +29,6 @@ def label(field: object) -> str:
     model = getattr(field, "model", None)
     name = getattr(field, "name", "?")
     return f"{model._meta.label}.{name}" if model is not None else str(name)
-
-
-# Model-building iterables decrypt lazily (the descriptor has the instance); the others
-# (values(), values_list()) decrypt at once. Code objects compared by identity.
-_LAZY_CODES: Final[frozenset[CodeType]] = frozenset(
-    {query.ModelIterable.__iter__.__code__, query.RawModelIterable.__iter__.__code__}
-)
-_EAGER_CODES: Final[frozenset[CodeType]] = frozenset(
-    cls.__iter__.__code__
-    for cls in (
-        query.ValuesIterable,
-        query.ValuesListIterable,
-        query.NamedValuesListIterable,
-        query.FlatValuesListIterable,
-    )
-)
-_MAX_FRAMES: Final = 12
-
-
-def building_instances() -> bool:
-    """Whether the query whose converters are being built will become model instances.
-
-    Django gives converters no instance and no query, and calls the same
-    ``get_db_converters`` for ``values()`` and for model queries; this looks, once per
-    query, for the nearest queryset iterable on the call stack. Not found (a future
-    Django, an aggregate): decrypt at once, which is always correct, only not batched.
-    """
-    frame = sys._getframe(2)
-    for _ in range(_MAX_FRAMES):
-        code = frame.f_code
-        if code in _LAZY_CODES:
-            return True
-        if code in _EAGER_CODES:
-            return False
-        parent = frame.f_back
-        if parent is None:
-            return False
-        frame = parent
-    return False
 
 
 class EncryptedCol(Col):

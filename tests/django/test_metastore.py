@@ -226,3 +226,26 @@ def test_prefetch_never_answers_load_latest(metastore: DjangoMetastore, service:
     metastore.revoke(sk_id, MINUTE)  # forgets prefetched rows of that id
     loaded = metastore.load(sk_id, MINUTE)
     assert loaded is not None and loaded.revoked
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite shares the caller's database")
+def test_key_queries_from_an_event_loop_leave_no_connection_open_on_the_helper(
+    metastore: DjangoMetastore,
+) -> None:
+    """Run from an event loop's thread, key queries go to a helper thread; on SQLite it
+    connects to the caller's database and closes that connection after each query (Python
+    3.13 warns about a connection left to the garbage collector)."""
+    import asyncio
+
+    from django.db import connections
+
+    key_id = intermediate_key_id("loop", "svc", "prod")
+    metastore.store(key_id, 1_700_000_040, record(1_700_000_040))
+
+    async def main() -> EnvelopeKeyRecord | None:
+        return metastore.load_latest(key_id)
+
+    assert asyncio.run(main()) is not None
+    helper = metastore._helper()  # (the helper thread the query ran on)
+    assert helper.submit(lambda: connections[metastore.using].connection is None).result()

@@ -31,6 +31,15 @@ PAYLOADS = [b"", b"mySuperSecretPayload", bytes(range(256)), "héllo ✓".encode
 PARTITIONS = ["alice", "bob", "tenant_with_underscores", "42"]
 
 
+def _rows(db_path: str) -> list[tuple[str, str, str]]:
+    """The key rows in the shared file, read on a connection closed at once."""
+    store = SqliteMetastore(db_path)
+    try:
+        return store.rows()
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "metastore.sqlite3")
@@ -73,7 +82,7 @@ def test_peer_encrypts_we_decrypt(peer, ours: SessionFactory, db_path: str) -> N
     for (partition, payload), record in written.items():
         assert ours.get_session(partition).decrypt(record) == payload
     # The peer's bookkeeping row is in the table and disturbs nothing.
-    ids = [row[0] for row in SqliteMetastore(db_path).rows()]
+    ids = [row[0] for row in _rows(db_path)]
     assert any(i.startswith("__asherah_internal_config_drift_guard_v1__:") for i in ids)
 
 
@@ -97,7 +106,7 @@ def test_keys_we_created_are_reused_by_the_peer_and_vice_versa(  # type: ignore[
     ours_second = ours.get_session("second").encrypt(b"ours")
     assert parse_data_row(peer_first).parent == parse_data_row(ours_first).parent
     assert parse_data_row(ours_second).parent == parse_data_row(peer_second).parent
-    rows = SqliteMetastore(db_path).rows()
+    rows = _rows(db_path)
     sk_rows = [r for r in rows if r[0] == "_SK_service_product"]
     assert len(sk_rows) == 1
     assert len([r for r in rows if r[0] == "_IK_first_service_product"]) == 1
@@ -113,7 +122,7 @@ def test_keys_we_created_are_reused_by_the_peer_and_vice_versa(  # type: ignore[
 def test_rows_we_write_match_the_peers_layout(peer, ours: SessionFactory, db_path: str) -> None:  # type: ignore[no-untyped-def]
     ours.get_session("mine").encrypt(b"x")
     peer.get_session("theirs").encrypt_bytes(b"x")
-    rows = {r[0]: r for r in SqliteMetastore(db_path).rows()}
+    rows = {r[0]: r for r in _rows(db_path)}
     for key_id in ("_IK_mine_service_product", "_IK_theirs_service_product"):
         _, created, record = rows[key_id]
         parsed = json.loads(record)
