@@ -79,11 +79,15 @@ def test_any_single_bit_change_is_refused(payload: bytes, field: str, bit: int) 
         SESSION.decrypt(json.dumps(record, separators=(",", ":")))
 
 
+def _json_containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=12), children, max_size=4)
+    )
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
+    _json_containers,
     max_leaves=12,
 )
 
