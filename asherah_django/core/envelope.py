@@ -13,7 +13,13 @@ invalid latest key's ``Created`` when that is not earlier. Lookups are by exact
 reads such keys; and a write never reuses a revoked key nor fails.
 
 Read path: exact ``(id, created)`` lookups only, never "latest"; expiry and revocation
-are ignored so old data stays readable.
+are ignored so old data stays readable. A cached intermediate key is re-checked in the
+metastore once its ``checked_at`` is more than ``check_interval`` old (sessions compare one
+timestamp per lookup; the query runs at most once per interval per key): a key that is
+gone (shredded by another process) is dropped and wiped, so this process stops decrypting
+its values; a revocation is noticed. When the metastore cannot be reached the cached key
+stays usable (outages must not stop reads) and the re-check is retried after
+``RECHECK_RETRY`` seconds.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ logger = logging.getLogger("asherah_django.core")
 _T = TypeVar("_T")
 _CREATE_ATTEMPTS = 5
 _LOCK_STRIPES = 64
+#: Seconds before a read-path re-check that failed (metastore unreachable) is tried again.
+RECHECK_RETRY = 10.0
 
 #: Called as ``listener(event, key_id, created)`` for "created" keys; set by the Django layer.
 KeyListener = Callable[[str, str, int], None]
@@ -168,14 +176,19 @@ class KeyHierarchy:
     # -- the read path ----------------------------------------------------------------
 
     def intermediate_key(self, meta: KeyMeta) -> CryptoKey:
-        """The IK named exactly by ``meta`` (for decryption): cached, else loaded."""
+        """The IK named exactly by ``meta`` (for decryption): cached (re-checked once per
+        ``check_interval``), else loaded."""
         cached = self.intermediate_keys.get(meta)
-        if cached is not None:
+        interval = self.policy.check_interval
+        if cached is not None and self.clock() - cached.checked_at <= interval:
             return cached
         with self._lock_for(meta.key_id):
             cached = self.intermediate_keys.get(meta)
             if cached is not None:
-                return cached
+                now = self.clock()
+                if now - cached.checked_at <= interval:
+                    return cached  # another thread re-checked it while we waited
+                return self._recheck_intermediate(cached, now)
             record = self._call(lambda: self.metastore.load(meta.key_id, meta.created))
             if record is None:
                 raise KeyNotFoundError(
@@ -226,6 +239,35 @@ class KeyHierarchy:
                 self._unwrap_intermediate(meta, record, now)
             except (DecryptionError, KeyNotFoundError):
                 continue
+
+    def _recheck_intermediate(self, cached: CryptoKey, now: float) -> CryptoKey:
+        """Ask the metastore whether a cached IK still exists and whether it was revoked."""
+        meta = cached.meta
+        try:
+            record = self._load(meta)
+        except MetastoreError as exc:
+            logger.warning(
+                "asherah: re-checking intermediate key %s created %s failed (%s); "
+                "keeping the cached key and retrying in %.0f s",
+                meta.key_id,
+                meta.created,
+                exc.args[0],
+                RECHECK_RETRY,
+            )
+            retry = min(RECHECK_RETRY, float(self.policy.check_interval))
+            cached.checked_at = now - self.policy.check_interval + retry
+            return cached
+        if record is None:
+            self.intermediate_keys.drop(meta)
+            raise KeyNotFoundError(
+                f"intermediate key {meta.key_id!r} created {meta.created} is not in the "
+                "metastore any more (it was shredded)"
+            )
+        if record.revoked and not cached.revoked:
+            self.key_revoked(meta)
+        cached.revoked = cached.revoked or record.revoked
+        cached.checked_at = now
+        return cached
 
     # -- revocation and shredding seen by this process ----------------------------------
 

@@ -175,6 +175,7 @@ class Session:
         "_factory",
         "_ik_cache",
         "_ik_id",
+        "_interval",
         "_keys",
         "_latest",
         "_middle",
@@ -196,6 +197,8 @@ class Session:
             "dict[tuple[str, int], CryptoKey]", factory.keys.intermediate_keys.entries
         )
         self._clock = factory.clock
+        #: A cached key older than this (since its last metastore check) is re-checked.
+        self._interval = factory.policy.check_interval
         self._middle = '","ParentKeyMeta":{"KeyId":' + json.dumps(self._ik_id, ensure_ascii=False)
         self._middle += ',"Created":'
         self._middle_end = _KEY_END + len(self._middle)
@@ -276,7 +279,7 @@ class Session:
         # fails authentication below.)
         meta, blob, data = parts
         key = self._ik_cache.get(meta)
-        if key is None:
+        if key is None or self._clock() - key.checked_at > self._interval:
             key = self._read_key(KeyMeta(*meta))
         else:
             key.referenced = True
@@ -328,7 +331,11 @@ class Session:
             if created >= 0:
                 key = self._ik_cache.get((self._ik_id, created))
                 secret = None if key is None else key.secret_bytes
-                if key is not None and secret is not None:
+                if (
+                    key is not None
+                    and secret is not None
+                    and self._clock() - key.checked_at <= self._interval
+                ):
                     key.referenced = True
                     try:
                         return _decrypt_row(
