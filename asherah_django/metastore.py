@@ -105,6 +105,7 @@ PREFETCH_TTL: Final = 5.0
 #: ``(id, created)`` pairs per ``load_many`` query.
 BATCH_SIZE: Final = 200
 _MYSQL_DUPLICATE: Final = 1062
+_REVOKE_ATTEMPTS: Final = 5
 _MYSQL_RETRYABLE: Final = frozenset({1205, 1213})  # lock wait timeout, deadlock
 _EPOCH: Final = datetime.datetime(1970, 1, 1)
 _HINT: Final = (
@@ -274,19 +275,28 @@ class DjangoMetastore:
         if is_internal_id(key_id):
             return False
         meta = KeyMeta(key_id, created)
-        self._forget_prefetched(key_id)
-        found = self._collect(
-            self._query(self._sql_for("load"), [key_id, self._created_param(created)])
-        )
-        record = found.get(meta)
-        if record is None:
-            return False
-        if record.revoked:
-            return True
-        self._execute(
-            self._sql_for("revoke"),
-            [record.revoked_copy().to_json(), key_id, self._created_param(created)],
-        )
+        created_param = self._created_param(created)
+        for _ in range(_REVOKE_ATTEMPTS):
+            self._forget_prefetched(key_id)
+            rows = self._query(self._sql_for("load-text"), [key_id, created_param])
+            record = self._collect(rows).get(meta)
+            if record is None:
+                return False
+            if record.revoked:
+                return True
+            # Only if the row still holds what was read: a rewrap that landed in between
+            # is kept (and revoked on the next pass) instead of being written back over.
+            swapped = self._execute(
+                self._sql_for("revoke"),
+                [record.revoked_copy().to_json(), key_id, created_param, rows[0][2]],
+            )
+            if swapped:
+                break
+        else:
+            raise MetastoreError(
+                f"key {key_id!r} created {created} changed {_REVOKE_ATTEMPTS} times while "
+                "being revoked; run the revocation again"
+            )
         from .signals import key_revoked
 
         key_revoked.send(sender=type(self), key_id=key_id, created=created)
@@ -478,6 +488,10 @@ class DjangoMetastore:
             "t": connections[self.using].ops.quote_name(self.table),
             **{key: self._column(column) for key, column in _COLUMN_KEYS.items()},
         }
+        if self.vendor == "mysql":  # byte-exact (the column's collation may ignore case)
+            names["rt"], names["pt"] = f"CAST({names['r']} AS BINARY)", "CAST(%s AS BINARY)"
+        else:
+            names["rt"], names["pt"] = f"CAST({names['r']} AS TEXT)", "%s"
         if name == "revoke" and self.vendor == "mysql":
             # Assigning created to itself stops MySQL's ON UPDATE CURRENT_TIMESTAMP, which
             # an old-style TIMESTAMP column may carry, from moving the key.
@@ -560,8 +574,13 @@ _SQL: Final = {
     "insert-if-absent": (
         "INSERT INTO {t} ({id}, {c}, {r}) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
     ),
-    "revoke": "UPDATE {t} SET {r} = %s WHERE ({id} = %s AND {c} = %s)",
-    "revoke-mysql": "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s)",
+    # Revocation is a compare-and-swap on the record text read ({rt}: the column as text
+    # or bytes, whatever its type), so a concurrent rewrap is never undone.
+    "load-text": "SELECT {id}, {c}, {rt} FROM {t} WHERE ({id} = %s AND {c} = %s)",
+    "revoke": "UPDATE {t} SET {r} = %s WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})",
+    "revoke-mysql": (
+        "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})"
+    ),
     "delete": "DELETE FROM {t} WHERE {id} = %s",
 }
 
