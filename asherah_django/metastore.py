@@ -91,7 +91,7 @@ from django.db import (
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .core.errors import MalformedRecordError, MetastoreError
+from .core.errors import MalformedRecordError, MetastoreError, UnreadableKeyError
 from .core.partition import is_internal_id
 from .core.protocols import BatchMetastore
 from .core.records import EnvelopeKeyRecord, KeyMeta
@@ -108,6 +108,8 @@ _MYSQL_DUPLICATE: Final = 1062
 _REVOKE_ATTEMPTS: Final = 5
 _MYSQL_RETRYABLE: Final = frozenset({1205, 1213})  # lock wait timeout, deadlock
 _EPOCH: Final = datetime.datetime(1970, 1, 1)
+_MIN_CREATED: Final = calendar.timegm((1000, 1, 1, 0, 0, 0))
+_MAX_CREATED: Final = calendar.timegm((9999, 12, 31, 23, 59, 59))
 _HINT: Final = (
     "check that the database is reachable and that the encryption_key table exists "
     "(manage.py migrate asherah_django)"
@@ -177,6 +179,8 @@ class DjangoMetastore:
         if is_internal_id(key_id):
             return None
         meta = KeyMeta(key_id, created)
+        if not _in_range(created):
+            return None  # no timestamp column can hold it: no such key (ParentKeyMeta fuzz)
         record = self._take_prefetched(meta)
         if record is not None:
             return record
@@ -204,7 +208,7 @@ class DjangoMetastore:
         found: dict[KeyMeta, EnvelopeKeyRecord] = {}
         wanted: list[KeyMeta] = []
         for meta in {KeyMeta(*m) for m in metas}:
-            if is_internal_id(meta.key_id):
+            if is_internal_id(meta.key_id) or not _in_range(meta.created):
                 continue
             record = self._take_prefetched(meta)
             if record is not None:
@@ -500,6 +504,11 @@ class DjangoMetastore:
 
     def _created_param(self, created: int) -> object:
         """``created`` as the naive UTC wall-clock Go and the Rust core bind."""
+        if not _in_range(created):
+            raise MetastoreError(
+                f"created {created} is outside the years 1000 to 9999 that the encryption_key "
+                "table's timestamp column holds"
+            )
         value = _EPOCH + datetime.timedelta(seconds=created)
         if self.vendor == "sqlite":  # TEXT, exactly as the Rust core's datetime(x,'unixepoch')
             return value.strftime("%Y-%m-%d %H:%M:%S")
@@ -525,10 +534,10 @@ class DjangoMetastore:
             try:
                 meta = KeyMeta(key_id, _epoch(created))
                 (extra if lenient else collected)[meta] = _record(key_record)
-            except (MalformedRecordError, ValueError, TypeError) as exc:
+            except (MalformedRecordError, ValueError, TypeError, OverflowError) as exc:
                 if lenient:
                     continue
-                raise MetastoreError(
+                raise UnreadableKeyError(
                     f"key record {key_id!r} in table {self.table!r} is malformed: {exc}"
                 ) from exc
         if extra:
@@ -592,6 +601,12 @@ def _loop_running() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _in_range(created: int) -> bool:
+    """Whether ``created`` is a time every supported database's timestamp column holds
+    (MySQL's DATETIME starts at year 1000); a key outside it cannot exist."""
+    return _MIN_CREATED <= created <= _MAX_CREATED
 
 
 def _epoch(value: object) -> int:

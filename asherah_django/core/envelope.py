@@ -39,7 +39,9 @@ from .errors import (
     DecryptionError,
     KeyCreationError,
     KeyNotFoundError,
+    KMSError,
     MetastoreError,
+    UnreadableKeyError,
 )
 from .keys import CryptoKey
 from .policy import CryptoPolicy
@@ -53,6 +55,9 @@ _CREATE_ATTEMPTS = 5
 _LOCK_STRIPES = 64
 #: Seconds before a read-path re-check that failed (metastore unreachable) is tried again.
 RECHECK_RETRY = 10.0
+
+#: Why a stored key cannot be used (as opposed to the metastore being unreachable).
+_UNUSABLE_KEY = (DecryptionError, KMSError, UnreadableKeyError)
 
 #: Called as ``listener(event, key_id, created)`` for "created" keys; set by the Django layer.
 KeyListener = Callable[[str, str, int], None]
@@ -216,28 +221,36 @@ class KeyHierarchy:
     def preload_intermediate_keys(self, metas: Iterable[KeyMeta]) -> None:
         """Load every uncached IK in ``metas`` (and their SKs) with as few queries as possible.
 
-        Keys that cannot be loaded are skipped here; decrypting their values reports why.
+        Keys that cannot be loaded (missing, malformed, not unwrapped by the KMS) are
+        skipped here; decrypting their values reports why. Only an unreachable metastore
+        raises.
         """
         missing = {meta for meta in metas if self.intermediate_keys.get(meta) is None}
         if not missing or not isinstance(self.metastore, BatchMetastore):
             return
         metastore: BatchMetastore = self.metastore
-        records = self._call(lambda: dict(metastore.load_many(missing)))
+        try:
+            records = self._call(lambda: dict(metastore.load_many(missing)))
+        except UnreadableKeyError:
+            return  # a malformed row in the batch: each value's own load names it
         parents = {r.parent for r in records.values() if r.parent is not None}
         wanted = {p for p in parents if self.system_keys.get(p) is None}
         if wanted:
-            sk_records = self._call(lambda: dict(metastore.load_many(wanted)))
+            try:
+                sk_records = self._call(lambda: dict(metastore.load_many(wanted)))
+            except UnreadableKeyError:
+                sk_records = {}
             now = self.clock()
             for meta, record in sk_records.items():
                 try:
                     self._unwrap_system(meta, record, now)
-                except DecryptionError:
+                except _UNUSABLE_KEY:
                     continue
         now = self.clock()
         for meta, record in records.items():
             try:
                 self._unwrap_intermediate(meta, record, now)
-            except (DecryptionError, KeyNotFoundError):
+            except _UNUSABLE_KEY:
                 continue
 
     def _recheck_intermediate(self, cached: CryptoKey, now: float) -> CryptoKey:
