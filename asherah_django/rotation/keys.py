@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..core.errors import AsherahError
+from ..core.errors import AsherahError, UnreadableKeyError
 from ..core.kms.vault_errors import VaultKMSError
 from ..core.partition import check_partition_id
 from ..core.records import EnvelopeKeyRecord, KeyMeta
@@ -116,7 +116,14 @@ def all_partitions(factory: SessionFactory) -> list[str]:
 def _revoke_latest(
     factory: SessionFactory, key_id: str, what: str, summary: Summary, dry_run: bool
 ) -> list[KeyChange]:
-    record = metastore_of(factory).load_latest(key_id)
+    try:
+        record = metastore_of(factory).load_latest(key_id)
+    except UnreadableKeyError as exc:
+        # A corrupt row must not stop the revocation of every other key (issue #14).
+        summary.say(f"The current {what} ({key_id}) is unreadable, left alone: {exc.args[0]}")
+        summary.count("key(s) unreadable")
+        logger.warning("asherah_rotate: %s", exc.args[0])
+        return []
     if record is None:
         summary.say(f"No {what} ({key_id}) exists yet: nothing to revoke.")
         return []

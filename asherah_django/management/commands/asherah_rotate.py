@@ -15,9 +15,10 @@ Steps run in this order, any combination (``--shred-partition`` only alone):
 
 ``--dry-run`` reads and counts but changes nothing. Every run ends with a summary line.
 Exit status 0; 1 with a message on stderr when a step cannot run; 3 (``EXIT_UNREADABLE``)
-when the run finished but ``--reencrypt`` or ``--report`` met values it could not read
-(key missing, malformed or not unwrapped, record corrupt: each logged with its primary
-key and left as it is; every readable value was processed). The logic lives in
+when the run finished but met values it could not read (``--reencrypt``, ``--report``:
+key missing, malformed or not unwrapped, record corrupt; each logged with its primary
+key and left as it is; every readable value was processed) or a current key whose row is
+malformed (``--partition``, ``--all-partitions``: left alone, the others are revoked). The logic lives in
 :mod:`asherah_django.rotation`.
 """
 
@@ -103,7 +104,7 @@ class Command(BaseCommand):
         except AsherahError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(summary.text())
-        if summary.counts.get(rotation.UNREADABLE):
+        if summary.counts.get(rotation.UNREADABLE) or summary.counts.get("key(s) unreadable"):
             raise SystemExit(EXIT_UNREADABLE)
 
     def _run(self, summary: rotation.Summary, options: dict[str, Any]) -> None:
