@@ -18,8 +18,8 @@ Exit status 0; 1 with a message on stderr when a step cannot run; 3 (``EXIT_UNRE
 when the run finished but met values it could not read (``--reencrypt``, ``--report``:
 key missing, malformed or not unwrapped, record corrupt; each logged with its primary
 key and left as it is; every readable value was processed) or a current key whose row is
-malformed (``--partition``, ``--all-partitions``: left alone, the others are revoked). The logic lives in
-:mod:`asherah_django.rotation`.
+malformed (``--partition``, ``--all-partitions``: left alone, the others are revoked).
+The logic lives in :mod:`asherah_django.rotation`.
 """
 
 from __future__ import annotations
