@@ -244,14 +244,16 @@ def shred_partition(
     Returns how many keys were (or, in a dry run, would be) destroyed.
     """
     from ..blind_index.keyring import index_key_id, index_keys
+    from ..blind_index.shred import clear_shredded_indexes
 
     key_id = _ik_id(factory, partition)
     # The partition's blind-index key too (per-partition scope): otherwise whoever can still
     # compute its index values could test which values the partition held.
     bidx_id = index_key_id(partition, factory.service_name, factory.product_id)
     store = metastore_of(factory)
+    destroyed = [KeyMeta(key_id, created) for created, _ in stored_versions(factory, key_id)]
     if dry_run:
-        count = len(stored_versions(factory, key_id))
+        count = len(destroyed)
         index_count = len(stored_versions(factory, bidx_id))
     else:
         count = store.delete_key_id(key_id)
@@ -277,6 +279,8 @@ def shred_partition(
             f"{'would be ' if dry_run else ''}destroyed."
         )
     summary.count("intermediate key version(s) destroyed", count)
+    # The global-scope blind indexes of its rows could still confirm guesses: clear them.
+    clear_shredded_indexes(destroyed, summary, dry_run=dry_run)
     return count
 
 
