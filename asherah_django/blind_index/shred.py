@@ -66,8 +66,10 @@ def _clear(target: IndexedField, doomed: set[KeyMeta], dry_run: bool) -> int:
     )
     quote = connections[using].ops.quote_name
     pk = model._meta.pk
-    assert pk is not None and pk.column is not None
-    assert target.field.column is not None and target.column.column is not None
+    assert pk is not None
+    assert pk.column is not None
+    assert target.field.column is not None
+    assert target.column.column is not None
     sql = (
         f"UPDATE {quote(model._meta.db_table)} SET {quote(target.column.column)} = NULL "  # noqa: S608
         f"WHERE {quote(pk.column)} = %s AND {quote(target.field.column)} = %s"
