@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 import weakref
 from binascii import a2b_base64, b2a_base64
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import urandom
 from typing import cast
 
@@ -61,9 +62,20 @@ _KEY_START = _CREATED_START + 10 + len(_KEY_LABEL)
 _KEY_END = _KEY_START + 80
 _TAIL = '}},"Data":"'
 
+
+def speedups_allowed(environ: Mapping[str, str], gil_enabled: Callable[[], bool] | None) -> bool:
+    """Whether to load the C extension: not when ``ASHERAH_DJANGO_PURE_PYTHON`` is set, and
+    not on a free-threaded interpreter running with the GIL disabled (``gil_enabled`` is
+    ``sys._is_gil_enabled`` where it exists): the extension's shared cipher contexts rely
+    on the GIL, so there the pure-Python path is used."""
+    if environ.get("ASHERAH_DJANGO_PURE_PYTHON", "").strip().lower() in {"1", "true", "yes"}:
+        return False
+    return gil_enabled is None or gil_enabled()
+
+
 #: Whether Session.encrypt/decrypt use the C extension (False: the pure-Python path).
 SPEEDUPS = False
-if os.environ.get("ASHERAH_DJANGO_PURE_PYTHON", "").strip().lower() not in {"1", "true", "yes"}:
+if speedups_allowed(os.environ, getattr(sys, "_is_gil_enabled", None)):
     try:
         from ._speedups import AuthenticationError as _AuthenticationError
         from ._speedups import Base64Error as _Base64Error
@@ -268,12 +280,15 @@ class Session:
                     parts = None
                 # (Padding is rare in the fixed 80-character key; non-zero padding bits go
                 # to the tolerant parser, which refuses them.)
-                if parts is not None and (record[-3] == "=" or record[_KEY_END - 1] == "="):
-                    if not (
+                if (
+                    parts is not None
+                    and (record[-3] == "=" or record[_KEY_END - 1] == "=")
+                    and not (
                         padding_bits_zero(record[_KEY_START:_KEY_END])
                         and padding_bits_zero(record[end + 21 : -2])
-                    ):
-                        parts = None
+                    )
+                ):
+                    parts = None
         if parts is None:
             row = parse_data_row(record)
             if row.parent.key_id != self._ik_id:
