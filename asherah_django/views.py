@@ -41,6 +41,7 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 from django.views import View
+from django.views.decorators.debug import sensitive_variables
 
 from .health import HealthReport, Status, run
 
@@ -102,6 +103,7 @@ class ReadinessView(View):
                 _runs[key] = (time.monotonic(), report, gate)
             return report
 
+    @sensitive_variables("expected", "header", "given")  # the health token
     def may_see_details(self, request: HttpRequest) -> bool:
         user = getattr(request, "user", None)
         if (
