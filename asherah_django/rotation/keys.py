@@ -6,8 +6,9 @@ the key for new writes (within its cache's revoke-check interval); this process 
 once (its caches are updated). Values stay readable: decryption ignores revocation.
 
 Shredding deletes every version of a partition's intermediate key: its values can never
-be decrypted again. This process forgets the keys at once; other running processes keep
-cached copies until they evict them or restart, so restart them to complete an erasure.
+be decrypted again. This process forgets the keys at once; other running processes stop
+within ``CHECK_INTERVAL`` (their read path re-checks cached keys in the metastore). The
+blind index columns of the partition's rows are cleared (:mod:`..blind_index.shred`).
 """
 
 from __future__ import annotations
