@@ -3,11 +3,12 @@
 Ids are stable and unique (see :data:`CHECK_IDS`); every message says what to set and
 where. No check makes a network call: live Vault probes belong to ``asherah_check``.
 
-- settings (always): E001-E012, W001;
+- settings (always): E001-E012, W001, W002;
+- admin (always, tag ``admin``): W003 (a plain ModelAdmin of encrypted fields, no middleware);
 - deployment (``check --deploy``): E101 static KMS, W102 dev-looking Vault token,
   W103 Vault over plain http;
 - database (only when ``databases`` are given, e.g. ``migrate`` or ``check --database``):
-  W201-W205. They are warnings so that ``migrate`` can still run to fix them.
+  W201-W206. They are warnings so that ``migrate`` can still run to fix them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.db import DatabaseError, connections
 from django.db.migrations.recorder import MigrationRecorder
 
-from .conf import asherah_settings, where
+from .conf import KMS_ALIASES, asherah_settings, where
 from .core.errors import ConfigurationError
+from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
 from .core.kms.vault_config import redact_userinfo
 
 TAG: Final = "asherah"
@@ -43,15 +45,19 @@ CHECK_IDS: Final[dict[str, str]] = {
     "asherah.E010": "DATABASE is not an alias in settings.DATABASES",
     "asherah.E011": "PARTITION_RESOLVER cannot be imported",
     "asherah.E012": "settings.ASHERAH is not a dict",
+    "asherah.E013": "KEY_INTEGRITY is not off, sign or require",
     "asherah.W001": "settings.ASHERAH has a key asherah_django does not know",
+    "asherah.W002": "the KMS environment variable holds another tool's value and is ignored",
+    "asherah.W003": "a plain ModelAdmin shows encrypted fields and no middleware renders them",
     "asherah.E101": "the static KMS is used with DEBUG = False",
     "asherah.W102": "VAULT_TOKEN looks like a development root token with DEBUG = False",
     "asherah.W103": "VAULT_ADDR uses plain http to a non-local host with DEBUG = False",
-    "asherah.W201": "the encryption_key table is missing",
+    "asherah.W201": "the encryption_key table is missing although its migration is applied",
     "asherah.W202": "the encryption_key table exists but asherah_django's migration is unapplied",
     "asherah.W203": "the encryption_key table lacks a column Asherah needs",
     "asherah.W204": "the key database could not be inspected",
     "asherah.W205": "the id column compares case-insensitively (MySQL/MariaDB collation)",
+    "asherah.W206": "KEY_INTEGRITY is on but the encryption_key table has no integrity_tag",
 }
 _SIMPLE: Final = {
     "ASHERAH": "asherah.E012",
@@ -60,6 +66,7 @@ _SIMPLE: Final = {
     "KMS": "asherah.E003",
     "METASTORE": "asherah.E009",
     "DATABASE": "asherah.E010",
+    "KEY_INTEGRITY": "asherah.E013",
     **dict.fromkeys(
         (
             "EXPIRE_AFTER",
@@ -92,6 +99,7 @@ _COLUMNS: Final = ("id", "created", "key_record")
 def register() -> None:
     """Register the checks (called by ``AppConfig.ready()``; idempotent)."""
     checks.register(check_settings, TAG)
+    checks.register(check_admin, checks.Tags.admin)  # not under TAG: it is about your admin
     checks.register(check_deployment, TAG, deploy=True)
     checks.register(check_database, TAG, checks.Tags.database)
 
@@ -121,6 +129,18 @@ def check_settings(
                 id="asherah.W001",
             )
         )
+    for variable in snapshot.ignored:
+        messages.append(
+            Warning(
+                f"the {variable} environment variable is set to a value that is not an Asherah "
+                f"KMS name ({', '.join(KMS_ALIASES)}); asherah_django ignores it (another tool's "
+                f"setting?) and uses KMS={snapshot.values.get('KMS')} from "
+                f"{snapshot.sources.get('KMS')}",
+                hint="to choose the KMS, set ASHERAH['KMS'] in settings.py or ASHERAH_KMS, "
+                "which also silences this warning",
+                id="asherah.W002",
+            )
+        )
     kms = snapshot.values.get("KMS")
     if kms in ("static", "test-debug-static") and "STATIC_MASTER_KEY_HEX" in errors:
         error = errors["STATIC_MASTER_KEY_HEX"]
@@ -130,6 +150,46 @@ def check_settings(
     if kms == "vault":
         messages += _vault_messages()
     messages += _resolver_messages()
+    return messages
+
+
+def check_admin(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Without the middleware, a plain ModelAdmin answers 500 on a row it cannot decrypt."""
+    from django.apps import apps
+
+    middleware = getattr(settings, "MIDDLEWARE", None) or []
+    if not apps.is_installed("django.contrib.admin") or any(
+        str(path) == "asherah_django.middleware.AsherahSessionMiddleware" for path in middleware
+    ):
+        return []
+    from django.contrib.admin.sites import all_sites
+
+    from .admin.fields import EncryptedFieldsAdminMixin
+    from .fields import encrypted_fields
+
+    messages: list[CheckMessage] = []
+    for model in apps.get_models():
+        if not encrypted_fields(model):
+            continue
+        for site in list(all_sites):
+            if not site.is_registered(model):
+                continue
+            model_admin = site.get_model_admin(model)
+            if isinstance(model_admin, EncryptedFieldsAdminMixin):
+                continue
+            messages.append(
+                Warning(
+                    f"{type(model_admin).__name__} (admin site {site.name!r}) shows the encrypted "
+                    f"fields of {model._meta.label} without EncryptedFieldsAdminMixin: a row "
+                    "encrypted for another partition makes its pages answer 500",
+                    hint="add asherah_django.admin.EncryptedFieldsAdminMixin before ModelAdmin, "
+                    "or AsherahSessionMiddleware to MIDDLEWARE (it renders such values locked)",
+                    obj=model_admin,
+                    id="asherah.W003",
+                )
+            )
     return messages
 
 
@@ -281,6 +341,10 @@ def check_database(
     try:
         with connection.cursor() as cursor:
             if table not in connection.introspection.table_names(cursor):
+                if ("asherah_django", "0001_initial") not in _applied(connection):
+                    # Not migrated yet: the next migrate creates it (this check runs at the
+                    # start of that very migrate), and runserver lists unapplied migrations.
+                    return []
                 return [
                     Warning(
                         f"the metastore table {table!r} does not exist in database {alias!r}",
@@ -292,7 +356,7 @@ def check_database(
                 column.name: column
                 for column in connection.introspection.get_table_description(cursor, table)
             }
-        applied = MigrationRecorder(connection).applied_migrations()
+        applied = _applied(connection)
     except DatabaseError as exc:
         return [
             Warning(
@@ -325,6 +389,16 @@ def check_database(
                 id="asherah.W205",
             )
         )
+    integrity = snapshot.values.get("KEY_INTEGRITY")
+    if integrity in ("sign", "require") and TAG_COLUMN not in columns and not missing:
+        messages.append(
+            Warning(
+                f"KEY_INTEGRITY is {integrity!r} but the metastore table {table!r} in database "
+                f"{alias!r} has no {TAG_COLUMN} column: every key query will fail",
+                hint=f"run {migrate}, or for a table you manage yourself: {ADD_TAG_COLUMN_SQL}",
+                id="asherah.W206",
+            )
+        )
     if ("asherah_django", "0001_initial") not in applied:
         messages.append(
             Warning(
@@ -335,6 +409,10 @@ def check_database(
             )
         )
     return messages
+
+
+def _applied(connection: Any) -> Any:
+    return MigrationRecorder(connection).applied_migrations()
 
 
 def _hint(error: ConfigurationError, name: str) -> str:

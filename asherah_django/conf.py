@@ -9,10 +9,18 @@
 Every key is looked up in this order (the first that is set wins):
 
 1. ``settings.ASHERAH[key]`` (``None`` or a blank string counts as not set);
-2. the environment variable of the same name, read with django-environ (an empty value
-   counts as not set; a value starting with ``$`` is a django-environ proxy for another
-   variable), the names users of Asherah already know;
-3. the default in :data:`DEFAULTS`.
+2. the environment variable ``ASHERAH_<key>`` (every key);
+3. for the names Asherah's own documentation gives (:func:`well_known`: ``VAULT_*``,
+   ``STATIC_MASTER_KEY_HEX`` and ``KMS``), the unprefixed variable; ``KMS`` only when
+   its value names one of our KMS backends (:data:`KMS_ALIASES`): hosting platforms and
+   other tools set ``KMS`` too, and their value must not switch the backend (a value we do
+   not know is ignored, and ``manage.py check`` says so: asherah.W002). Generic names
+   (``DATABASE``, ``SERVICE_NAME``, ``METASTORE``, ...) are never read unprefixed;
+4. the default in :data:`DEFAULTS`.
+
+Environment values are read with django-environ (an empty value counts as not set; a value
+starting with ``$`` is a django-environ proxy for another variable). A key added to
+:data:`DEFAULTS` gets the ``ASHERAH_`` variable without further code.
 
 Values are read and validated on first use and cached. The cache is dropped when
 ``ASHERAH`` or ``DATABASES`` change (``setting_changed``, e.g. ``override_settings``) and by
@@ -47,6 +55,7 @@ from .core.policy import (
     DEFAULT_SESSION_CACHE_DURATION,
     DEFAULT_SESSION_CACHE_SIZE,
     DEFAULT_SYSTEM_KEY_CACHE_SIZE,
+    KEY_INTEGRITY_MODES,
 )
 
 if TYPE_CHECKING:
@@ -89,15 +98,37 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "METASTORE": "django",
     "DATABASE": "default",
     "PARTITION_RESOLVER": "asherah_django.middleware.user_partition",
+    "KEY_INTEGRITY": "off",
 }
 _VAULT_NUMBERS: Final = frozenset({"VAULT_TIMEOUT", "VAULT_CONNECT_TIMEOUT", "VAULT_MAX_RETRIES"})
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
+#: Prefix of the environment variables read for every key.
+ENV_PREFIX: Final = "ASHERAH_"
+#: Unprefixed names outside ``VAULT_*`` that Asherah's documentation gives.
+_WELL_KNOWN: Final = frozenset({"KMS", "STATIC_MASTER_KEY_HEX"})
+
+
+def well_known(name: str) -> bool:
+    """Whether ``name`` is also read from the unprefixed environment variable."""
+    return name in _WELL_KNOWN or name.startswith("VAULT_")
+
+
+def env_names(name: str) -> tuple[str, ...]:
+    """The environment variables read for ``name``, in order of precedence."""
+    return (ENV_PREFIX + name, name) if well_known(name) else (ENV_PREFIX + name,)
+
+
 def where(name: str) -> str:
     """Where a setting can be set, for messages and hints."""
-    return f"ASHERAH[{name!r}] in settings.py or the {name} environment variable"
+    if well_known(name):
+        return (
+            f"ASHERAH[{name!r}] in settings.py or the {ENV_PREFIX}{name} (or {name}) "
+            "environment variable"
+        )
+    return f"ASHERAH[{name!r}] in settings.py or the {ENV_PREFIX}{name} environment variable"
 
 
 @dataclass
@@ -106,6 +137,10 @@ class _Snapshot:
 
     values: dict[str, object] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    #: The environment variable each value read from the environment came from.
+    variables: dict[str, str] = field(default_factory=dict)
+    #: Unprefixed well-known variables that were set but ignored (``KMS`` of another tool).
+    ignored: list[str] = field(default_factory=list)
     errors: dict[str, ConfigurationError] = field(default_factory=dict)
     unknown_keys: list[str] = field(default_factory=list)
 
@@ -164,6 +199,8 @@ class AsherahSettings:
     DATABASE = _Setting[str]("DATABASE")
     #: Dotted path of ``resolver(request) -> partition id or None``, used by the middleware.
     PARTITION_RESOLVER = _Setting[str]("PARTITION_RESOLVER")
+    #: ``off``, ``sign`` or ``require``: integrity tags on key rows (issue #13; SECURITY.md).
+    KEY_INTEGRITY = _Setting[str]("KEY_INTEGRITY")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -186,6 +223,10 @@ class AsherahSettings:
     def source(self, name: str) -> str:
         """Where the value of ``name`` came from: ``settings``, ``environment`` or ``default``."""
         return self.snapshot().sources[name]
+
+    def variable(self, name: str) -> str | None:
+        """The environment variable the value of ``name`` came from, if it came from one."""
+        return self.snapshot().variables.get(name)
 
     def snapshot(self) -> _Snapshot:
         snapshot = self._snapshot
@@ -261,7 +302,7 @@ class AsherahSettings:
         except ConfigurationError as exc:
             raise ConfigurationError(
                 f"{exc.args[0]} (set Vault settings in the ASHERAH dict in settings.py "
-                "or as environment variables of the same names)",
+                "or as environment variables: ASHERAH_VAULT_..., or the unprefixed VAULT_...)",
                 hint=exc.hint,
             ) from None
 
@@ -303,7 +344,7 @@ def _read() -> _Snapshot:
         if isinstance(raw, str) and not raw.strip():
             raw = None  # blank counts as unset, as in the environment
         if raw is None:
-            raw = env.str(name, default=None)
+            raw = _from_environment(env, name, snapshot)
             source = "environment"
         if raw is None:
             raw, source = default, "default"
@@ -314,7 +355,7 @@ def _read() -> _Snapshot:
             snapshot.values[name] = None
             origin = {
                 "settings": f"ASHERAH[{name!r}] in settings.py",
-                "environment": f"the {name} environment variable",
+                "environment": f"the {snapshot.variables.get(name)} environment variable",
                 "default": "the default",
             }[source]
             snapshot.errors[name] = ConfigurationError(
@@ -322,6 +363,20 @@ def _read() -> _Snapshot:
             )
     _check_kms_keys(snapshot)
     return snapshot
+
+
+def _from_environment(env: environ.Env, name: str, snapshot: _Snapshot) -> str | None:
+    """The first of :func:`env_names` that is set; records which (or an ignored ``KMS``)."""
+    for variable in env_names(name):
+        raw: str | None = env.str(variable, default=None)
+        if raw is None or not raw.strip():
+            continue
+        if variable == "KMS" and raw.strip().lower() not in KMS_ALIASES:
+            snapshot.ignored.append(variable)
+            continue  # another tool's KMS: not ours to interpret
+        snapshot.variables[name] = variable
+        return raw
+    return None
 
 
 def _parse(name: str, raw: object) -> object:
@@ -380,6 +435,16 @@ def _parse(name: str, raw: object) -> object:
                 f"PARTITION_RESOLVER must be the dotted path of a function, got {raw!r}"
             )
         return raw.strip()
+    if name == "KEY_INTEGRITY":
+        value = raw.strip().lower() if isinstance(raw, str) else raw
+        if value not in KEY_INTEGRITY_MODES:
+            raise ConfigurationError(
+                f"KEY_INTEGRITY {raw!r} is unknown: expected off, sign (tag key rows; "
+                "accept untagged ones from other Asherah implementations) or require "
+                "(refuse key rows without a valid tag)",
+                hint=f"set {where('KEY_INTEGRITY')} to off, sign or require",
+            )
+        return value
     raise AssertionError(name)  # pragma: no cover
 
 

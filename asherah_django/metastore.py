@@ -92,6 +92,7 @@ from django.db import (
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .core.errors import MalformedRecordError, MetastoreError, UnreadableKeyError
+from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
 from .core.partition import is_internal_id
 from .core.protocols import BatchMetastore
 from .core.records import EnvelopeKeyRecord, KeyMeta
@@ -145,10 +146,14 @@ class DjangoMetastore:
         *,
         system_key_id: str | None = None,
         table: str | None = None,
+        integrity_tags: bool = False,
     ) -> None:
         from .models import EncryptionKey
 
         self.using = using
+        #: Read and write the ``integrity_tag`` column (KEY_INTEGRITY sign or require). Off,
+        #: no statement names it, so tables without it (adopted ones) keep working.
+        self.integrity_tags = integrity_tags
         #: The table: the EncryptionKey model's ``db_table`` unless given.
         self.table = table or EncryptionKey._meta.db_table
         self.system_key_id = system_key_id
@@ -237,6 +242,8 @@ class DjangoMetastore:
         if is_internal_id(key_id):
             raise MetastoreError(f"refusing to store a key under the reserved id {key_id!r}")
         params = [key_id, self._created_param(created), record.to_json()]
+        if self.integrity_tags:
+            params.append(record.tag)
         if self._shares_caller_connection():
             return self._store_in_caller_transaction(KeyMeta(key_id, created), params)
         if self.vendor == "postgresql":
@@ -269,6 +276,21 @@ class DjangoMetastore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- administration -------------------------------------------------------------------
+
+    def load_versions(self, key_id: str) -> dict[KeyMeta, EnvelopeKeyRecord]:
+        """Every stored version of ``key_id`` (blind index key rings), on the key connection."""
+        if is_internal_id(key_id):
+            return {}
+        return self._collect(self._query(self._sql_for("versions"), [key_id]))
+
+    def set_tag(self, key_id: str, created: int, tag: str) -> bool:
+        """Store the integrity tag of an untagged row (``asherah_sign_keys``); False when
+        the row is gone or already has a tag (never overwritten)."""
+        if not self.integrity_tags:
+            raise MetastoreError("this DjangoMetastore was built without integrity_tags=True")
+        self._forget_prefetched(key_id)
+        params = [tag, key_id, self._created_param(created)]
+        return self._execute(self._sql_for("set-tag"), params) > 0
 
     def revoke(self, key_id: str, created: int) -> bool:
         """Mark a key ``"Revoked":true`` as Asherah's revoke scripts do; False if absent.
@@ -468,13 +490,24 @@ class DjangoMetastore:
                         logger.info("asherah key connection was stale; reconnecting once")
                         continue
                 raise MetastoreError(
-                    f"metastore query failed on database {self.using!r}: {exc}", hint=_HINT
+                    f"metastore query failed on database {self.using!r}: {exc}",
+                    hint=self._hint_for(exc),
                 ) from exc
             except DatabaseError as exc:
                 raise MetastoreError(
-                    f"metastore query failed on database {self.using!r}: {exc}", hint=_HINT
+                    f"metastore query failed on database {self.using!r}: {exc}",
+                    hint=self._hint_for(exc),
                 ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _hint_for(self, exc: Exception) -> str:
+        if self.integrity_tags and TAG_COLUMN in str(exc):
+            return (
+                f"KEY_INTEGRITY is sign or require, which needs the {TAG_COLUMN} column: run "
+                f"manage.py migrate asherah_django, or on a table you manage yourself "
+                f"{ADD_TAG_COLUMN_SQL.replace('encryption_key', self.table)}"
+            )
+        return _HINT
 
     def _sql_for(self, name: str) -> str:
         sql = self._sql.get(name)
@@ -496,11 +529,16 @@ class DjangoMetastore:
             names["rt"], names["pt"] = f"CAST({names['r']} AS BINARY)", "CAST(%s AS BINARY)"
         else:
             names["rt"], names["pt"] = f"CAST({names['r']} AS TEXT)", "%s"
+        template = _SQL[name]
         if name == "revoke" and self.vendor == "mysql":
             # Assigning created to itself stops MySQL's ON UPDATE CURRENT_TIMESTAMP, which
             # an old-style TIMESTAMP column may carry, from moving the key.
-            name = "revoke-mysql"
-        return _SQL[name].format(**names)
+            template = _SQL["revoke-mysql"]
+        if self.integrity_tags:  # the tag column goes along wherever rows are read or written
+            template = template.replace("{id}, {c}, {r}", "{id}, {c}, {r}, {g}")
+            template = template.replace("{id}, {c}, {rt}", "{id}, {c}, {rt}, {g}")
+            template = template.replace("(%s, %s, %s)", "(%s, %s, %s, %s)")
+        return template.format(**names)
 
     def _created_param(self, created: int) -> object:
         """``created`` as the naive UTC wall-clock Go and the Rust core bind."""
@@ -527,13 +565,23 @@ class DjangoMetastore:
         came along are kept for :meth:`load` (malformed ones are skipped, not raised)."""
         collected: dict[KeyMeta, EnvelopeKeyRecord] = {}
         extra: dict[KeyMeta, EnvelopeKeyRecord] = {}
-        for key_id, created, key_record in rows:
+        for key_id, created, key_record, *tag in rows:
+            if tag and tag[0] == TAG_COLUMN:
+                # SQLite reads a double-quoted name that is no column as a string literal:
+                # the table has no integrity_tag column (a real tag starts with "v1:").
+                raise MetastoreError(
+                    f"the metastore table {self.table!r} in database {self.using!r} has no "
+                    f"{TAG_COLUMN} column",
+                    hint=self._hint_for(DatabaseError(TAG_COLUMN)),
+                )
             if is_internal_id(key_id):
                 continue
             lenient = prefetching and key_id == self.system_key_id
             try:
                 meta = KeyMeta(key_id, _epoch(created))
-                (extra if lenient else collected)[meta] = _record(key_record)
+                record = _record(key_record)
+                record.tag = _tag(tag[0]) if tag else None
+                (extra if lenient else collected)[meta] = record
             except (MalformedRecordError, ValueError, TypeError, OverflowError) as exc:
                 if lenient:
                     continue
@@ -566,7 +614,7 @@ class DjangoMetastore:
                 del self._prefetched[meta]
 
 
-_COLUMN_KEYS: Final = {"id": "id", "c": "created", "r": "key_record"}
+_COLUMN_KEYS: Final = {"id": "id", "c": "created", "r": "key_record", "g": TAG_COLUMN}
 # Templates; only the quoted table and column names are filled in with str.format.
 _SQL: Final = {
     "select": "SELECT {id}, {c}, {r} FROM {t}",
@@ -591,6 +639,11 @@ _SQL: Final = {
         "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})"
     ),
     "delete": "DELETE FROM {t} WHERE {id} = %s",
+    "versions": "SELECT {id}, {c}, {r} FROM {t} WHERE {id} = %s",
+    # (created = created: see revoke-mysql; harmless elsewhere.)
+    "set-tag": (
+        "UPDATE {t} SET {g} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s) AND {g} IS NULL"
+    ),
 }
 
 
@@ -629,6 +682,13 @@ def _record(value: object) -> EnvelopeKeyRecord:
     if isinstance(value, str | bytes):
         return EnvelopeKeyRecord.from_json(value)
     raise MalformedRecordError(f"key record has unexpected type {type(value).__name__}")
+
+
+def _tag(value: object) -> str | None:
+    """The ``integrity_tag`` column as text (None when the row has none)."""
+    if isinstance(value, bytes | memoryview):
+        value = bytes(value).decode("ascii", "replace")
+    return value if isinstance(value, str) and value else None
 
 
 def _mysql_code(exc: BaseException | None) -> int | None:

@@ -16,6 +16,10 @@ When the scope ends: after the response is returned, except for streaming respon
 whose content is produced later, while the server sends it. Their iterator is wrapped so
 that each chunk is produced inside the same partition scope (and nothing else runs in it
 between chunks). File responses are left alone.
+
+A plain ModelAdmin's list or change page (GET) that raises because a value belongs to another
+partition (or no session is open) is rendered again as ``EncryptedFieldsAdminMixin`` would,
+with that value locked, instead of answering 500 (:meth:`process_exception`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,15 @@ class AsherahSessionMiddleware:
         if partition_id is not None:
             _wrap_streaming(response, partition_id)
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
+        """A plain ModelAdmin's page that meets a value it cannot decrypt (another partition,
+        no session) is rendered as EncryptedFieldsAdminMixin would, instead of a 500."""
+        if getattr(request, "resolver_match", None) is None:
+            return None
+        from .admin.fields import render_locked
+
+        return render_locked(request, exception)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         resolver = asherah_settings.partition_resolver

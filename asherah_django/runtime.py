@@ -90,6 +90,7 @@ def _build() -> SessionFactory:
             intermediate_key_cache_size=conf.INTERMEDIATE_KEY_CACHE_SIZE,
             session_cache_size=conf.SESSION_CACHE_SIZE,
             session_cache_duration=conf.SESSION_CACHE_DURATION,
+            key_integrity=conf.KEY_INTEGRITY,
         )
         metastore: Metastore
         if conf.METASTORE == "memory":
@@ -101,7 +102,11 @@ def _build() -> SessionFactory:
             from .core.partition import system_key_id
             from .metastore import DjangoMetastore
 
-            tracker = DjangoMetastore(conf.DATABASE, system_key_id=system_key_id(service, product))
+            tracker = DjangoMetastore(
+                conf.DATABASE,
+                system_key_id=system_key_id(service, product),
+                integrity_tags=policy.key_integrity != "off",
+            )
             metastore = tracker
         kms = _build_kms()
         try:

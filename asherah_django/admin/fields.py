@@ -20,6 +20,9 @@ change form show a placeholder saying so. Such a field is read-only on that obje
 saving the form keeps its stored record unchanged. A form whose encrypted values cannot be
 encrypted (no partition) gets a form error; a KMS or metastore failure while saving rolls the
 save back and shows an error message. Never a stack trace, never ciphertext.
+
+A plain ModelAdmin (without the mixin) gets the same list and change pages when one of its
+values cannot be decrypted: :func:`render_locked`, called by ``AsherahSessionMiddleware``.
 """
 
 from __future__ import annotations
@@ -326,4 +329,44 @@ def _rendered(response: HttpResponse) -> HttpResponse:
     cells and read-only fields are computed during rendering)."""
     if isinstance(response, TemplateResponse):
         response.render()
+    return response
+
+
+# -- a plain ModelAdmin: render as the mixin does instead of answering 500 --------------------
+
+#: The ModelAdmin views a locked row can be shown by, by the suffix of their URL name.
+_VIEWS: Final = {"changelist": "changelist_view", "change": "change_view"}
+
+
+def with_mixin(model_admin: Any) -> Any:
+    """A copy of ``model_admin`` whose class has :class:`EncryptedFieldsAdminMixin` first."""
+    cls = type(model_admin)
+    locked = type(cls.__name__, (EncryptedFieldsAdminMixin, cls), {"__module__": cls.__module__})
+    return locked(model_admin.model, model_admin.admin_site)
+
+
+def render_locked(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
+    """For a GET of a plain ModelAdmin's list or change page that failed to decrypt a value
+    (``exc``), the same page rendered by the same ModelAdmin with the mixin: the value shown
+    as "Encrypted: reason". ``None`` when that does not apply (the exception then propagates).
+
+    Called by ``AsherahSessionMiddleware.process_exception``; the ModelAdmin is the one
+    Django's ``ModelAdmin.get_urls()`` attaches to its views as ``model_admin``.
+    """
+    from ..fields import PlaintextValueError
+
+    decryption = (NoActiveSessionError, PartitionMismatchError, KeyNotFoundError)
+    if not isinstance(exc, (*decryption, PlaintextValueError)) or request.method not in (
+        "GET",
+        "HEAD",
+    ):
+        return None
+    match = request.resolver_match
+    model_admin = getattr(getattr(match, "func", None), "model_admin", None)
+    if match is None or model_admin is None or isinstance(model_admin, EncryptedFieldsAdminMixin):
+        return None
+    view = _VIEWS.get(str(match.url_name).rsplit("_", 1)[-1])
+    if view is None:
+        return None
+    response: HttpResponse = getattr(with_mixin(model_admin), view)(request, **match.kwargs)
     return response

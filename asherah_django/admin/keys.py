@@ -205,6 +205,9 @@ class KeyRow:
     vault_version: int | None = None
     key_size: int | None = None
     expires: datetime.datetime | None = None
+    #: This service's key whose parent is not this service's system key: refused on read
+    #: (KeyParentMismatchError), a sign of a substituted row (issue #13).
+    foreign_parent: bool = False
 
     @property
     def object_id(self) -> str:
@@ -308,6 +311,12 @@ def to_row(
         vault_version=vault_key_version(record.encrypted_key) if kind == SYSTEM else None,
         key_size=len(record.encrypted_key),
         expires=None if kind == BLIND_INDEX else expires,
+        foreign_parent=(
+            partition is not None
+            and policy.names is not None
+            and record.parent is not None
+            and record.parent.key_id != policy.names.system_key_id
+        ),
     )
 
 

@@ -69,16 +69,15 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+from django.db import connections, transaction
 
 from ..core.aead import KEY_SIZE, NONCE_SIZE, new_key
 from ..core.errors import (
     DecryptionError,
     InvalidPartitionError,
     KeyCreationError,
-    MalformedRecordError,
     MetastoreError,
 )
 from ..core.partition import MAX_KEY_ID_LENGTH
@@ -86,7 +85,6 @@ from ..core.records import EnvelopeKeyRecord
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
-    from ..metastore import DjangoMetastore
 
 logger = logging.getLogger("asherah_django.blind_index")
 
@@ -336,7 +334,7 @@ class IndexKeys:
     def _reload(self, key_id: str) -> KeyRing | None:
         factory = self.factory
         now = factory.clock()
-        versions = [self._unwrap(key_id, record) for record in self._stored(key_id)]
+        versions = [self._unwrap(key_id, c, record) for c, record in self._stored(key_id)]
         if not versions:
             self._rings.pop(key_id, None)
             return None
@@ -348,28 +346,38 @@ class IndexKeys:
             self._rings.popitem(last=False)
         return ring
 
-    def _stored(self, key_id: str) -> list[EnvelopeKeyRecord]:
-        """Every stored version of ``key_id``."""
+    def _stored(self, key_id: str) -> list[tuple[int, EnvelopeKeyRecord]]:
+        """Every stored version of ``key_id``: its ``created`` column and its record."""
         from ..metastore import DjangoMetastore
 
         store = self.factory.metastore
         if isinstance(store, DjangoMetastore):
-            return _select_versions(store, key_id)
+            try:
+                found = store.load_versions(key_id)
+            except MetastoreError as exc:
+                raise MetastoreError(
+                    f"loading blind index key {key_id!r} failed: {exc}", hint=exc.hint
+                ) from exc
+            return [(meta.created, record) for meta, record in found.items()]
         items = getattr(store, "items", None)
         if callable(items):  # the in-memory metastore
-            return [record for kid, _, record in items() if kid == key_id]
+            return [(created, record) for kid, created, record in items() if kid == key_id]
         latest = store.load_latest(key_id)
-        return [latest] if latest is not None else []
+        return [(latest.created, latest)] if latest is not None else []
 
-    def _unwrap(self, key_id: str, record: EnvelopeKeyRecord) -> KeyVersion:
+    def _unwrap(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> KeyVersion:
+        """Unwrap one version after the checks every key row gets (issue #13): the parent
+        must be this service's system key (KeyParentMismatchError) and, with
+        KEY_INTEGRITY, the row's tag must verify (KeyIntegrityError)."""
         factory = self.factory
         parent = record.parent
-        if parent is None or parent.key_id != factory.system_key_id:
+        if parent is None:
             raise DecryptionError(
-                f"blind index key {key_id!r} created {record.created} is not wrapped by this "
-                f"service's system key {factory.system_key_id!r}"
+                f"blind index key {key_id!r} created {record.created} has no ParentKeyMeta"
             )
+        factory.keys.check_parent(key_id, record)
         system_key = factory.keys.system_key(parent)
+        factory.keys.check_child(system_key, key_id, created, record)
         try:
             secret = bytearray(system_key.unwrap(record.encrypted_key))
         except DecryptionError:
@@ -404,6 +412,7 @@ class IndexKeys:
             for index in range(len(secret)):
                 secret[index] = 0
         record = EnvelopeKeyRecord(created, wrapped, parent=system_key.meta)
+        factory.keys.sign_child(system_key, key_id, created, record)
         store = factory.metastore
         stored = store.store(key_id, created, record)
         if not stored:
@@ -434,54 +443,6 @@ class IndexKeys:
             self._uncommitted.discard(entry)
 
         transaction.on_commit(committed, using=store.using)
-
-
-def _select_versions(store: DjangoMetastore, key_id: str) -> list[EnvelopeKeyRecord]:
-    """Every version of ``key_id`` read on the metastore's own connection (committed rows,
-    whatever the caller's transaction sees); a stale connection is replaced once."""
-    for attempt in (0, 1):
-        conn = store.connection()
-        quote = conn.ops.quote_name
-        sql = (
-            f"SELECT {quote('key_record')} FROM {quote(store.table)} "  # noqa: S608
-            f"WHERE {quote('id')} = %s"
-        )
-        try:
-            with conn.cursor() as cursor:
-                store.queries += 1
-                cursor.execute(sql, [key_id])
-                rows = list(cursor.fetchall())
-            break
-        except (OperationalError, InterfaceError) as exc:
-            if store.vendor != "sqlite" and attempt == 0 and not conn.is_usable():
-                conn.close()
-                continue
-            raise MetastoreError(
-                f"loading blind index key {key_id!r} failed: {exc}",
-                hint="check the database connection and that the encryption_key table exists",
-            ) from exc
-        except DatabaseError as exc:
-            raise MetastoreError(
-                f"loading blind index key {key_id!r} failed: {exc}",
-                hint="check the database connection and that the encryption_key table exists",
-            ) from exc
-    records = []
-    for (value,) in rows:
-        try:
-            records.append(_record(value))
-        except MalformedRecordError as exc:
-            raise MetastoreError(f"blind index key {key_id!r} is malformed: {exc}") from exc
-    return records
-
-
-def _record(value: Any) -> EnvelopeKeyRecord:
-    if isinstance(value, dict):
-        return EnvelopeKeyRecord.from_dict(value, "key record")
-    if isinstance(value, memoryview):
-        value = bytes(value)
-    if isinstance(value, str | bytes):
-        return EnvelopeKeyRecord.from_json(value)
-    raise MalformedRecordError(f"key record has unexpected type {type(value).__name__}")
 
 
 _registry: weakref.WeakKeyDictionary[SessionFactory, IndexKeys] = weakref.WeakKeyDictionary()

@@ -20,6 +20,11 @@ gone (shredded by another process) is dropped and wiped, so this process stops d
 its values; a revocation is noticed. When the metastore cannot be reached the cached key
 stays usable (outages must not stop reads) and the re-check is retried after
 ``RECHECK_RETRY`` seconds.
+
+Key rows are checked when loaded, on every path (issue #13): an IK whose ParentKeyMeta is
+not this factory's own ``_SK_{service}_{product}``, or an SK asked under another id, is
+refused with :class:`KeyParentMismatchError` (honest Asherah data never has either); with
+``policy.key_integrity`` on, rows carry integrity tags (see :mod:`.integrity`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from . import integrity
 from .aead import NONCE_SIZE, new_key
 from .cache import KeyCache
 from .errors import (
@@ -39,6 +45,7 @@ from .errors import (
     DecryptionError,
     KeyCreationError,
     KeyNotFoundError,
+    KeyParentMismatchError,
     KMSError,
     MetastoreError,
     UnreadableKeyError,
@@ -101,6 +108,8 @@ class KeyHierarchy:
             if cached is not None and not cached.revoked and now <= cached.use_until:
                 return cached  # another thread refreshed it while we waited
             record = self._load_latest(ik_id)
+            if record is not None:
+                self.check_parent(ik_id, record)
             if record is not None and not self._record_invalid(record, now):
                 system_key = self._valid_parent_system_key(record, now)
                 if system_key is not None:
@@ -139,6 +148,7 @@ class KeyHierarchy:
                 record = EnvelopeKeyRecord(
                     created, system_key.wrap(secret, _nonce()), parent=system_key.meta
                 )
+                self.sign_child(system_key, ik_id, created, record)
                 if self._store(ik_id, created, record):
                     key = CryptoKey(
                         KeyMeta(ik_id, created), secret, parent=system_key.meta, checked_at=now
@@ -149,6 +159,8 @@ class KeyHierarchy:
                 _zero(secret)
             # Lost the insert race: use the winner when it is valid, else try again.
             latest = self._load_latest(ik_id)
+            if latest is not None:
+                self.check_parent(ik_id, latest)
             if latest is not None and not self._record_invalid(latest, now):
                 winner_sk = self._valid_parent_system_key(latest, now)
                 if winner_sk is not None:
@@ -165,7 +177,10 @@ class KeyHierarchy:
             secret = bytearray(new_key())
             try:
                 encrypted = self.kms.encrypt_key(bytes(secret))
-                if self._store(sk_id, created, EnvelopeKeyRecord(created, encrypted)):
+                record = EnvelopeKeyRecord(created, encrypted)
+                if self.policy.key_integrity != "off":
+                    record.tag = integrity.make_tag(secret, "self", sk_id, created, record)
+                if self._store(sk_id, created, record):
                     key = CryptoKey(KeyMeta(sk_id, created), secret, checked_at=now)
                     self._notify("created", sk_id, created)
                     return self._remember(self.system_keys, key, None, now)
@@ -204,6 +219,12 @@ class KeyHierarchy:
 
     def system_key(self, meta: KeyMeta) -> CryptoKey:
         """The SK named exactly by ``meta``: cached, else loaded and unwrapped by the KMS."""
+        if meta.key_id != self.system_key_id:
+            raise KeyParentMismatchError(
+                f"refusing system key {meta.key_id!r}: this service's system key is "
+                f"{self.system_key_id!r}",
+                hint=_FOREIGN_HINT,
+            )
         cached = self.system_keys.get(meta)
         if cached is not None:
             return cached
@@ -234,7 +255,9 @@ class KeyHierarchy:
         except UnreadableKeyError:
             return  # a malformed row in the batch: each value's own load names it
         parents = {r.parent for r in records.values() if r.parent is not None}
-        wanted = {p for p in parents if self.system_keys.get(p) is None}
+        wanted = {
+            p for p in parents if p.key_id == self.system_key_id and self.system_keys.get(p) is None
+        }
         if wanted:
             try:
                 sk_records = self._call(lambda: dict(metastore.load_many(wanted)))
@@ -302,6 +325,31 @@ class KeyHierarchy:
 
     # -- helpers -------------------------------------------------------------------
 
+    def check_parent(self, key_id: str, record: EnvelopeKeyRecord) -> None:
+        """Refuse a key record (IK or blind index) whose parent is not this factory's SK."""
+        parent = record.parent
+        if parent is not None and parent.key_id != self.system_key_id:
+            raise KeyParentMismatchError(
+                f"{integrity.describe(key_id, record.created)} names the parent "
+                f"{parent.key_id!r}, not this service's system key {self.system_key_id!r}",
+                hint=_FOREIGN_HINT,
+            )
+
+    def sign_child(
+        self, system_key: CryptoKey, key_id: str, created: int, record: EnvelopeKeyRecord
+    ) -> None:
+        """Set ``record.tag`` (unless KEY_INTEGRITY is off) for a key wrapped by ``system_key``."""
+        if self.policy.key_integrity != "off":
+            record.tag = integrity.make_tag(_secret(system_key), "child", key_id, created, record)
+
+    def check_child(
+        self, system_key: CryptoKey, key_id: str, created: int, record: EnvelopeKeyRecord
+    ) -> None:
+        """Refuse a key row wrapped by ``system_key`` whose tag KEY_INTEGRITY rejects."""
+        mode = self.policy.key_integrity
+        if mode != "off":
+            integrity.check(mode, _secret(system_key), "child", key_id, created, record)
+
     def _valid_parent_system_key(self, record: EnvelopeKeyRecord, now: float) -> CryptoKey | None:
         """The record's parent SK if it exists, unwraps and is still valid (canon rule)."""
         if record.parent is None:
@@ -352,6 +400,7 @@ class KeyHierarchy:
     ) -> CryptoKey:
         if record.parent is None:
             raise DecryptionError(f"intermediate key {meta.key_id!r} has no ParentKeyMeta")
+        self.check_parent(meta.key_id, record)
         system_key = self.system_key(record.parent)
         key = self._unwrap_with(system_key, meta, record, now)
         return self.intermediate_keys.put(key)
@@ -362,6 +411,7 @@ class KeyHierarchy:
     def _unwrap_with(
         self, system_key: CryptoKey, meta: KeyMeta, record: EnvelopeKeyRecord, now: float
     ) -> CryptoKey:
+        self.check_child(system_key, meta.key_id, meta.created, record)
         try:
             secret = bytearray(system_key.unwrap(record.encrypted_key))
         except DecryptionError:
@@ -379,8 +429,11 @@ class KeyHierarchy:
             _zero(secret)
 
     def _kms_unwrap(self, meta: KeyMeta, record: EnvelopeKeyRecord, now: float) -> CryptoKey:
+        mode = self.policy.key_integrity
+        integrity.check_present(mode, meta.key_id, meta.created, record)
         secret = bytearray(self.kms.decrypt_key(record.encrypted_key))
         try:
+            integrity.check(mode, secret, "self", meta.key_id, meta.created, record)
             return CryptoKey(meta, secret, revoked=record.revoked, checked_at=now)
         except ValueError:
             raise DecryptionError(
@@ -453,6 +506,19 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_FOREIGN_HINT = (
+    "honest Asherah data never has this: someone with write access to the metastore "
+    "substituted a key row; restore it from a trusted backup"
+)
+
+
+def _secret(key: CryptoKey) -> bytes:
+    secret = key.secret_bytes
+    if secret is None:
+        raise RuntimeError("this key was wiped (evicted or its factory closed)")
+    return secret
 
 
 def _nonce() -> bytes:

@@ -43,6 +43,23 @@ class KeyNotFoundError(DecryptionError):
     """The key a record names is absent from the metastore (never created, or shredded)."""
 
 
+class KeyTamperedError(DecryptionError):
+    """A key row of the metastore is not one this service wrote for the id it is stored
+    under: a foreign parent, or (with ``KEY_INTEGRITY``) a missing or wrong integrity tag.
+    Honest Asherah data never raises it; a database writer (SQL injection, leaked
+    credentials, a restored backup) can. The key is not used."""
+
+
+class KeyParentMismatchError(KeyTamperedError):
+    """An intermediate or blind index key names a parent other than this service's own
+    system key ``_SK_{service}_{product}``, or a system key was asked under another id."""
+
+
+class KeyIntegrityError(KeyTamperedError):
+    """A key row's integrity tag is missing (``KEY_INTEGRITY="require"``) or does not
+    verify: the row was copied, moved or edited without the key that signs it."""
+
+
 class InvalidPartitionError(AsherahError, ValueError):
     """A partition id is empty, not a string, or too long for the metastore's key id column."""
 

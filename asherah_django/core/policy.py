@@ -18,6 +18,8 @@ DEFAULT_SYSTEM_KEY_CACHE_SIZE = 1000
 DEFAULT_INTERMEDIATE_KEY_CACHE_SIZE = 10_000
 DEFAULT_SESSION_CACHE_SIZE = 1000
 DEFAULT_SESSION_CACHE_DURATION = 2 * 60 * 60
+#: What ``key_integrity`` (the ``KEY_INTEGRITY`` setting) accepts.
+KEY_INTEGRITY_MODES = ("off", "sign", "require")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +36,18 @@ class CryptoPolicy:
     cache_sessions: bool = True
     session_cache_size: int = DEFAULT_SESSION_CACHE_SIZE
     session_cache_duration: int = DEFAULT_SESSION_CACHE_DURATION
+    #: ``off``, ``sign`` or ``require``: integrity tags on key rows (see core/integrity.py).
+    key_integrity: str = "off"
 
     def __post_init__(self) -> None:
+        if self.key_integrity not in KEY_INTEGRITY_MODES:
+            raise ConfigurationError(
+                f"crypto policy key_integrity must be one of {', '.join(KEY_INTEGRITY_MODES)}, "
+                f"got {self.key_integrity!r}"
+            )
         for field in fields(self):
+            if field.name == "key_integrity":
+                continue
             value = getattr(self, field.name)
             if field.type == "bool" or isinstance(value, bool):
                 if not isinstance(value, bool):

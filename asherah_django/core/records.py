@@ -35,7 +35,7 @@ class KeyMeta(NamedTuple):
 class EnvelopeKeyRecord:
     """A key as the metastore holds it: the encrypted key bytes plus metadata."""
 
-    __slots__ = ("created", "encrypted_key", "parent", "revoked")
+    __slots__ = ("created", "encrypted_key", "parent", "revoked", "tag")
 
     def __init__(
         self,
@@ -43,11 +43,14 @@ class EnvelopeKeyRecord:
         encrypted_key: bytes,
         parent: KeyMeta | None = None,
         revoked: bool = False,
+        tag: str | None = None,
     ) -> None:
         self.created = created
         self.encrypted_key = encrypted_key
         self.parent = parent
         self.revoked = revoked
+        #: The row's integrity tag (``integrity_tag`` column; not part of the JSON), or None.
+        self.tag = tag
 
     def __repr__(self) -> str:
         # Encrypted key bytes are never shown, not even wrapped.
@@ -70,7 +73,7 @@ class EnvelopeKeyRecord:
 
     def revoked_copy(self) -> EnvelopeKeyRecord:
         """The same record marked ``"Revoked":true``."""
-        return EnvelopeKeyRecord(self.created, self.encrypted_key, self.parent, True)
+        return EnvelopeKeyRecord(self.created, self.encrypted_key, self.parent, True, self.tag)
 
     def to_json(self) -> str:
         """Compact JSON in Go's order: ``Revoked`` (only when true), ``Created``, ``Key``,

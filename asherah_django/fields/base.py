@@ -497,7 +497,13 @@ class EncryptedField(_Field):
         """Decrypt at once with the open session (rows that have no instance)."""
         if value is None:
             return None
+        if self._is_legacy_readable(value) and _current_partition() is None:
+            return self._legacy_value(value)
         return self._read(session_factory(), value, self._read_partition())
+
+    def _is_legacy_readable(self, record: Any) -> bool:
+        """Whether ``record`` is legacy plaintext this field reads (``legacy="read"``)."""
+        return self.legacy == "read" and type(record) is str and not looks_like_data_row(record)
 
     def open_sealed(self, instance: Model, sealed: SealedValue) -> Any:
         """Decrypt ``sealed`` for ``instance``; it keeps the plaintext, which is returned.
@@ -509,6 +515,10 @@ class EncryptedField(_Field):
         if self.partition is None:
             partition_id = _current_partition()
             if partition_id is None:
+                if self._is_legacy_readable(sealed.record):  # plaintext needs no key
+                    sealed.value = value = self._legacy_value(sealed.record)
+                    sealed.partition = None
+                    return value
                 partition_id = require_partition(label(self))
         else:
             partition_id = self.partition_of(instance)

@@ -25,6 +25,8 @@ admin's health panel, and ``manage.py check --deploy --tag asherah``
 ``metastore``          the encryption_key table exists, has Asherah's columns, its
                        migrations are applied, and it can be read
 ``system_key``         the current system key: age, expiry, revoked, Vault key version
+``key_integrity``      (``KEY_INTEGRITY`` sign/require) this service's key rows signed,
+                       untagged, with an invalid tag, unreadable or foreign-parented
 ``write``              (``write=True`` only) a full envelope round trip through the
                        partition ``asherah-health``, creating its keys if needed
 =====================  ==================================================================

@@ -20,7 +20,7 @@ from django.db import DatabaseError, connections
 
 from ..core.errors import AsherahError
 from ..core.kms.vault_errors import HINT_TIMEOUT
-from . import local, vault
+from . import integrity, local, vault
 from .context import Context, Outcome, fail
 from .model import CheckResult, HealthReport, Status
 
@@ -45,6 +45,8 @@ class Spec:
     uses_vault: bool = False
     uses_database: bool = False
     write_only: bool = False
+    #: Runs only when KEY_INTEGRITY is sign or require.
+    integrity_only: bool = False
 
 
 SPECS: Final = (
@@ -65,6 +67,14 @@ SPECS: Final = (
     Spec("kms.round_trip", vault.round_trip, ("vault.login",), uses_vault=True),
     Spec("metastore", local.metastore, uses_database=True),
     Spec("system_key", local.system_key, ("metastore",), uses_database=True),
+    Spec(
+        "key_integrity",
+        integrity.key_integrity,
+        ("kms.round_trip", "metastore"),
+        uses_vault=True,
+        uses_database=True,
+        integrity_only=True,
+    ),
     Spec(
         "write",
         local.write,
@@ -109,6 +119,8 @@ def run(
             continue  # not the Vault KMS
         if spec.uses_database and not spec.uses_vault and not database:
             continue
+        if spec.integrity_only and not _integrity_on():
+            continue
         reason = _blocked(spec, ctx, results, hung)
         if reason is not None:
             results[spec.name] = CheckResult(
@@ -139,6 +151,15 @@ def _vault_configured() -> bool:
 
     try:
         return asherah_settings.KMS == "vault"
+    except AsherahError:
+        return False
+
+
+def _integrity_on() -> bool:
+    from ..conf import asherah_settings
+
+    try:
+        return asherah_settings.KEY_INTEGRITY != "off"
     except AsherahError:
         return False
 

@@ -101,6 +101,7 @@ class OpenBaoServer:
         transit_key: str = DEFAULT_TRANSIT_KEY,
         transit_mount: str = "transit",
         bao: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +109,7 @@ class OpenBaoServer:
         self.tls = tls
         self.transit_key = transit_key
         self.transit_mount = transit_mount
-        self.port = free_port()
+        self.port = port or free_port()
         self.cluster_port = free_port()
         while self.cluster_port == self.port:
             self.cluster_port = free_port()

@@ -9,6 +9,15 @@
 - ``asherah_assert_kms_calls``: ``with asherah_assert_kms_calls(1): ...`` fails unless the block
   makes exactly that many KMS calls (like ``django_assert_num_queries``).
 
+Isolation from real KMS servers (like the test database that replaces yours): for the whole
+run (session fixtures and the test database's migrations included), if your settings (or
+environment) choose a KMS that talks to a server (Vault), the plugin swaps in the static KMS
+with Asherah's public test key, on your test database. Tests that do
+not use the fixtures above then never reach your Vault, and keep passing while it is down. Opt
+out per test with ``@pytest.mark.asherah_live_kms``, or for the whole run with
+``asherah_live_kms = true`` in the pytest ini file. A test (or fixture) that configures
+``settings.ASHERAH`` itself gets what it configures.
+
 This module imports Django lazily so that loading the plugin never configures Django.
 """
 
@@ -26,6 +35,81 @@ if TYPE_CHECKING:
     from .counting import CountingKMS
 
 TEST_PARTITION = "test-partition"
+LIVE_MARKER = "asherah_live_kms"
+#: KMS names that need no server (left alone by the isolation).
+_OFFLINE_KMS = frozenset({"static", "test-debug-static"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        LIVE_MARKER,
+        "asherah_django: use the configured KMS (e.g. Vault) in every test instead of the "
+        "static test KMS",
+        type="bool",
+        default=False,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{LIVE_MARKER}: this test uses the configured KMS server (e.g. Vault); without it "
+        "asherah_django swaps in a static test KMS",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _asherah_isolated_kms(request: pytest.FixtureRequest) -> Iterator[dict[str, Any] | None]:
+    """For the whole run (test database set-up included): the static KMS with the public
+    test key instead of a KMS server, unless ``asherah_live_kms = true``. Yields the
+    settings it replaced (None when it replaced nothing)."""
+    isolated = _isolated_settings(request.config)
+    if isolated is None:
+        yield None
+        return
+    from django.conf import settings
+    from django.test import override_settings
+
+    original = dict(getattr(settings, "ASHERAH", None) or {})
+    with override_settings(ASHERAH=isolated):
+        yield original
+
+
+@pytest.fixture(autouse=True)
+def _asherah_live_kms(
+    request: pytest.FixtureRequest, _asherah_isolated_kms: dict[str, Any] | None
+) -> Iterator[None]:
+    """A test marked ``asherah_live_kms`` gets the configured KMS back."""
+    if _asherah_isolated_kms is None or not request.node.get_closest_marker(LIVE_MARKER):
+        yield
+        return
+    from django.test import override_settings
+
+    with override_settings(ASHERAH=_asherah_isolated_kms):
+        yield
+
+
+def _isolated_settings(config: pytest.Config) -> dict[str, Any] | None:
+    """The ASHERAH dict for isolated tests, or None to leave the settings alone."""
+    if config.getini(LIVE_MARKER):
+        return None
+    try:
+        from django.apps import apps
+    except ImportError:  # pragma: no cover - the package depends on Django
+        return None
+    if not apps.ready or not apps.is_installed("asherah_django"):
+        return None
+    from django.conf import settings
+
+    from ..conf import asherah_settings
+    from ..core.kms.static import TEST_MASTER_KEY_HEX
+
+    kms = asherah_settings.snapshot().values.get("KMS")
+    if kms is None or kms in _OFFLINE_KMS:  # no server, or invalid (reported by checks)
+        return None
+    isolated = dict(getattr(settings, "ASHERAH", None) or {})
+    isolated.update(KMS="static", STATIC_MASTER_KEY_HEX=TEST_MASTER_KEY_HEX)
+    return isolated
 
 
 @pytest.fixture

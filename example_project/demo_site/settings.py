@@ -71,10 +71,10 @@ TEMPLATES = [
 
 STATIC_URL = "/static/"
 
-# asherah_django: every key may also come from the environment variable of the same name.
+# asherah_django: keys missing here come from ASHERAH_<KEY> (and VAULT_*, KMS) in the environment.
 ASHERAH = {
-    "SERVICE_NAME": env.str("SERVICE_NAME", default="clinics"),
-    "PRODUCT_ID": env.str("PRODUCT_ID", default="demo"),
+    "SERVICE_NAME": env.str("ASHERAH_SERVICE_NAME", default="clinics"),
+    "PRODUCT_ID": env.str("ASHERAH_PRODUCT_ID", default="demo"),
     # Each clinic is a partition: staff members read and write under their clinic's key.
     "PARTITION_RESOLVER": "clinics.partitions.clinic_of_staff_member",
 }

@@ -41,6 +41,7 @@ VAULT = {
 def _no_environment_and_no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in DEFAULTS:
         monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(f"ASHERAH_{name}", raising=False)
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("a system check tried to use the network")
@@ -108,7 +109,7 @@ def test_e001_e002_missing_service_name_and_product_id() -> None:
     assert ids(messages) == ["asherah.E001", "asherah.E002"]
     for message, name in zip(messages, ("SERVICE_NAME", "PRODUCT_ID"), strict=True):
         assert f"{name} is not set" in message.msg
-        assert f"ASHERAH['{name}'] in settings.py or the {name} environment variable" in (
+        assert f"ASHERAH['{name}'] in settings.py or the ASHERAH_{name} environment variable" in (
             message.hint or ""
         )
     too_long = only(settings_messages(**{**STATIC, "SERVICE_NAME": "s" * 300}), "asherah.E001")
@@ -141,9 +142,8 @@ def test_e004_static_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_e005_vault_server_settings(name: str) -> None:
     message = only(settings_messages(**{**VAULT, name: None}), "asherah.E005")
     assert f"{name} is required for the Vault Transit KMS" in message.msg
-    assert f"ASHERAH['{name}'] in settings.py or the {name} environment variable" in (
-        message.hint or ""
-    )
+    where = f"ASHERAH['{name}'] in settings.py or the ASHERAH_{name} (or {name}) environment"
+    assert where in (message.hint or "")
 
 
 @pytest.mark.parametrize(
@@ -221,9 +221,9 @@ def test_e007_other_invalid_vault_settings(extra: dict[str, str], expected: str)
 def test_e008_policy_values(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     message = only(settings_messages(**{**STATIC, name: "0"}), "asherah.E008")
     assert f"{name} must be a positive whole number" in message.msg
-    monkeypatch.setenv(name, "ten")
+    monkeypatch.setenv(f"ASHERAH_{name}", "ten")
     from_env = only(settings_messages(**STATIC), "asherah.E008")
-    assert f"the {name} environment variable" in from_env.msg
+    assert f"the ASHERAH_{name} environment variable" in from_env.msg
 
 
 def test_e009_unknown_metastore() -> None:
@@ -311,6 +311,16 @@ def test_w201_table_missing(database_messages: Any, monkeypatch: pytest.MonkeyPa
     message = only(database_messages(), "asherah.W201")
     assert "'asherah_missing_table' does not exist in database 'default'" in message.msg
     assert "manage.py migrate asherah_django --database default" in (message.hint or "")
+
+
+@pytest.mark.django_db
+def test_no_w201_before_the_first_migrate(
+    database_messages: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``migrate`` runs the database checks before it creates the table: no warning then."""
+    monkeypatch.setattr(EncryptionKey._meta, "db_table", "asherah_missing_table")
+    monkeypatch.setattr(MigrationRecorder, "applied_migrations", lambda self: {})
+    assert database_messages() == []
 
 
 @pytest.mark.django_db

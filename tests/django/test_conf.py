@@ -26,6 +26,7 @@ def resolver(request: object) -> str | None:
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in DEFAULTS:
         monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(f"ASHERAH_{name}", raising=False)
     asherah_settings.reload()
     yield
     monkeypatch.undo()
@@ -79,7 +80,7 @@ def test_every_key_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         "PARTITION_RESOLVER": "tests.django.test_conf.resolver",
     }
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(f"ASHERAH_{name}", value)
     with override_settings(ASHERAH={}):
         conf = asherah_settings
         assert (conf.SERVICE_NAME, conf.PRODUCT_ID, conf.KMS) == ("envsvc", "envprod", "vault")
@@ -90,6 +91,7 @@ def test_every_key_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         assert conf.VAULT_TIMEOUT == 2.5 and conf.VAULT_MAX_RETRIES == 0
         assert conf.partition_resolver(None) == "from-test"
         assert all(conf.source(name) == "environment" for name in env)
+        assert all(conf.variable(name) == f"ASHERAH_{name}" for name in env)
         vault = conf.vault_config()
         assert vault.addr == "https://vault.example.com:8200"
         assert vault.transit_key == "asherah" and vault.timeout == 2.5
@@ -97,8 +99,8 @@ def test_every_key_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
 
 
 def test_settings_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SERVICE_NAME", "from-env")
-    monkeypatch.setenv("CHECK_INTERVAL", "99")
+    monkeypatch.setenv("ASHERAH_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("ASHERAH_CHECK_INTERVAL", "99")
     with configured(SERVICE_NAME="from-settings", CHECK_INTERVAL=None):
         assert asherah_settings.SERVICE_NAME == "from-settings"
         assert asherah_settings.CHECK_INTERVAL == 99  # None means "not set here"
@@ -106,7 +108,7 @@ def test_settings_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_empty_environment_values_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EXPIRE_AFTER", "")
+    monkeypatch.setenv("ASHERAH_EXPIRE_AFTER", "")
     with configured():
         assert asherah_settings.EXPIRE_AFTER == 7_776_000
 
@@ -120,7 +122,7 @@ def test_settings_changes_are_seen_and_environment_changes_after_reload(
             assert asherah_settings.SERVICE_NAME == "two"
         assert asherah_settings.SERVICE_NAME == "one"
         assert asherah_settings.CHECK_INTERVAL == 3600
-        monkeypatch.setenv("CHECK_INTERVAL", "120")
+        monkeypatch.setenv("ASHERAH_CHECK_INTERVAL", "120")
         assert asherah_settings.CHECK_INTERVAL == 3600  # read once, cached
         asherah_settings.reload()
         assert asherah_settings.CHECK_INTERVAL == 120
@@ -238,3 +240,83 @@ def test_asherah_must_be_a_dict() -> None:
         assert "ASHERAH" in asherah_settings.errors()
         with pytest.raises(ConfigurationError, match=r"settings\.ASHERAH must be a dict"):
             asherah_settings.validate()
+
+
+# -- environment variable names (issue 20) ----------------------------------------------------
+
+#: What hosting platforms and other tools put in the environment of every process.
+PLATFORM_ENVIRONMENT = {
+    "DATABASE": "postgres://app:pw@db.internal:5432/app",
+    "SERVICE_NAME": "web-7f9c",
+    "PRODUCT_ID": "platform-product",
+    "METASTORE": "s3",
+    "EXPIRE_AFTER": "soon",
+    "CHECK_INTERVAL": "1",
+    "PARTITION_RESOLVER": "not a path",
+    "KMS": "projects/p/locations/l/keyRings/r/cryptoKeys/k",
+}
+
+
+def test_a_platform_environment_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generic unprefixed names are never read; another tool's KMS is ignored, not an error."""
+    from asherah_django.checks import check_settings
+
+    for name, value in PLATFORM_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    with configured():
+        conf = asherah_settings
+        assert (conf.SERVICE_NAME, conf.PRODUCT_ID, conf.KMS) == ("svc", "prod", "static")
+        assert conf.DATABASE == "default" and conf.METASTORE == "django"
+        assert conf.EXPIRE_AFTER == 7_776_000 and conf.CHECK_INTERVAL == 3600
+        assert conf.PARTITION_RESOLVER == "asherah_django.middleware.user_partition"
+        assert conf.errors() == {}
+        assert [m.id for m in check_settings()] == []  # KMS in settings: env not consulted
+    with override_settings(ASHERAH={"SERVICE_NAME": "svc", "PRODUCT_ID": "prod"}):
+        assert asherah_settings.KMS == "vault"  # the default, not the platform's value
+        assert asherah_settings.source("KMS") == "default"
+        assert asherah_settings.DATABASE == "default"
+        warning = [m for m in check_settings() if m.id == "asherah.W002"]
+        assert len(warning) == 1 and "ignores it" in warning[0].msg
+        assert "projects/" not in warning[0].msg  # another tool's value is not echoed
+
+
+def test_prefixed_names_win_over_the_well_known_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KMS", "vault")
+    monkeypatch.setenv("ASHERAH_KMS", "static")
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:1")
+    monkeypatch.setenv("ASHERAH_VAULT_ADDR", "https://vault.example.com")
+    monkeypatch.setenv("STATIC_MASTER_KEY_HEX", HEX)
+    with override_settings(ASHERAH={"SERVICE_NAME": "svc", "PRODUCT_ID": "prod"}):
+        conf = asherah_settings
+        assert conf.KMS == "static" and conf.variable("KMS") == "ASHERAH_KMS"
+        assert conf.VAULT_ADDR == "https://vault.example.com"
+        assert conf.STATIC_MASTER_KEY_HEX == HEX
+        assert conf.variable("STATIC_MASTER_KEY_HEX") == "STATIC_MASTER_KEY_HEX"
+    with override_settings(ASHERAH={"SERVICE_NAME": "svc", "PRODUCT_ID": "prod", "KMS": "vault"}):
+        assert asherah_settings.KMS == "vault"  # the settings dict wins over both
+
+
+@pytest.mark.parametrize("value", ["vault", "vault-transit", "static", "test-debug-static"])
+def test_the_well_known_kms_variable_is_honoured_with_our_values(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Asherah's documentation sets KMS=vault; that keeps working unprefixed."""
+    monkeypatch.setenv("KMS", value)
+    monkeypatch.setenv("VAULT_ADDR", "https://vault.example.com")
+    monkeypatch.setenv("VAULT_TRANSIT_KEY", "asherah-master")
+    monkeypatch.setenv("VAULT_TOKEN", "hvs.CAESIexample")
+    with override_settings(ASHERAH={"SERVICE_NAME": "svc", "PRODUCT_ID": "prod"}):
+        assert {"vault-transit": "vault"}.get(value, value) == asherah_settings.KMS
+        assert asherah_settings.variable("KMS") == "KMS"
+        assert asherah_settings.vault_config().transit_key == "asherah-master"
+
+
+def test_generic_names_are_read_only_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    generic = [name for name in DEFAULTS if name not in VAULT_NAMES]
+    generic.remove("KMS")
+    generic.remove("STATIC_MASTER_KEY_HEX")
+    assert {"SERVICE_NAME", "PRODUCT_ID", "DATABASE", "METASTORE"} <= set(generic)
+    for name in generic:
+        monkeypatch.setenv(name, "from-the-platform")
+    with configured():
+        assert not any(asherah_settings.source(name) == "environment" for name in generic)

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
-from asherah_django.core import SessionFactory, StaticKMS
+from asherah_django.core import CryptoPolicy, SessionFactory, StaticKMS
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
 from asherah_django.core.partition import system_key_id
 from asherah_django.metastore import DjangoMetastore
@@ -29,7 +29,7 @@ PAYLOADS = [b"", b"mySuperSecretPayload", "héllo ✓".encode(), bytes(range(256
 WHY_NOT_POSTGRES = (
     "the asherah wheel's PostgreSQL metastore binds key_record as JSON and needs a json/jsonb "
     "column, while this table is text like Asherah's canonical one (the JSONB layout is "
-    "covered in test_adopted_tables); runs on SQLite (default) and with "
+    "covered in test_adopted_tables, and live with the wheel in test_interop_tags); runs on SQLite (default) and with "
     "DATABASE_URL=mysql://root@127.0.0.1:3306/test"
 )
 
@@ -66,10 +66,16 @@ def peer(service: str) -> Iterator[Any]:
     factory.close()
 
 
-@pytest.fixture
-def ours(service: str) -> Iterator[SessionFactory]:
-    store = DjangoMetastore(system_key_id=system_key_id(service, "prod"))
-    with SessionFactory(service, "prod", StaticKMS.from_hex(TEST_MASTER_KEY_HEX), store) as f:
+@pytest.fixture(params=["off", "sign"])
+def ours(service: str, request: pytest.FixtureRequest) -> Iterator[SessionFactory]:
+    """Ours with KEY_INTEGRITY off and sign: with sign, our rows carry tags in the
+    integrity_tag column, which the wheel never names (tests/django/test_interop_tags.py)."""
+    mode = request.param
+    store = DjangoMetastore(
+        system_key_id=system_key_id(service, "prod"), integrity_tags=mode != "off"
+    )
+    kms = StaticKMS.from_hex(TEST_MASTER_KEY_HEX)
+    with SessionFactory(service, "prod", kms, store, CryptoPolicy(key_integrity=mode)) as f:
         yield f
     store.close()
 

@@ -72,11 +72,11 @@ def test_unrelated_setting_changes_keep_the_factory() -> None:
 
 def test_reset_rereads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runtime.get_session_factory().policy.check_interval == 3600
-    monkeypatch.setenv("CHECK_INTERVAL", "120")
+    monkeypatch.setenv("ASHERAH_CHECK_INTERVAL", "120")
     assert runtime.get_session_factory().policy.check_interval == 3600  # cached
     runtime.reset_session_factory()
     assert runtime.get_session_factory().policy.check_interval == 120
-    monkeypatch.delenv("CHECK_INTERVAL")
+    monkeypatch.delenv("ASHERAH_CHECK_INTERVAL")
     runtime.reset_session_factory()
 
 

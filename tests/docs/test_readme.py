@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.admin import AdminSite
+from django.contrib.admin import sites as admin_sites
 from django.db import connection, connections
 from django.test.utils import isolate_apps
 
@@ -63,8 +66,40 @@ def test_every_python_block_is_checked() -> None:
         _block(marker)
 
 
+#: What ``django-admin startproject`` writes, which the README's settings block extends.
+STARTPROJECT = {
+    "INSTALLED_APPS": [
+        "django.contrib.admin",
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+        "django.contrib.staticfiles",
+    ],
+    "MIDDLEWARE": [
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ],
+}
+
+
+@pytest.fixture
+def notes_module(readme_models: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``notes.models`` (the README's app) holding the README's Note, for blocks importing it."""
+    package, models = types.ModuleType("notes"), types.ModuleType("notes.models")
+    models.Note = readme_models["Note"]  # type: ignore[attr-defined]
+    package.models = models  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "notes", package)
+    monkeypatch.setitem(sys.modules, "notes.models", models)
+
+
 def test_settings_block_names_real_settings_and_middleware() -> None:
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {name: list(value) for name, value in STARTPROJECT.items()}
     exec(_block("# settings.py"), namespace)
     assert set(namespace["ASHERAH"]) <= set(DEFAULTS)
     assert "asherah_django" in namespace["INSTALLED_APPS"]
@@ -81,7 +116,7 @@ def test_resolver_block() -> None:
     namespace: dict[str, Any] = {}
     exec(_block("def tenant_partition"), namespace)
     resolver: Callable[[Any], str | None] = namespace["tenant_partition"]
-    assert resolver(SimpleNamespace(tenant=SimpleNamespace(pk=7))) == "tenant-7"
+    assert resolver(SimpleNamespace(tenant=SimpleNamespace(pk=7))) == "7"
     assert resolver(SimpleNamespace()) is None
 
 
@@ -102,17 +137,25 @@ def test_sessions_block(readme_models: dict[str, Any]) -> None:
         assert "hello" not in cursor.fetchone()[0]
 
 
-def test_admin_block(readme_models: dict[str, Any]) -> None:
-    namespace = dict(readme_models)
+def test_admin_block(
+    readme_models: dict[str, Any], notes_module: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = AdminSite()
+    monkeypatch.setattr(admin_sites, "site", site)  # @admin.register's default site
+    namespace: dict[str, Any] = {}
     exec(_block("class NoteAdmin"), namespace)
-    model_admin = namespace["NoteAdmin"](readme_models["Note"], AdminSite())
+    model_admin = site.get_model_admin(readme_models["Note"])
+    assert isinstance(model_admin, namespace["NoteAdmin"])
     assert model_admin.get_asherah_partition(None, SimpleNamespace(tenant_id="t1")) == "t1"
 
 
 def test_pytest_plugin_block(
-    readme_models: dict[str, Any], asherah_session: Any, asherah_assert_kms_calls: Any
+    readme_models: dict[str, Any],
+    notes_module: None,
+    asherah_session: Any,
+    asherah_assert_kms_calls: Any,
 ) -> None:
-    namespace = dict(readme_models)
+    namespace: dict[str, Any] = {}
     exec(_block("def test_note_is_encrypted"), namespace)
     namespace["test_note_is_encrypted"](asherah_session, asherah_assert_kms_calls)
 

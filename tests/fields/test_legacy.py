@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from django.db import transaction
 
 import asherah_django
 from asherah_django.core.errors import DecryptionError, MalformedRecordError
@@ -38,6 +39,23 @@ def _legacy_row(**columns: Any) -> LegacyNote:
     for column, value in columns.items():
         write_raw(LegacyNote, note.pk, column, value)
     return note
+
+
+def test_legacy_plaintext_is_read_without_a_session_but_not_saved_in_plaintext() -> None:
+    """Before asherah_encrypt has run, reading plaintext needs no key, so no session."""
+    from asherah_django.core.errors import NoActiveSessionError
+
+    note = _legacy_row(body="plain old text", number="17")
+    loaded = LegacyNote.objects.get(pk=note.pk)
+    assert (loaded.body, loaded.number) == ("plain old text", 17)
+    assert list(LegacyNote.objects.values_list("body", "number")) == [("plain old text", 17)]
+    with pytest.raises(NoActiveSessionError), transaction.atomic():  # writing needs a key
+        loaded.save()
+    assert raw_column(LegacyNote, note.pk, "body") == "plain old text"
+    with asherah_django.session(P):
+        encrypted = LegacyNote.objects.create(body="new")
+    with pytest.raises(NoActiveSessionError):  # a DataRowRecord still needs its partition
+        LegacyNote.objects.get(pk=encrypted.pk).body  # noqa: B018
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from asherah_django.core import PartitionMismatchError, SessionFactory, StaticKMS, parse_data_row
+from asherah_django.core import (
+    CryptoPolicy,
+    PartitionMismatchError,
+    SessionFactory,
+    StaticKMS,
+    parse_data_row,
+)
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
 from tests.support.sqlite_metastore import SqliteMetastore
 
@@ -28,11 +34,14 @@ def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "metastore.sqlite3")
 
 
-@pytest.fixture
-def ours(db_path: str) -> Iterator[SessionFactory]:
+@pytest.fixture(params=["off", "sign"])
+def ours(db_path: str, request: pytest.FixtureRequest) -> Iterator[SessionFactory]:
+    """Ours with KEY_INTEGRITY off and sign (this metastore keeps no tags, as a table
+    shared with other implementations may not: "sign" accepts untagged rows)."""
     metastore = SqliteMetastore(db_path)
     kms = StaticKMS.from_hex(TEST_MASTER_KEY_HEX)
-    with SessionFactory("service", "product", kms, metastore) as factory:
+    policy = CryptoPolicy(key_integrity=request.param)
+    with SessionFactory("service", "product", kms, metastore, policy) as factory:
         yield factory
     metastore.close()
 

@@ -41,6 +41,7 @@ from asherah_django.core import (
     AsherahError,
     DecryptionError,
     InMemoryMetastore,
+    KeyParentMismatchError,
     MalformedRecordError,
     MetastoreError,
     PartitionMismatchError,
@@ -133,14 +134,17 @@ def test_duplicate_json_members_never_mix_two_records() -> None:
 def test_key_ids_collide_across_services_that_share_a_metastore() -> None:
     """Key ids are plain concatenations (Asherah's format): partition "a" of service
     "b_c" and partition "a_b" of service "c" both use ``_IK_a_b_c_d``. Within one service
-    ids never collide; services sharing a metastore must not allow such names (SECURITY.md).
+    ids never collide; across services the key's parent names the other service's system
+    key, which is refused (issue #13; before, the other service read the value). Services
+    sharing a metastore should still not allow such names (SECURITY.md).
     """
     metastore, kms = InMemoryMetastore(), StaticKMS.random()
     first = SessionFactory("b_c", "d", kms, metastore)
     second = SessionFactory("c", "d", kms, metastore)
     record = first.get_session("a").encrypt(b"service b_c, tenant a")
     assert second.get_session("a_b").intermediate_key_id == "_IK_a_b_c_d"
-    assert second.get_session("a_b").decrypt(record) == b"service b_c, tenant a"
+    with pytest.raises(KeyParentMismatchError):
+        second.get_session("a_b").decrypt(record)
     # One service: distinct partitions always have distinct key ids.
     with pytest.raises(PartitionMismatchError):
         first.get_session("a_b").decrypt(record)
