@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from django.core.signals import request_finished, request_started, setting_changed
 
 from .conf import asherah_settings
+from .core import observability
 from .core.kms.static import StaticKMS
 from .core.policy import CryptoPolicy
 from .core.protocols import KeyManagementService, Metastore
@@ -117,6 +118,7 @@ def _build() -> SessionFactory:
                 close()
             raise
         factory.keys.listeners.append(_send_key_signal)
+        observability.attach(factory)  # instrumented only while an observer is registered
         _factory, _tracker = factory, tracker
         logger.debug("asherah_django built %r", factory)
         return factory

@@ -19,6 +19,10 @@ status 1) if any of them contains a registered secret:
 * anything a fixture passes to :func:`register_secret`;
 * the plaintext marker :data:`MARKER`, which tests put in the plaintexts they encrypt.
 
+Texts that are not log records go through the same check: the integration tests (#18)
+pass every span name and attribute, every metric label and exposition line, and DRF error
+bodies to :func:`record_text` / :func:`assert_clean_text`.
+
 The report names the logger, level and test of each offending record and shows the
 message with the secret replaced by ``<KIND>``; never the secret itself.
 
@@ -100,6 +104,26 @@ def register_secret(value: str | bytes, kind: str = "secret") -> None:
         _registry.key(bytes(value))
     elif isinstance(value, str):
         _registry.text(value, kind)
+
+
+def record_text(text: str, source: str) -> None:
+    """Add a text that is not a log record (a span, a metric label, an HTTP error body) to
+    the end-of-run check, under ``source`` (#18)."""
+    if _state is not None:
+        handler = _state.handler
+        seen = handler.seen.get(text)
+        if seen is None:
+            handler.seen[text] = _Seen(source, "TEXT", handler.test)
+        else:
+            seen.count += 1
+
+
+def assert_clean_text(text: str, source: str) -> None:
+    """Fail at once if ``text`` holds a registered secret or the plaintext marker (and keep
+    it for the end-of-run check too)."""
+    record_text(text, source)
+    kinds = sorted({kind for _, kind in _hits(text)})
+    assert not kinds, f"{source} contains {', '.join(kinds)}"
 
 
 # -- capture -----------------------------------------------------------------------------------

@@ -44,6 +44,11 @@ INSTALLED_APPS = [
     "asherah_django",
     "tests.testapp",
     "tests.bidxapp",
+    "tests.bindapp",
+    # Integrations (#18)
+    "rest_framework",
+    "django_filters",
+    "tests.integrations.app",
 ]
 
 MIDDLEWARE = [

@@ -48,12 +48,14 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from ..core.errors import (
     AsherahError,
+    BindingMismatchError,
     ConfigurationError,
     KeyNotFoundError,
     KMSError,
     MetastoreError,
     NoActiveSessionError,
     PartitionMismatchError,
+    UnboundRecordError,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +81,8 @@ def reason(exc: BaseException) -> str:
     for kind, text in (
         (NoActiveSessionError, "no session for this partition"),
         (PartitionMismatchError, "encrypted for another partition"),
+        (UnboundRecordError, "not bound to this row and column"),
+        (BindingMismatchError, "belongs to another row or column"),
         (KeyNotFoundError, "its key is not in the metastore"),
         (PlaintextValueError, "stored as plaintext"),
         (KMSError, "the KMS is unavailable"),

@@ -324,14 +324,19 @@ class _Writer:
         if record is None:
             return field.parse_legacy(text)
         assert partition is not None
-        return field.decode(self.factory.get_session(partition).decrypt(text))
+        data = self.factory.get_session(partition).decrypt(text)
+        if field.bind is not None:
+            data = field.binder.column_value(data)
+        return field.decode(data)
 
     def _write(
         self, pk: Any, new: str | None, text: str | None, stored: Any, stats: ReindexStats
     ) -> bool:
         sql = self.sql + (self.value_null if text is None else self.value_is)
         sql += self.index_null if stored is None else self.index_is
-        params = [new, pk]
+        pk_field = self.target.model._meta.pk
+        assert pk_field is not None
+        params = [new, pk_field.get_db_prep_value(pk, connections[self.using])]  # (UUID pks)
         if text is not None:
             params.append(text)
         if stored is not None:

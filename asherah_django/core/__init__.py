@@ -5,6 +5,7 @@ Nothing under ``asherah_django.core`` imports Django.
 
 from .errors import (
     AsherahError,
+    BindingMismatchError,
     ConfigurationError,
     DecryptionError,
     InvalidPartitionError,
@@ -20,6 +21,7 @@ from .errors import (
     PartitionMismatchError,
     PayloadTooLargeError,
     SessionClosedError,
+    UnboundRecordError,
 )
 from .kms.static import StaticKMS
 from .metastore.memory import InMemoryMetastore
@@ -31,6 +33,7 @@ from .session import Session, SessionFactory
 __all__ = [
     "AsherahError",
     "BatchMetastore",
+    "BindingMismatchError",
     "ConfigurationError",
     "CryptoPolicy",
     "DataRowRecord",
@@ -56,5 +59,6 @@ __all__ = [
     "SessionClosedError",
     "SessionFactory",
     "StaticKMS",
+    "UnboundRecordError",
     "parse_data_row",
 ]

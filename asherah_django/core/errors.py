@@ -39,6 +39,15 @@ class PartitionMismatchError(DecryptionError):
     """A value encrypted for one partition was presented to another partition's session."""
 
 
+class BindingMismatchError(DecryptionError):
+    """A bound value was read in another row or column than the one it was written for
+    (the message names the differing parts, never their values)."""
+
+
+class UnboundRecordError(BindingMismatchError):
+    """A field with ``bind=`` read a value written without a binding."""
+
+
 class KeyNotFoundError(DecryptionError):
     """The key a record names is absent from the metastore (never created, or shredded)."""
 

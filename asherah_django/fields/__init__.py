@@ -7,6 +7,7 @@
         body = EncryptedTextField()                              # the open session's key
         details = EncryptedJSONField(partition="tenant_id", null=True)  # each row's tenant
         email = EncryptedEmailField(blind_index=True, unique=True)  # searchable: email=...
+        diagnosis = EncryptedTextField(bind=("id",))  # decrypts only in this row and column
 
 See :mod:`asherah_django.fields.base` for how values are written and read (sessions,
 row partitions, lazy decryption with batched key loads, legacy plaintext), and
@@ -27,6 +28,7 @@ from .base import (
     RowPartitionRequiredError,
     encrypted_fields,
 )
+from .bind import Bind, BindingValueError, BoundRowRequiredError
 from .blind import BlindIndex, BlindIndexField  # (the index column: added, not declared)
 from .checks import FIELD_CHECK_IDS
 from .descriptors import EncryptedAttribute
@@ -47,7 +49,10 @@ from .types import (
 
 __all__ = [
     "FIELD_CHECK_IDS",
+    "Bind",
+    "BindingValueError",
     "BlindIndex",
+    "BoundRowRequiredError",
     "EncryptedAttribute",
     "EncryptedBigIntegerField",
     "EncryptedBinaryField",
@@ -78,7 +83,8 @@ def bulk_update(
     """``queryset.bulk_update(objs, fields)`` that also handles row-partitioned fields.
 
     Django's ``bulk_update()`` hands each value to the field without its row, so a field
-    with ``partition=`` cannot pick the key there. This encrypts those values first, each
+    with ``partition=`` cannot pick the key there (nor one bound to row fields, ``bind=``,
+    its binding). This encrypts those values first, each
     with its own row's partition, and passes them to Django as ready-made expressions.
     Other fields (and session-partitioned encrypted fields) go through unchanged. The
     blind index of a blind-indexed field is computed and updated with it.
@@ -100,7 +106,8 @@ def bulk_update(
     by_row = {
         f.attname
         for f in encrypted_fields(model)
-        if f.partition is not None and (f.name in fields or f.attname in fields)
+        if (f.partition is not None or (f.bind is not None and f.binder.by_row))
+        and (f.name in fields or f.attname in fields)
     }
     saved: list[tuple[M, str, Any]] = []
     try:

@@ -55,6 +55,13 @@ ciphertext is never returned as if it were the value. Failures send
 :data:`asherah_django.signals.decryption_failed` and log on ``asherah_django.fields``
 (never with values or keys).
 
+Bound values
+------------
+A field with ``bind=`` (:mod:`~asherah_django.fields.bind`) puts a header naming its column
+and row fields in front of the plaintext before encrypting it, and reads only values whose
+header is the one of the row at hand (:class:`~asherah_django.core.errors.BindingMismatchError`
+otherwise). Rows without an instance (``values()``) can verify a column-only binding only.
+
 Lookups other than ``isnull`` (and ``=None``), transforms and ordering raise ``FieldError``
 naming the field and pointing to searchable fields. A field with ``blind_index=...`` also
 answers ``exact``, ``in`` (and ``iexact`` when it casefolds) through its blind index
@@ -86,6 +93,7 @@ from django.utils.functional import cached_property
 from .. import signals
 from ..context import _partition as _partition_var
 from ..context import require_partition
+from ..core.binding import unbind
 from ..core.errors import (
     AsherahError,
     DecryptionError,
@@ -94,6 +102,7 @@ from ..core.errors import (
     PartitionMismatchError,
 )
 from ..core.records import looks_like_data_row, parse_data_row
+from . import bind as binding
 from . import blind
 from .checks import check_field
 from .descriptors import EncryptedAttribute
@@ -179,6 +188,9 @@ class EncryptedField(_Field):
     - ``blind_index``: ``True`` or a :class:`~asherah_django.fields.blind.BlindIndex`:
       keep a keyed index of the value in a column of its own (``<name>_bidx``), so that
       exact-match lookups and ``unique=True`` work (:mod:`~asherah_django.fields.blind`).
+    - ``bind``: ``True``, a tuple of row field names or a
+      :class:`~asherah_django.fields.bind.Bind`: values decrypt only in the column (and
+      row) they were written for (:mod:`~asherah_django.fields.bind`).
 
     ``db_index`` and ``primary_key`` are refused by system checks, and ``unique`` too
     unless the field has a blind index (the index column is then the unique one).
@@ -206,9 +218,11 @@ class EncryptedField(_Field):
         partition: str | Callable[[Any], object] | None = None,
         legacy: str = "reject",
         blind_index: bool | blind.BlindIndex | None = None,
+        bind: bool | Sequence[str] | binding.Bind | None = None,
         **kwargs: Any,
     ) -> None:
         self.partition = partition
+        self.bind: binding.Bind | None = binding.normalize(bind)
         self.legacy = legacy
         if blind_index is True:
             blind_index = blind.BlindIndex()
@@ -261,6 +275,8 @@ class EncryptedField(_Field):
             # The schema's UNIQUE goes on the index column (its field says so); the
             # ciphertext column gets none.
             kwargs.pop("unique", None)
+        if self.bind is not None:
+            kwargs["bind"] = self.bind
         cls = type(self)
         if cls.__module__.startswith("asherah_django.fields"):
             path = f"asherah_django.fields.{cls.__qualname__}"
@@ -274,6 +290,7 @@ class EncryptedField(_Field):
     ) -> None:
         super().contribute_to_class(cls, name, private_only=private_only, **kwargs)
         self.__dict__.pop("blind_config", None)  # (a copy from an abstract parent)
+        self.__dict__.pop("binder", None)
         if self.blind_index is not None:
             blind.attach(self, cls)
 
@@ -291,6 +308,16 @@ class EncryptedField(_Field):
     def blind_config(self) -> blind.IndexConfig:
         """The blind index options resolved for this field (only with ``blind_index``)."""
         return blind.resolve(self)
+
+    @cached_property
+    def binder(self) -> binding.Binder:
+        """The ``bind=`` options resolved for this field (only with ``bind``)."""
+        return binding.resolve(self)
+
+    def _header(self, instance: Model | None) -> bytes:
+        """A bound field's header for ``instance``'s row (None: a value without its row)."""
+        binder = self.binder
+        return binder.header_without_row() if instance is None else binder.header_of(instance)
 
     # -- lookups and ordering ------------------------------------------------------------
 
@@ -388,9 +415,12 @@ class EncryptedField(_Field):
 
     # -- writing -------------------------------------------------------------------------
 
-    def encrypt(self, value: Any, partition_id: str) -> str:
-        """The DataRowRecord of plaintext ``value`` under ``partition_id``."""
+    def encrypt(self, value: Any, partition_id: str, instance: Model | None = None) -> str:
+        """The DataRowRecord of plaintext ``value`` under ``partition_id`` (bound to
+        ``instance``'s row when the field has ``bind=``)."""
         data = self.encode(self.normalize(value))
+        if self.bind is not None:
+            data = self._header(instance) + data
         return session_factory().get_session(partition_id).encrypt(data)
 
     def pre_save(self, model_instance: Model, add: bool) -> Any:
@@ -416,6 +446,8 @@ class EncryptedField(_Field):
         if partition_id is None:
             partition_id = self.partition_of(model_instance)
         data = self.encode(self.normalize(value))
+        if self.bind is not None:
+            data = self.binder.header_of(model_instance) + data
         return SealedValue(session_factory().get_session(partition_id).encrypt(data))
 
     def _unchanged(self, instance: Model, sealed: SealedValue) -> bool:
@@ -425,6 +457,11 @@ class EncryptedField(_Field):
         read_under = sealed.partition
         if read_under is None or not self.reuse_records:
             return False
+        if self.bind is not None:
+            # A bound field's record is kept only if it was bound, to this very row.
+            read_as = getattr(sealed, "binding", None)
+            if read_as is None or read_as != self.binder.header_of(instance):
+                return False
         return self.partition is None or read_under == self.partition_of(instance)
 
     def _keep(self, instance: Model, sealed: SealedValue) -> SealedValue:
@@ -439,7 +476,18 @@ class EncryptedField(_Field):
             row = parse_data_row(record)
         except MalformedRecordError:
             plain = self._legacy_value(record)
-            return SealedValue(self.encrypt(plain, self.partition_of(instance)))
+            return SealedValue(self.encrypt(plain, self.partition_of(instance), instance))
+        if self.bind is not None and self.binder.by_row:
+            # The row fields it is bound to may have changed since it was loaded: a
+            # record kept as it is would then never decrypt again. Verify it.
+            try:
+                self._read_record(session_factory(), record, self.partition_of(instance), instance)
+            except DecryptionError as exc:
+                raise type(exc)(
+                    f"{label(self)}: the stored value cannot be kept as it is ({exc.args[0]})",
+                    hint="read the value before changing the row fields it is bound to "
+                    f"({', '.join(self.binder.attnames)}) or its partition, then save",
+                ) from None
         if self.partition is not None:
             expected = session_factory().intermediate_key_id(self.partition_of(instance))
             if row.parent.key_id != expected:
@@ -460,7 +508,7 @@ class EncryptedField(_Field):
             return self.encrypt(self._legacy_value(record), self._bare_partition())
         if hasattr(value, "resolve_expression"):
             return value
-        return self.encrypt(value, self._bare_partition())
+        return self.encrypt(value, self._bare_partition())  # (bound: column-only bindings)
 
     def get_db_prep_value(
         self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False
@@ -497,6 +545,8 @@ class EncryptedField(_Field):
         """Decrypt at once with the open session (rows that have no instance)."""
         if value is None:
             return None
+        if self.bind is not None:
+            self.binder.header_without_row()  # refuses a row binding: fail closed
         if self._is_legacy_readable(value) and _current_partition() is None:
             return self._legacy_value(value)
         return self._read(session_factory(), value, self._read_partition())
@@ -512,6 +562,8 @@ class EncryptedField(_Field):
         preloads the keys of rows read so far), and anything unusual (legacy plaintext,
         errors) is left to :meth:`_read_record`, which handles it precisely.
         """
+        if self.bind is not None:
+            return self._open_bound(instance, sealed)
         if self.partition is None:
             partition_id = _current_partition()
             if partition_id is None:
@@ -541,18 +593,63 @@ class EncryptedField(_Field):
         sealed.partition = partition_id
         return value
 
+    def _open_bound(self, instance: Model, sealed: SealedValue) -> Any:
+        """:meth:`open_sealed` of a field with ``bind=``: the record's header must be the
+        one of this column and ``instance``'s row. The usual case inline; anything else
+        (unbound or moved records, legacy plaintext, errors) through :meth:`_read_record`."""
+        no_session = self.partition is None and _current_partition() is None
+        if no_session and self._is_legacy_readable(sealed.record):  # plaintext needs no key
+            sealed.value = value = self._legacy_value(sealed.record)
+            sealed.partition = None
+            return value
+        partition_id = self.partition_of(instance)
+        batch = sealed.batch
+        try:
+            if batch is None:
+                session = session_factory().get_session(partition_id)
+            else:
+                cached = None if batch.pending else batch.sessions.get(partition_id)
+                session = cached or batch.session(partition_id, session_factory)
+            header = self.binder.header_of(instance)
+            data = session.decrypt(sealed.record)
+            if data.startswith(header):
+                value = self.decode(data[len(header) :])
+                sealed.value, sealed.partition, sealed.binding = value, partition_id, header
+                return value
+        except Exception:
+            if batch is not None:
+                batch.factory = None  # (it may have been closed meanwhile)
+        value, is_record = self._read_record(
+            session_factory(), sealed.record, partition_id, instance, sealed
+        )
+        sealed.value = value
+        sealed.partition = partition_id if is_record else None
+        return value
+
     def _read(self, factory: SessionFactory, record: Any, partition_id: str) -> Any:
         return self._read_record(factory, record, partition_id)[0]
 
     def _read_record(
-        self, factory: SessionFactory, record: Any, partition_id: str
+        self,
+        factory: SessionFactory,
+        record: Any,
+        partition_id: str,
+        instance: Model | None = None,
+        sealed: SealedValue | None = None,
     ) -> tuple[Any, bool]:
         """The value of a stored ``record`` and whether it was a DataRowRecord (not
-        legacy plaintext)."""
+        legacy plaintext). A bound field's record is verified against ``instance``'s row
+        (column only when None) and, with ``sealed``, the header is noted in it."""
         if type(record) is not str:
             record = bytes(record).decode("utf-8")
         try:
             data = factory.get_session(partition_id).decrypt(record)
+            if self.bind is not None:
+                header = self._header(instance)
+                opened = unbind(header, data, accept_unbound=self.binder.accept_unbound)
+                if sealed is not None:
+                    sealed.binding = header if len(opened) != len(data) else None
+                data = opened
         except MalformedRecordError as exc:
             if looks_like_data_row(record):  # a DataRowRecord, but a broken one
                 self._failed(exc)
@@ -639,11 +736,11 @@ class EncryptedField(_Field):
             if value.value is UNREAD:
                 if looks_like_data_row(record):
                     return record
-                return self.encrypt(self._legacy_value(record), self.partition_of(obj))
+                return self.encrypt(self._legacy_value(record), self.partition_of(obj), obj)
             if self._unchanged(obj, value):
                 return record
             value = value.value
-        return self.encrypt(value, self.partition_of(obj))
+        return self.encrypt(value, self.partition_of(obj), obj)
 
 
 def encrypted_fields(model: type[Model]) -> Sequence[EncryptedField]:

@@ -6,7 +6,9 @@ Also reported: an unknown ``legacy=`` (E304), a ``partition=`` that names no pla
 the model (E305), ``Meta.ordering`` on an encrypted field (E306), and blind index
 problems: a type that cannot have one (E307), bad options (E308), a unique index shorter
 than 128 bits (E309), a clash with another field's name (E310), an index column that does
-not belong to its source field (E311, reported by the column's own check).
+not belong to its source field (E311, reported by the column's own check), and ``bind=``
+problems: bad options (E312), a row field whose value is not known when the value is
+encrypted, such as an auto-increment primary key (E313).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ FIELD_CHECK_IDS: Final[dict[str, str]] = {
     "asherah.E309": "a unique blind index is shorter than 16 bytes (128 bits)",
     "asherah.E310": "a blind index column's name is taken by another field",
     "asherah.E311": "a blind index column does not belong to a blind-indexed field",
+    "asherah.E312": "bind= options are invalid",
+    "asherah.E313": "bind= names a row field whose value is not known before the INSERT",
 }
 
 
@@ -83,6 +87,8 @@ def check_field(field: EncryptedField) -> list[checks.CheckMessage]:
     errors.extend(_check_partition_option(field))
     if field.blind_index is not None:
         errors.extend(_check_blind_index(field))
+    if field.bind is not None:
+        errors.extend(_check_bind(field))
     ordering = getattr(field.model._meta, "ordering", None) or ()
     names = {field.name, field.attname}
     if any(isinstance(o, str) and o.lstrip("-") in names for o in ordering):
@@ -193,4 +199,71 @@ def _check_index_column(field: EncryptedField) -> list[checks.CheckMessage]:
             obj=field,
             id="asherah.E310",
         )
+    ]
+
+
+_BIND_HINT: Final = (
+    "bind to fields known before the INSERT that never change: a UUID primary key with a "
+    "default (models.UUIDField(primary_key=True, default=uuid.uuid4)), a natural key or a "
+    "tenant id; or bind=True (the model and field only)"
+)
+
+
+def _check_bind(field: EncryptedField) -> list[checks.CheckMessage]:
+    from django.db import models
+
+    from .bind import UNBOUND_CHOICES
+
+    options = field.bind
+    assert options is not None
+    problems: list[str] = []
+    unknown: list[checks.CheckMessage] = []
+    if options.unbound not in UNBOUND_CHOICES:
+        problems.append(f"unbound={options.unbound!r} is not one of {', '.join(UNBOUND_CHOICES)}")
+    if options.label is not None and (not isinstance(options.label, str) or not options.label):
+        problems.append(f"label={options.label!r} must be a non-empty string")
+    if len(set(options.row)) != len(options.row):
+        problems.append("row names a field twice")
+    for name in options.row:
+        if not isinstance(name, str):
+            problems.append(f"row={options.row!r} must name fields")
+            continue
+        try:
+            target = field.model._meta.get_field(name)
+        except FieldDoesNotExist:
+            problems.append(f"row names {name!r}, no field of {field.model._meta.label}")
+            continue
+        if target is field or getattr(target, "is_encrypted", False):
+            problems.append(f"row names {name!r}, an encrypted field")
+        elif not getattr(target, "concrete", False) or getattr(target, "many_to_many", False):
+            problems.append(f"row names {name!r}, a field without a column")
+        elif (
+            isinstance(target, models.AutoField | models.BigAutoField | models.SmallAutoField)
+            or getattr(target, "generated", False)
+            or getattr(target, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED
+            or getattr(target, "auto_now", False)
+            or getattr(target, "auto_now_add", False)
+        ):
+            auto_pk = getattr(target, "primary_key", False)
+            what = "an auto-increment primary key" if auto_pk else "its field"
+            unknown.append(
+                checks.Error(
+                    f"bind= names {name!r}: {what} gets its value from the database or on "
+                    "save, after the value is encrypted, so it cannot be bound to",
+                    hint=_BIND_HINT,
+                    obj=field,
+                    id="asherah.E313",
+                )
+            )
+    return [
+        *(
+            checks.Error(
+                f"bind: {problem}",
+                hint="see asherah_django.fields.bind for the options",
+                obj=field,
+                id="asherah.E312",
+            )
+            for problem in problems
+        ),
+        *unknown,
     ]

@@ -53,7 +53,7 @@ class SealedValue:
     a value read but not changed is saved, and dumped, as the record it came from.
     """
 
-    __slots__ = ("batch", "partition", "record", "value")
+    __slots__ = ("batch", "binding", "partition", "record", "value")
     #: See :class:`VerbatimValue`.
     verbatim = False
 
@@ -62,13 +62,17 @@ class SealedValue:
         self.batch = batch
         self.value: Any = UNREAD
         self.partition: str | None  # set when decrypted
+        #: For a bound field, set when decrypted: the header the record was verified
+        #: against (None for an unbound record). Unset otherwise (read with getattr).
+        self.binding: bytes | None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} (not decrypted)>"
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self.value is not UNREAD:  # keep what was read (and maybe changed in place)
-            return _opened, (self.record, self.value, self.partition)
+            binding = getattr(self, "binding", None)
+            return _opened, (self.record, self.value, self.partition, binding)
         return type(self), (self.record,)
 
     def __eq__(self, other: object) -> bool:
@@ -89,9 +93,11 @@ class VerbatimValue(SealedValue):
     verbatim = True
 
 
-def _opened(record: str, value: Any, partition: str | None) -> SealedValue:
+def _opened(
+    record: str, value: Any, partition: str | None, binding: bytes | None = None
+) -> SealedValue:
     sealed = SealedValue(record)
-    sealed.value, sealed.partition = value, partition
+    sealed.value, sealed.partition, sealed.binding = value, partition, binding
     return sealed
 
 

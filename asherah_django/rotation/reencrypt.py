@@ -375,6 +375,7 @@ class _Writer:
         pk_column = pk.column
         assert pk_column is not None
         self._pk = self._quote(pk_column)
+        self._pk_field = pk
 
     def current_key_new_enough(self, partition: str) -> bool:
         """Whether the partition's write key was created after the cutoff (creates it if
@@ -408,6 +409,8 @@ class _Writer:
             f"UPDATE {self._table} SET {', '.join(sets)} "  # noqa: S608 - quoted names only
             f"WHERE {self._pk} = %s AND {' AND '.join(conditions)}"
         )
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(sql, [*new, pk, *old])
+        connection = connections[self.using]
+        key = self._pk_field.get_db_prep_value(pk, connection)  # (a UUID pk on SQLite: text)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*new, key, *old])
             return bool(cursor.rowcount)

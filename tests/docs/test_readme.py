@@ -60,6 +60,11 @@ def test_every_python_block_is_checked() -> None:
         "def test_note_is_encrypted",
         "from asherah_django.core import",
         "class Customer(models.Model)",
+        "class Patient(models.Model)",
+        # integrations (#18): checked in tests/docs/test_readme_integrations.py
+        "class ContactSerializer(EncryptedModelSerializer)",
+        "def contact_email(contact_id)",
+        "class SlowKMSWarning(observability.Observer)",
     ]
     assert len(BLOCKS) == len(markers), "a README python block has no check in this file"
     for marker in markers:
@@ -188,3 +193,38 @@ def test_blind_index_block(transactional_db: None) -> None:
         finally:
             with connection.schema_editor() as editor:
                 editor.delete_model(customer)
+
+
+def test_bound_values_block(transactional_db: None) -> None:
+    """The README's bind= example: a value copied into another row is refused."""
+    from asherah_django.fields import EncryptedField
+
+    with isolate_apps("tests.testapp"):
+        namespace: dict[str, Any] = {"__name__": "tests.testapp.readme_patients"}
+        exec(_block("class Patient(models.Model)"), namespace)
+        patient = namespace["Patient"]
+        for name in ("diagnosis", "summary", "history"):
+            field = patient._meta.get_field(name)
+            assert isinstance(field, EncryptedField) and field.check() == []
+        with connection.schema_editor() as editor:
+            editor.create_model(patient)
+        try:
+            one = patient.objects.create(tenant_id="t", diagnosis="flu")
+            two = patient.objects.create(tenant_id="t", diagnosis="cold")
+            assert namespace["diagnosis_of"](one.pk) == "flu"
+            quote = connection.ops.quote_name
+            table = quote(patient._meta.db_table)
+            pk = patient._meta.pk
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} SET diagnosis = (SELECT diagnosis FROM {table} WHERE "
+                    f"{quote(pk.column)} = %s) WHERE {quote(pk.column)} = %s",
+                    [
+                        pk.get_db_prep_value(one.pk, connection),
+                        pk.get_db_prep_value(two.pk, connection),
+                    ],
+                )
+            assert namespace["diagnosis_of"](two.pk) is None
+        finally:
+            with connection.schema_editor() as editor:
+                editor.delete_model(patient)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from django.apps import apps
@@ -101,6 +102,11 @@ def encrypt_column(
     columns: list[Any] = ["pk", raw]
     if row_key is not None:
         columns.append(row_key)
+    # A field with bind= to row fields: read them too, to bind each value to its row.
+    bound_to = list(field.binder.attnames) if field.bind is not None else []
+    first_bound = len(columns)
+    columns += bound_to
+    pk_field = model._meta.pk
     todo = manager.count()
     connection = connections[using]
     quote = connection.ops.quote_name
@@ -138,7 +144,10 @@ def encrypt_column(
                         ) from None
                     if not dry_run:
                         partition_id = _partition_of(row, partition, field)
-                        updates.append((field.encrypt(value, partition_id), pk, text))
+                        values = dict(zip(bound_to, row[first_bound:], strict=True))
+                        record = field.encrypt(value, partition_id, SimpleNamespace(**values))  # type: ignore[arg-type]
+                        key = pk_field.get_db_prep_value(pk, connection)  # (UUID pks)
+                        updates.append((record, key, text))
                     result.encrypted += 1
             if updates:
                 with connection.cursor() as cursor:

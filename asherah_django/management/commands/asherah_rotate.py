@@ -10,6 +10,8 @@ Steps run in this order, any combination (``--shred-partition`` only alone):
                                  superseded (or, with --older-than, older than the cutoff);
                                  LABEL is app_label.Model or app_label.Model.field; no
                                  LABEL: every encrypted field
+  --bind LABEL [LABEL ...]       convert values of fields with bind= to bound records
+                                 (resumable with --checkpoint, like --reencrypt)
   --report [LABEL ...]           values per intermediate key, system key, Vault key version
   --shred-partition P            destroy partition P's intermediate keys (asks, or --yes)
 
@@ -32,6 +34,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import rotation
 from ...core.errors import AsherahError
+from ...rotation.bind import bind_target, bind_values
 from ...runtime import get_session_factory
 
 #: Exit status of a run that finished but met unreadable values (see the module docs).
@@ -76,6 +79,11 @@ class Command(BaseCommand):
             "(no LABEL: every encrypted field)",
         )  # fmt: skip
         parser.add_argument(
+            "--bind", nargs="+", action="extend", default=[], metavar="LABEL",
+            help="convert values of bound fields (bind=) of app_label.Model[.field] to "
+            "bound records",
+        )  # fmt: skip
+        parser.add_argument(
             "--older-than", metavar="DURATION",
             help="with --reencrypt: also values whose intermediate key is older (90d, 12h...)",
         )  # fmt: skip
@@ -110,7 +118,7 @@ class Command(BaseCommand):
     def _run(self, summary: rotation.Summary, options: dict[str, Any]) -> None:
         dry_run = options["dry_run"]
         actions = [
-            options[name] for name in ("system", "partition", "all_partitions", "rewrap")
+            options[name] for name in ("system", "partition", "all_partitions", "rewrap", "bind")
         ] + [options["reencrypt"] is not None]
         shred = options["shred_partition"]
         if shred is not None:
@@ -121,7 +129,7 @@ class Command(BaseCommand):
         if not any(actions) and options["report"] is None:
             raise CommandError(
                 "nothing to do: give --system, --partition, --all-partitions, --rewrap, "
-                "--reencrypt, --report or --shred-partition"
+                "--reencrypt, --bind, --report or --shred-partition"
             )
         if options["partition"] and options["all_partitions"]:
             raise CommandError("give --partition or --all-partitions, not both")
@@ -132,6 +140,9 @@ class Command(BaseCommand):
             targets = rotation.resolve_targets(options["reencrypt"])
         elif options["reencrypt"] is not None:
             targets = self._every_target(summary)
+        to_bind: list[rotation.Target] = [
+            bind_target(t) for t in rotation.resolve_targets(options["bind"])
+        ]
         factory = get_session_factory()
         rotation.keys.metastore_of(factory)
         if options["rewrap"]:
@@ -147,6 +158,8 @@ class Command(BaseCommand):
             rotation.revoke_partitions(factory, partitions, summary, dry_run=dry_run)
         if targets:
             self._reencrypt(summary, factory, targets, options)
+        if to_bind:
+            self._bind(summary, factory, to_bind, options)
         if options["report"] is not None:
             labels = options["report"]
             chosen = rotation.resolve_targets(labels) if labels else rotation.every_target()
@@ -189,6 +202,30 @@ class Command(BaseCommand):
                 checkpoint=checkpoint,
                 progress=self._progress if self.stderr.isatty() else None,
                 log=self.stdout.write if verbose else None,
+                pause=options["pause"],
+            )
+            if self.stderr.isatty():
+                self.stderr.write("")
+
+    def _bind(
+        self,
+        summary: rotation.Summary,
+        factory: Any,
+        targets: list[rotation.Target],
+        options: dict[str, Any],
+    ) -> None:
+        checkpoint = rotation.Checkpoint(options["checkpoint"]) if options["checkpoint"] else None
+        for target in targets:
+            bind_values(
+                factory,
+                target,
+                summary,
+                batch_size=options["batch_size"],
+                dry_run=options["dry_run"],
+                using=options["database"],
+                checkpoint=checkpoint,
+                progress=self._progress if self.stderr.isatty() else None,
+                log=self.stdout.write if options["verbosity"] >= 2 else None,
                 pause=options["pause"],
             )
             if self.stderr.isatty():
