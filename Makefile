@@ -1,12 +1,16 @@
 # make demo  - the example project against a local OpenBao (Vault-compatible) server
-# make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB)
-.PHONY: demo test bench venv lint clean
+# make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB, bounded mutation run)
+# make mutate - mutation testing of the security-critical modules, every mutant (long)
+.PHONY: demo test bench venv lint clean mutate
 
 demo:
 	scripts/demo.sh
 
 test:
 	scripts/test.sh
+
+mutate: venv
+	scripts/mutate.sh full $(MUTATE_ARGS)
 
 venv:
 	scripts/bootstrap.sh

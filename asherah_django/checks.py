@@ -13,6 +13,8 @@ where. No check makes a network call: live Vault probes belong to ``asherah_chec
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -49,9 +51,14 @@ CHECK_IDS: Final[dict[str, str]] = {
     "asherah.W001": "settings.ASHERAH has a key asherah_django does not know",
     "asherah.W002": "the KMS environment variable holds another tool's value and is ignored",
     "asherah.W003": "a plain ModelAdmin shows encrypted fields and no middleware renders them",
+    "asherah.E021": "an AWS KMS setting is missing or invalid (REGION_MAP, PREFERRED_REGION, ...)",
+    "asherah.E022": "boto3 is not installed, and KMS=aws or KMS=secrets-manager needs it",
+    "asherah.E023": "the KMS class named by a dotted-path KMS cannot be used",
     "asherah.E101": "the static KMS is used with DEBUG = False",
     "asherah.W102": "VAULT_TOKEN looks like a development root token with DEBUG = False",
     "asherah.W103": "VAULT_ADDR uses plain http to a non-local host with DEBUG = False",
+    "asherah.W121": "KMS=secrets-manager (a static master key) is used with DEBUG = False",
+    "asherah.W122": "an AWS endpoint uses plain http to a non-local host with DEBUG = False",
     "asherah.W201": "the encryption_key table is missing although its migration is applied",
     "asherah.W202": "the encryption_key table exists but asherah_django's migration is unapplied",
     "asherah.W203": "the encryption_key table lacks a column Asherah needs",
@@ -86,6 +93,7 @@ _AUTH_REQUIREMENTS: Final[dict[str, tuple[str, ...]]] = {
     "approle": ("VAULT_APPROLE_ROLE_ID",),
     "cert": ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"),
     "tls": ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"),
+    "agent": (),
 }
 #: Values people give ``vault server -dev -dev-root-token-id=...``.
 _DEV_TOKENS: Final = frozenset(
@@ -149,6 +157,7 @@ def check_settings(
         )
     if kms == "vault":
         messages += _vault_messages()
+    messages += _aws_messages(kms)
     messages += _resolver_messages()
     return messages
 
@@ -220,7 +229,9 @@ def _vault_messages() -> list[CheckMessage]:
                 "and set VAULT_TOKEN",
             )
         )
-    elif method is None and not _is_set(values.get("VAULT_TOKEN")):
+    elif method is None and not any(
+        _is_set(values.get(name)) for name in ("VAULT_TOKEN", "VAULT_TOKEN_FILE")
+    ):
         messages.append(
             _error(
                 "asherah.E006",
@@ -232,7 +243,9 @@ def _vault_messages() -> list[CheckMessage]:
         )
     elif method is not None:
         for name in _AUTH_REQUIREMENTS[method]:
-            if not _is_set(values.get(name)):
+            if not _is_set(values.get(name)) and not (
+                name == "VAULT_TOKEN" and _is_set(values.get("VAULT_TOKEN_FILE"))
+            ):
                 messages.append(
                     _error(
                         "asherah.E006",
@@ -252,6 +265,36 @@ def _vault_messages() -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+def _aws_messages(kms: object) -> list[CheckMessage]:
+    """KMS=aws / secrets-manager settings and boto3; a dotted-path KMS class (issue 24)."""
+    conf = asherah_settings
+    messages: list[CheckMessage] = []
+    if kms in ("aws", "secrets-manager"):
+        build = conf.aws_config if kms == "aws" else conf.secrets_manager_config
+        try:
+            build()
+        except ConfigurationError as exc:
+            messages.append(_error("asherah.E021", str(exc.args[0]), exc.hint or _AWS_HINT))
+        if importlib.util.find_spec("boto3") is None:
+            messages.append(
+                _error(
+                    "asherah.E022",
+                    f"KMS={kms} needs boto3, which is not installed",
+                    "pip install 'asherah-django[aws]'",
+                )
+            )
+    elif isinstance(kms, str) and "." in kms:
+        try:
+            conf.kms_class()
+        except ConfigurationError as exc:
+            messages.append(_error("asherah.E023", str(exc.args[0]), exc.hint or _KMS_HINT))
+    return messages
+
+
+_AWS_HINT: Final = "set REGION_MAP and PREFERRED_REGION in ASHERAH or the environment"
+_KMS_HINT: Final = "a class with encrypt_key(bytes) -> bytes and decrypt_key(bytes) -> bytes"
 
 
 def _resolver_messages() -> list[CheckMessage]:
@@ -294,6 +337,7 @@ def check_deployment(
                 "VAULT_TRANSIT_KEY and an auth method)",
             )
         )
+    messages += _aws_deployment_messages(kms)
     if kms != "vault":
         return messages
     token = snapshot.values.get("VAULT_TOKEN")
@@ -434,3 +478,45 @@ def _known() -> list[str]:
     from .conf import DEFAULTS
 
     return list(DEFAULTS)
+
+
+def _aws_deployment_messages(kms: object) -> list[CheckMessage]:
+    if kms not in ("aws", "secrets-manager"):
+        return []
+    messages: list[CheckMessage] = []
+    if kms == "secrets-manager":
+        messages.append(
+            Warning(
+                "KMS=secrets-manager keeps a static master key (read from AWS Secrets Manager) "
+                "in process memory: it is for migrating to AWS KMS or Vault only, and DEBUG "
+                "is False",
+                hint="set KMS=aws (REGION_MAP, PREFERRED_REGION) or KMS=vault, then run "
+                "manage.py asherah_rotate --rewrap --from-kms secrets-manager",
+                id="asherah.W121",
+            )
+        )
+    values = asherah_settings.aws_settings()
+    urls = [values.get("AWS_ENDPOINT_URL")]
+    endpoints = values.get("AWS_KMS_ENDPOINTS")
+    if isinstance(endpoints, str):  # from the environment: a JSON object
+        try:
+            endpoints = json.loads(endpoints)
+        except ValueError:
+            endpoints = None  # reported by E021
+    if isinstance(endpoints, dict):
+        urls += list(endpoints.values())
+    for url in urls:
+        if not isinstance(url, str):
+            continue
+        parts = urlsplit(url.strip())
+        if parts.scheme == "http" and (parts.hostname or "") not in _LOOPBACK:
+            messages.append(
+                Warning(
+                    f"AWS endpoint {url!r} uses plain http: data keys would cross the network "
+                    "unencrypted, and DEBUG is False",
+                    hint="use https:// endpoints (AWS_ENDPOINT_URL, AWS_KMS_ENDPOINTS); they "
+                    "are for private (VPC) endpoints and local test servers",
+                    id="asherah.W122",
+                )
+            )
+    return messages

@@ -11,7 +11,9 @@ Every key is looked up in this order (the first that is set wins):
 1. ``settings.ASHERAH[key]`` (``None`` or a blank string counts as not set);
 2. the environment variable ``ASHERAH_<key>`` (every key);
 3. for the names Asherah's own documentation gives (:func:`well_known`: ``VAULT_*``,
-   ``STATIC_MASTER_KEY_HEX`` and ``KMS``), the unprefixed variable; ``KMS`` only when
+   ``STATIC_MASTER_KEY_HEX``, ``KMS``, and for AWS ``REGION_MAP``, ``PREFERRED_REGION``,
+   ``KMS_KEY_ID``, ``SECRETS_MANAGER_SECRET_ID``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``),
+   the unprefixed variable; ``KMS`` only when
    its value names one of our KMS backends (:data:`KMS_ALIASES`): hosting platforms and
    other tools set ``KMS`` too, and their value must not switch the backend (a value we do
    not know is ignored, and ``manage.py check`` says so: asherah.W002). Generic names
@@ -45,6 +47,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from .core.errors import ConfigurationError
+from .core.kms.aws_config import SETTING_NAMES as AWS_SETTING_NAMES
 from .core.kms.static import TEST_MASTER_KEY_HEX
 from .core.kms.vault_config import SETTING_NAMES as VAULT_SETTING_NAMES
 from .core.partition import check_names
@@ -59,7 +62,9 @@ from .core.policy import (
 )
 
 if TYPE_CHECKING:
+    from .core.kms.aws_config import AwsKMSConfig, SecretsManagerConfig
     from .core.kms.vault_config import VaultTransitConfig
+    from .core.protocols import KeyManagementService
 
 T = TypeVar("T")
 
@@ -71,6 +76,11 @@ KMS_ALIASES: Final[Mapping[str, str]] = {
     # The Rust core's name: the static KMS, with Asherah's public test key when
     # STATIC_MASTER_KEY_HEX is unset. Tests and local development only.
     "test-debug-static": "test-debug-static",
+    # AWS KMS with Asherah's multi-region envelope (REGION_MAP, PREFERRED_REGION).
+    "aws": "aws",
+    "aws-kms": "aws",
+    # A static master key kept in AWS Secrets Manager: for migrating away from it only.
+    "secrets-manager": "secrets-manager",
 }
 METASTORES: Final = ("django", "memory")
 _POLICY_NAMES: Final = (
@@ -89,6 +99,7 @@ DEFAULTS: Final[Mapping[str, object]] = {
     "KMS": "vault",
     "STATIC_MASTER_KEY_HEX": None,
     **dict.fromkeys(VAULT_SETTING_NAMES),
+    **dict.fromkeys(AWS_SETTING_NAMES),
     "EXPIRE_AFTER": DEFAULT_EXPIRE_AFTER,
     "CHECK_INTERVAL": DEFAULT_CHECK_INTERVAL,
     "SESSION_CACHE_SIZE": DEFAULT_SESSION_CACHE_SIZE,
@@ -108,7 +119,19 @@ _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 #: Prefix of the environment variables read for every key.
 ENV_PREFIX: Final = "ASHERAH_"
 #: Unprefixed names outside ``VAULT_*`` that Asherah's documentation gives.
-_WELL_KNOWN: Final = frozenset({"KMS", "STATIC_MASTER_KEY_HEX"})
+_WELL_KNOWN: Final = frozenset(
+    {
+        "KMS",
+        "STATIC_MASTER_KEY_HEX",
+        # Issue 24: asherah-ffi's AWS names, and the AWS SDKs' own region and endpoint.
+        "REGION_MAP",
+        "PREFERRED_REGION",
+        "KMS_KEY_ID",
+        "SECRETS_MANAGER_SECRET_ID",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL",
+    }
+)
 
 
 def well_known(name: str) -> bool:
@@ -168,7 +191,8 @@ class AsherahSettings:
 
     SERVICE_NAME = _Setting[str]("SERVICE_NAME")
     PRODUCT_ID = _Setting[str]("PRODUCT_ID")
-    #: ``vault`` (also for ``vault-transit``), ``static`` or ``test-debug-static``.
+    #: ``vault`` (also for ``vault-transit``), ``aws``, ``secrets-manager``, ``static``,
+    #: ``test-debug-static``, or the dotted path of your own KMS class.
     KMS = _Setting[str]("KMS")
     STATIC_MASTER_KEY_HEX = _Setting[str | None]("STATIC_MASTER_KEY_HEX")
     VAULT_ADDR = _Setting[str | None]("VAULT_ADDR")
@@ -187,6 +211,9 @@ class AsherahSettings:
     VAULT_TIMEOUT = _Setting[float | None]("VAULT_TIMEOUT")
     VAULT_CONNECT_TIMEOUT = _Setting[float | None]("VAULT_CONNECT_TIMEOUT")
     VAULT_MAX_RETRIES = _Setting[int | None]("VAULT_MAX_RETRIES")
+    VAULT_NAMESPACE = _Setting[str | None]("VAULT_NAMESPACE")
+    VAULT_TOKEN_FILE = _Setting[str | None]("VAULT_TOKEN_FILE")
+    VAULT_APPROLE_SECRET_ID_FILE = _Setting[str | None]("VAULT_APPROLE_SECRET_ID_FILE")
     EXPIRE_AFTER = _Setting[int]("EXPIRE_AFTER")
     CHECK_INTERVAL = _Setting[int]("CHECK_INTERVAL")
     SESSION_CACHE_SIZE = _Setting[int]("SESSION_CACHE_SIZE")
@@ -256,6 +283,8 @@ class AsherahSettings:
         for name in DEFAULTS:
             if name == "PARTITION_RESOLVER" or name in VAULT_SETTING_NAMES:
                 continue  # the resolver is checked on use; Vault below, only when used
+            if name in AWS_SETTING_NAMES:
+                continue  # checked below, only when an AWS KMS is used
             if name == "DATABASE" and snapshot.values.get("METASTORE") != "django":
                 continue
             if name == "STATIC_MASTER_KEY_HEX" and kms not in ("static", "test-debug-static"):
@@ -264,6 +293,12 @@ class AsherahSettings:
                 raise snapshot.errors[name].with_traceback(None)
         if kms == "vault":
             self.vault_config()
+        elif kms == "aws":
+            self.aws_config()
+        elif kms == "secrets-manager":
+            self.secrets_manager_config()
+        elif isinstance(kms, str) and "." in kms:
+            self.kms_class()
 
     # -- derived values --------------------------------------------------------------------
 
@@ -305,6 +340,62 @@ class AsherahSettings:
                 "or as environment variables: ASHERAH_VAULT_..., or the unprefixed VAULT_...)",
                 hint=exc.hint,
             ) from None
+
+    # -- AWS and custom KMSs (issue 24) --------------------------------------------------
+
+    def aws_settings(self) -> dict[str, object]:
+        """The AWS settings that are set, by name (raw, for ``AwsKMSConfig``)."""
+        snapshot = self.snapshot()
+        return {
+            name: snapshot.values[name]
+            for name in AWS_SETTING_NAMES
+            if snapshot.values.get(name) is not None
+        }
+
+    def aws_config(self) -> AwsKMSConfig:
+        """The validated ``KMS=aws`` configuration (no network I/O, boto3 not needed)."""
+        from .core.kms.aws_config import AwsKMSConfig
+
+        return self._aws(AwsKMSConfig.from_mapping)
+
+    def secrets_manager_config(self) -> SecretsManagerConfig:
+        """The validated ``KMS=secrets-manager`` configuration (no network I/O)."""
+        from .core.kms.aws_config import SecretsManagerConfig
+
+        return self._aws(SecretsManagerConfig.from_mapping)
+
+    def _aws(self, build: Callable[[Mapping[str, object]], T]) -> T:
+        try:
+            return build(self.aws_settings())
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"{exc.args[0]} (set AWS settings in the ASHERAH dict in settings.py "
+                "or as environment variables of the same names)",
+                hint=exc.hint,
+            ) from None
+
+    def kms_class(self) -> Callable[[], KeyManagementService]:
+        """The class a dotted-path ``KMS`` names, imported and checked (not instantiated).
+
+        It is called with no arguments (read your own settings in ``__init__``) and must
+        have ``encrypt_key(bytes) -> bytes`` and ``decrypt_key(bytes) -> bytes``.
+        """
+        path = self.KMS
+        try:
+            cls = import_string(path)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"KMS {path!r} cannot be imported ({exc}); set {where('KMS')} to vault, aws, "
+                "secrets-manager, static or the dotted path of your KMS class"
+            ) from None
+        missing = [m for m in ("encrypt_key", "decrypt_key") if not callable(getattr(cls, m, None))]
+        if not callable(cls) or missing:
+            raise ConfigurationError(
+                f"KMS {path!r} does not implement the KMS protocol "
+                f"(missing {', '.join(missing) or '__call__'}): see "
+                "asherah_django.core.protocols.KeyManagementService"
+            )
+        return cls  # type: ignore[no-any-return]
 
     @property
     def partition_resolver(self) -> Callable[..., Any]:
@@ -390,9 +481,12 @@ def _parse(name: str, raw: object) -> object:
         return raw
     if name == "KMS":
         kms = KMS_ALIASES.get(raw.strip().lower()) if isinstance(raw, str) else None
+        if kms is None and isinstance(raw, str) and _DOTTED.fullmatch(raw.strip()):
+            return raw.strip()  # a user's KMS class, imported by kms_class()
         if kms is None:
             raise ConfigurationError(
-                f"KMS {raw!r} is unknown: expected vault (or vault-transit) or static",
+                f"KMS {raw!r} is unknown: expected vault (or vault-transit), aws, "
+                "secrets-manager, static, or the dotted path of a KMS class",
                 hint=f"set {where('KMS')} to vault in production; static is for tests",
             )
         return kms
@@ -409,6 +503,8 @@ def _parse(name: str, raw: object) -> object:
         return _positive_int(name, raw, "seconds" if "CACHE_SIZE" not in name else "entries")
     if name in _VAULT_NUMBERS:
         return _vault_number(name, raw)
+    if name in AWS_SETTING_NAMES:
+        return raw  # validated together by AwsKMSConfig / SecretsManagerConfig when used
     if name in VAULT_SETTING_NAMES:
         if raw is None or isinstance(raw, str | os.PathLike):
             return None if raw is None else os.fspath(raw)

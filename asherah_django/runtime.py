@@ -130,6 +130,16 @@ def _build_kms() -> KeyManagementService:
         from .core.kms.vault import VaultTransitKMS
 
         return VaultTransitKMS(conf.vault_config())
+    if conf.KMS == "aws":
+        from .core.kms.aws import AwsKMS
+
+        return AwsKMS(conf.aws_config())
+    if conf.KMS == "secrets-manager":
+        from .core.kms.secrets_manager import SecretsManagerKMS
+
+        return SecretsManagerKMS(conf.secrets_manager_config())
+    if "." in conf.KMS:
+        return conf.kms_class()()
     return StaticKMS.from_hex(conf.static_master_key_hex)
 
 

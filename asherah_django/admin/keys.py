@@ -190,6 +190,20 @@ def vault_key_version(encrypted_key: bytes) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def system_key_kms(encrypted_key: bytes) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Which KMS wraps a stored system key, and for AWS the (region, key ARN) pairs."""
+    from ..core.kms.aws_envelope import describe
+
+    if vault_key_version(encrypted_key) is not None:
+        return "Vault Transit", ()
+    regions = describe(encrypted_key)
+    if regions is not None:
+        return "AWS KMS", tuple((item["region"], item["arn"]) for item in regions)
+    if len(encrypted_key) == 60:  # AES-256-GCM of 32 bytes under a master key
+        return "a master key (static or Secrets Manager)", ()
+    return "another KMS", ()
+
+
 @dataclass(frozen=True)
 class KeyRow:
     """One row of the metastore as the admin shows it: metadata only, never key bytes."""
@@ -203,6 +217,10 @@ class KeyRow:
     record_created: int | None = None
     parent: KeyMeta | None = None
     vault_version: int | None = None
+    #: For system keys: the KMS kind that wraps it, judged from the stored bytes (issue 24).
+    kms_kind: str | None = None
+    #: For AWS KMS system keys: (region, key ARN) of each regional wrapping. Never bytes.
+    kms_regions: tuple[tuple[str, str], ...] = ()
     key_size: int | None = None
     expires: datetime.datetime | None = None
     #: This service's key whose parent is not this service's system key: refused on read
@@ -299,6 +317,7 @@ def to_row(
         status = EXPIRED
     else:
         status = CURRENT if is_latest else SUPERSEDED
+    kms = system_key_kms(record.encrypted_key) if kind == SYSTEM else None
     return KeyRow(
         key_id=key.id,
         created=created,
@@ -309,6 +328,8 @@ def to_row(
         record_created=record.created,
         parent=record.parent,
         vault_version=vault_key_version(record.encrypted_key) if kind == SYSTEM else None,
+        kms_kind=kms[0] if kms else None,
+        kms_regions=kms[1] if kms else (),
         key_size=len(record.encrypted_key),
         expires=None if kind == BLIND_INDEX else expires,
         foreign_parent=(

@@ -181,6 +181,12 @@ def system_key(ctx: Context) -> Outcome:
         data["vault_key_versions"] = counts
         histogram = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items()))
         detail += f"; stored versions by Vault key version: {histogram}"
+    from .aws import system_key_findings  # issue 24: the AWS regions wrapping the key
+
+    aws_detail, aws_data, aws_findings = system_key_findings(ctx, record)
+    detail += aws_detail
+    data.update(aws_data)
+    findings += aws_findings
     if record.revoked:
         findings.append(
             warn(

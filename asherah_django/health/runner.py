@@ -20,7 +20,7 @@ from django.db import DatabaseError, connections
 
 from ..core.errors import AsherahError
 from ..core.kms.vault_errors import HINT_TIMEOUT
-from . import integrity, local, vault
+from . import aws, integrity, local, vault
 from .context import Context, Outcome, fail
 from .model import CheckResult, HealthReport, Status
 
@@ -42,6 +42,7 @@ class Spec:
     run: Callable[[Context], Outcome]
     needs: tuple[str, ...] = ()
     vault_only: bool = False
+    aws_only: bool = False
     uses_vault: bool = False
     uses_database: bool = False
     write_only: bool = False
@@ -64,6 +65,8 @@ SPECS: Final = (
         uses_vault=True,
         uses_database=True,
     ),
+    Spec("aws.identity", aws.identity, aws_only=True),
+    Spec("aws.keys", aws.keys, aws_only=True),
     Spec("kms.round_trip", vault.round_trip, ("vault.login",), uses_vault=True),
     Spec("metastore", local.metastore, uses_database=True),
     Spec("system_key", local.system_key, ("metastore",), uses_database=True),
@@ -117,6 +120,8 @@ def run(
             continue
         if spec.vault_only and (ctx.vault is None if ctx.factory else not _vault_configured()):
             continue  # not the Vault KMS
+        if spec.aws_only and aws.aws_kms(ctx) is None:
+            continue  # not the AWS KMS
         if spec.uses_database and not spec.uses_vault and not database:
             continue
         if spec.integrity_only and not _integrity_on():

@@ -32,6 +32,8 @@ _NUMBERS: Final = {
     "kms.round_trip": 5,
     "metastore": 6,
     "system_key": 7,
+    "aws.identity": 8,
+    "aws.keys": 9,
 }
 #: Every id the live checks can report, with what it means.
 LIVE_CHECK_IDS: Final[dict[str, str]] = {

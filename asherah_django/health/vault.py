@@ -326,11 +326,8 @@ def round_trip(ctx: Context) -> Outcome:
             HINT_BLOB,
         )
     if kms is None:
-        return ok(
-            "encrypted and decrypted 32 random bytes with the static KMS (master key in "
-            "process memory)",
-            kms="static",
-        )
+        text, tag = _kms_kind(factory.kms)
+        return ok(f"encrypted and decrypted 32 random bytes with {text}", kms=tag)
     version = kms.key_version(blob)
     return ok(
         f"encrypted and decrypted 32 random bytes with transit key "
@@ -338,3 +335,18 @@ def round_trip(ctx: Context) -> Outcome:
         kms="vault",
         key_version=version,
     )
+
+
+def _kms_kind(kms: object) -> tuple[str, str]:
+    """How the round trip names a KMS other than Vault, and its tag (issue 24)."""
+    from ..core.kms.aws import AwsKMS
+    from ..core.kms.secrets_manager import SecretsManagerKMS
+    from ..core.kms.static import StaticKMS
+
+    if isinstance(kms, AwsKMS):
+        return f"AWS KMS (regions {', '.join(kms.regions)})", "aws"
+    if isinstance(kms, SecretsManagerKMS):
+        return f"the Secrets Manager master key ({kms.config.secret_id})", "secrets-manager"
+    if isinstance(kms, StaticKMS):
+        return "the static KMS (master key in process memory)", "static"
+    return f"the KMS {type(kms).__module__}.{type(kms).__qualname__}", "custom"

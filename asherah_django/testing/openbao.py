@@ -248,14 +248,17 @@ class OpenBaoServer:
         body: Mapping[str, Any] | None = None,
         *,
         token: str | None = None,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """Call ``/v1/<path>`` with ``token`` (default: root; ``""``: none); JSON answer.
 
-        Raises :class:`OpenBaoError` on any non-2xx answer, with Vault's errors.
+        ``namespace`` is sent as ``X-Vault-Namespace``. Raises :class:`OpenBaoError` on
+        any non-2xx answer, with Vault's errors.
         """
         status, answer = self.request(
-            method, path, body, token=self.root_token if token is None else token
-        )
+            method, path, body, token=self.root_token if token is None else token,
+            namespace=namespace,
+        )  # fmt: skip
         if not 200 <= status < 300:
             raise OpenBaoError(f"{method} {path}: HTTP {status}: {answer.get('errors')}")
         return answer
@@ -267,12 +270,15 @@ class OpenBaoServer:
         body: Mapping[str, Any] | None = None,
         *,
         token: str | None = None,
+        namespace: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Like :meth:`api` but returns (status, JSON) whatever the status; no default token."""
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.addr}/v1/{path}", data=data, method=method)
         if token:
             request.add_header("X-Vault-Token", token)
+        if namespace:
+            request.add_header("X-Vault-Namespace", namespace)
         try:
             with urllib.request.urlopen(request, timeout=10, context=self._ssl) as response:
                 status, raw = response.status, response.read()

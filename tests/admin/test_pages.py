@@ -4,8 +4,10 @@ health panel, no key bytes anywhere, and bad references answered with 400/404.""
 
 from __future__ import annotations
 
+import binascii
 import html
 import importlib.machinery
+import json
 import re
 import sys
 import types
@@ -323,6 +325,25 @@ def test_health_panel_runs_checks_only_on_request(
 # -- no key bytes anywhere -------------------------------------------------------------------
 
 
+def wrapped_keys() -> list[str]:
+    """The base64 ``Key`` of every stored record that holds random bytes (a wrapped key)."""
+    found = []
+    for record in EncryptionKey.objects.values_list("key_record", flat=True):
+        try:
+            value = json.loads(record).get("Key")
+            raw = binascii.a2b_base64(value, strict_mode=True)
+        except (ValueError, AttributeError, TypeError):  # the fixture's malformed rows
+            continue
+        if len(raw) >= 32 and not raw.isascii():
+            found.append(value)
+    return found
+
+
+def windows(secret: str, size: int) -> list[str]:
+    """Every substring of ``secret`` of ``size`` characters (prefixes and slices alike)."""
+    return [secret[i : i + size] for i in range(len(secret) - size + 1)]
+
+
 def test_no_page_shows_key_bytes(
     keyring: Keyring, superuser: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -344,7 +365,19 @@ def test_no_page_shows_key_bytes(
         text = response.content.decode()
         leaked = [secret[:12] for secret in secrets if secret in text]
         assert not leaked, f"{url} shows key material starting {leaked}"
+        # Nor any part of it: every 12-character window (72 bits of base64, 48 of hex; a
+        # chance match in a page is negligible), so a prefix or a slice is caught too.
+        parts = [w for secret in secrets for w in windows(secret, 12) if w in text]
+        assert not parts, f"{url} shows part of key material: {parts[:1]}"
         seen += 1
+    for name in keyring.rows:  # the detail page's record: Key is masked, no part shown
+        text = client.get(keyring.detail_path(name)).content.decode()
+        shown = re.search(r'<pre class="asherah-record">(.*?)</pre>', text, re.S)
+        assert shown is not None, name
+        record = html.unescape(shown.group(1))
+        assert re.search(r'"Key": "<masked: \d+ base64 characters>"', record), record
+        for secret in wrapped_keys():
+            assert not [w for w in windows(secret, 4) if w in record], (name, record)
     response = client.post(HEALTH)
     assert not [s for s in secrets if s in response.content.decode()]
     # A revocation and the pages after it.
@@ -448,11 +481,14 @@ def test_object_ids_round_trip_and_records_are_masked() -> None:
     precise = moment.replace(microsecond=250)
     assert keys.parse_object_id(keys.object_id("k", precise)) == ("k", precise)
 
+    wrapped = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8BI0VniavN7wEjRWeJ"
     masked = keys.masked_record(
-        '{"Revoked":true,"Created":1,"Key":"c2VjcmV0c2VjcmV0","ParentKeyMeta":'
+        f'{{"Revoked":true,"Created":1,"Key":"{wrapped}","ParentKeyMeta":'
         '{"KeyId":"_SK_s_p","Created":1},"Extra":"c2VjcmV0"}'
     )
     assert "c2VjcmV0" not in masked and '"Extra": "<masked>"' in masked
+    assert json.loads(masked)["Key"] == f"<masked: {len(wrapped)} base64 characters>"
+    assert not [w for w in windows(wrapped, 3) if w in masked]  # no prefix, no slice
     assert '"KeyId": "_SK_s_p"' in masked and '"Revoked": true' in masked
     assert keys.masked_record("c2VjcmV0 not json") == "<not JSON: 17 characters, not shown>"
     assert keys.masked_record('["c2VjcmV0"]').startswith("<not a JSON object")

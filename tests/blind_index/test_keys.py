@@ -125,6 +125,28 @@ def test_the_index_is_never_an_unkeyed_hash_of_the_value() -> None:
 
 
 @pytest.mark.django_db
+def test_blind_index_key_wrap_nonces_are_distinct(own_service: str) -> None:
+    """Each index key is wrapped under the system key with a nonce of its own (a repeated
+    nonce under the SK would expose the XOR of two index keys): many partitions' keys,
+    and several versions of one key id, read back from the stored records."""
+    ring_keys = IndexKeys(factory())
+    for index in range(60):
+        ring_keys.write_version(ring_keys.key_id(f"t{index}"))
+    global_id = ring_keys.key_id(None)
+    ring_keys.write_version(global_id)
+    rotated = ring_keys.rotate(global_id, int(time.time()) + 3600)
+    assert rotated is not None and rotated[1]  # a second, pending version
+    rows = EncryptionKey.objects.filter(
+        id__startswith="_BIDX_", id__endswith=own_service + "_testprod"
+    )
+    wraps = [EnvelopeKeyRecord.from_json(row.key_record).encrypted_key for row in rows]
+    assert len(wraps) == 62  # 60 partitions' keys, and two versions of the global one
+    nonces = [wrap[-12:] for wrap in wraps]
+    assert len(set(nonces)) == len(nonces), "a blind index key wrap nonce was used twice"
+    assert len({wrap[:-12] for wrap in wraps}) == len(wraps)
+
+
+@pytest.mark.django_db
 def test_each_field_derives_its_own_key() -> None:
     with asherah_django.session(P):
         customer = Customer.objects.create(email="same@example.org", nickname="same@example.org")

@@ -68,6 +68,42 @@ def test_email_lookups_are_stripped_and_casefolded_by_default(people: Any) -> No
         assert Customer.objects.get(name="ann").email == "Ann@Example.org"  # stored as given
 
 
+# Unicode caseless matching (NFC of the casefolded NFD), not ``.lower()``: each pair below
+# is one value typed two ways; the last ones must stay apart.
+SAME = [
+    ("STRASSE", "straße"),  # German sharp s casefolds to "ss" (lower() keeps "ß")
+    ("MASSE", "Maße"),
+    ("Café", "Cafe\u0301"),  # NFC (precomposed é) and NFD (e + combining acute)
+    ("RE\u0301SUME\u0301", "résumé"),
+    ("Ångström", "A\u030angstro\u0308m"),
+    ("\u01c5emal", "\u01c4EMAL"),  # a titlecase digraph (Dž) and its capital (DŽ)
+    ("İstanbul", "i\u0307stanbul"),  # Turkish dotted capital I: i + combining dot
+    ("ﬁle", "FILE"),  # the fi ligature casefolds to "fi"
+]
+APART = [
+    ("k\u0131z", "kiz"),  # Turkish dotless i (U+0131) is its own letter: no locale folding
+    ("KIZ", "k\u0131z"),
+    ("İstanbul", "istanbul"),
+    ("straße", "strase"),
+]
+
+
+def test_casefolded_lookups_follow_unicode_caseless_matching() -> None:
+    for index, (stored, typed) in enumerate(SAME):
+        with asherah_django.session(P):
+            Customer.objects.create(name=f"s{index}", email=f"s{index}@example.org", handle=stored)
+        assert names(Customer.objects.filter(handle=typed)) == [f"s{index}"], (stored, typed)
+        assert names(Customer.objects.filter(handle__iexact=typed)) == [f"s{index}"]
+        # The email field (stripped and casefolded by default) in its local part.
+        with asherah_django.session(P):
+            Subscriber.objects.create(email=f"{stored}@example.org")
+        assert Subscriber.objects.filter(email=f" {typed}@EXAMPLE.org ").count() == 1
+    for index, (stored, typed) in enumerate(APART):
+        with asherah_django.session(P):
+            Customer.objects.create(name=f"a{index}", email=f"a{index}@example.org", handle=stored)
+        assert f"a{index}" not in names(Customer.objects.filter(handle=typed)), (stored, typed)
+
+
 def test_char_fields_match_exactly_unless_they_casefold(people: Any) -> None:
     assert names(Customer.objects.filter(nickname="Annie")) == ["ann"]
     assert names(Customer.objects.filter(nickname="annie")) == []

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from asherah_django.core import (
     AsherahError,
+    DecryptionError,
     EnvelopeKeyRecord,
     MalformedRecordError,
     Session,
@@ -106,31 +107,51 @@ def _mutations() -> st.SearchStrategy[Any]:
         target = record
         for part in path[:-1]:
             target = target[part]
+        original = target[path[-1]]
         if draw(st.booleans()):
             del target[path[-1]]
+            expected: type[AsherahError] = MalformedRecordError
         else:
-            target[path[-1]] = draw(json_values)
-        return record
+            value = target[path[-1]] = draw(json_values)
+            # A value of another JSON type is a malformed record; one of the right type
+            # (another id, number or base64 text) may instead fail to match, to be found
+            # or to authenticate: a DecryptionError, never another kind of error.
+            same_kind = isinstance(value, str) == isinstance(original, str) and isinstance(
+                value, dict
+            ) == isinstance(original, dict)
+            numeric = isinstance(original, int) and isinstance(value, int | float)
+            expected = DecryptionError if same_kind or numeric else MalformedRecordError
+        return record, expected
 
     return mutate()
 
 
 @FAST
 @given(_mutations())
-def test_wrong_types_or_missing_fields_raise_typed_errors(record: Any) -> None:
+def test_wrong_types_or_missing_fields_raise_typed_errors(
+    case: tuple[Any, type[AsherahError]],
+) -> None:
+    record, expected = case
     text = json.dumps(record)
+    result = _outcome(text)
+    if isinstance(result, AsherahError):
+        assert isinstance(result, expected), (type(result), expected)
+        assert str(result)  # says what is wrong
+    else:  # only a no-op mutation (an equal value put back) may decrypt, and then correctly
+        assert result == b"the reference plaintext"
+
+
+def _outcome(record: str) -> bytes | AsherahError:
     try:
-        plaintext = SESSION.decrypt(text)
-    except AsherahError:
-        return
-    # Only a no-op mutation (an equal value put back) may decrypt, and then correctly.
-    assert plaintext == b"the reference plaintext"
+        return SESSION.decrypt(record)
+    except AsherahError as exc:
+        return exc
 
 
 @FAST
 @given(st.text(max_size=300) | st.binary(max_size=300))
 def test_garbage_raises_typed_errors(garbage: str | bytes) -> None:
-    with pytest.raises(AsherahError):
+    with pytest.raises(MalformedRecordError):
         SESSION.decrypt(garbage)
 
 
@@ -147,11 +168,13 @@ def test_arbitrary_json_raises_typed_errors(value: Any) -> None:
 @given(st.integers(min_value=0, max_value=len(REFERENCE) - 1), st.characters())
 def test_character_substitutions_never_give_wrong_plaintext(position: int, char: str) -> None:
     mutated = REFERENCE[:position] + char + REFERENCE[position + 1 :]
-    try:
-        plaintext = SESSION.decrypt(mutated)
-    except AsherahError:
-        return
-    assert plaintext == b"the reference plaintext"  # e.g. an equivalent JSON spelling
+    result = _outcome(mutated)
+    if isinstance(result, AsherahError):
+        # The record is refused as a record (malformed, another partition, an unknown key,
+        # failed authentication), never with another kind of error (KMS, metastore...).
+        assert isinstance(result, DecryptionError), type(result)
+    else:
+        assert result == b"the reference plaintext"  # e.g. an equivalent JSON spelling
 
 
 @FAST

@@ -147,6 +147,55 @@ def test_revocation_is_noticed_after_the_check_interval(
     assert second.created > first.created
 
 
+def test_system_key_revoked_by_another_process_is_noticed_after_the_check_interval(
+    make_factory: MakeFactory, metastore: InMemoryMetastore, clock: FakeClock
+) -> None:
+    """Another process (or Asherah's revoke script) revokes the SK in the metastore; this
+    process, which holds the SK and its IK in cache, must stop writing under that SK once
+    ``check_interval`` has passed, and never sooner than it must."""
+    factory = make_factory(CryptoPolicy(check_interval=600))
+    session = factory.get_session("p")
+    first = parse_data_row(session.encrypt(b"1")).parent
+    first_record = metastore.load(first.key_id, first.created)
+    assert first_record is not None and first_record.parent is not None
+    revoked_sk = first_record.parent
+    assert metastore.revoke(revoked_sk.key_id, revoked_sk.created)
+    clock.advance(599)
+    assert parse_data_row(session.encrypt(b"2")).parent == first  # still cached, as Asherah
+    clock.advance(2)
+    second = parse_data_row(session.encrypt(b"3")).parent
+    second_record = metastore.load(second.key_id, second.created)
+    assert second_record is not None and second_record.parent is not None
+    assert second_record.parent != revoked_sk  # a new IK under a new SK
+    new_sk = metastore.load(second_record.parent.key_id, second_record.parent.created)
+    assert new_sk is not None and not new_sk.revoked
+    # Every later write stays off the revoked SK, in this process and in a fresh one.
+    for writer in (session, make_factory().get_session("p")):
+        parent = parse_data_row(writer.encrypt(b"4")).parent
+        record = metastore.load(parent.key_id, parent.created)
+        assert record is not None and record.parent == second_record.parent
+
+
+def test_a_key_found_revoked_is_marked_revoked_for_every_holder(
+    make_factory: MakeFactory, metastore: InMemoryMetastore, clock: FakeClock
+) -> None:
+    """When a write finds the latest SK (or IK) revoked in the metastore, the cached key
+    object itself is marked revoked, so code holding it sees it too."""
+    factory = make_factory(CryptoPolicy(check_interval=600))
+    first = parse_data_row(factory.get_session("p").encrypt(b"1")).parent
+    old_ik = factory.keys.intermediate_keys.latest[IK_ID]
+    old_sk = factory.keys.system_keys.latest[SK_ID]
+    assert metastore.revoke(old_sk.key_id, old_sk.created)
+    assert metastore.revoke(first.key_id, first.created)
+    clock.advance(601)
+    new_sk = factory.keys.latest_system_key()
+    assert new_sk is not old_sk and new_sk.created > old_sk.created
+    assert old_sk.revoked  # the object other holders have
+    assert factory.keys.system_key(old_sk.meta).revoked
+    second = parse_data_row(factory.get_session("p").encrypt(b"2")).parent
+    assert second != first and old_ik.revoked
+
+
 def test_revocation_then_write_in_the_same_minute_gets_a_new_valid_key(
     make_factory: MakeFactory, metastore: InMemoryMetastore, clock: FakeClock
 ) -> None:
@@ -230,9 +279,19 @@ def test_caching_disabled_reads_the_metastore_every_time(
 
 def test_key_cache_is_bounded_and_evicted_keys_are_wiped(make_factory: MakeFactory) -> None:
     factory = make_factory(CryptoPolicy(intermediate_key_cache_size=3))
-    records = {f"p{i}": factory.get_session(f"p{i}").encrypt(b"v") for i in range(10)}
+    records, held = {}, []
+    for i in range(10):
+        records[f"p{i}"] = factory.get_session(f"p{i}").encrypt(b"v")
+        held += factory.keys.intermediate_keys.cached()
     assert len(factory.keys.intermediate_keys) == 3
     assert len(factory.keys.intermediate_keys.latest) <= 3
+    kept = {id(key) for key in factory.keys.intermediate_keys.cached()}
+    evicted = list({id(key): key for key in held if id(key) not in kept}.values())
+    assert len(evicted) == 7
+    for key in evicted:  # every byte zeroed and the key unusable, not merely dropped
+        assert not key.usable
+        assert key._secret is not None and len(key._secret) == 32 and not any(key._secret)
+    assert all(any(key._secret or b"") for key in factory.keys.intermediate_keys.cached())
     for partition, record in records.items():
         assert factory.get_session(partition).decrypt(record) == b"v"
     assert len(factory.keys.intermediate_keys) == 3
@@ -286,3 +345,43 @@ def test_shredded_key_is_forgotten_and_wiped(
     assert all(not key.usable for key in cached)
     with pytest.raises(KeyNotFoundError):
         session.decrypt(record)
+
+
+def test_transient_copies_of_key_bytes_are_zeroed(
+    make_factory: MakeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes a key is made from (new, unwrapped by the KMS, unwrapped by the SK) are
+    zeroed once the CryptoKey holds its own copy (best effort, as keys.py says)."""
+    from asherah_django.core import envelope
+
+    handed: list[object] = []
+    real = envelope.CryptoKey
+
+    def capture(meta: KeyMeta, secret: bytearray, **options: object) -> object:
+        handed.append(secret)
+        return real(meta, secret, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(envelope, "CryptoKey", capture)
+    record = make_factory().get_session("p").encrypt(b"x")  # SK and IK created
+    assert make_factory().get_session("p").decrypt(record) == b"x"  # both unwrapped
+    assert len(handed) == 4
+    for secret in handed:
+        assert isinstance(secret, bytearray) and len(secret) == 32 and not any(secret)
+
+
+def test_decrypt_many_loads_the_keys_of_all_records_in_one_batch(
+    make_factory: MakeFactory, metastore: InMemoryMetastore
+) -> None:
+    writer = make_factory()
+    session = writer.get_session("p")
+    records = []
+    for index in range(3):  # three intermediate keys in one partition
+        records.append(session.encrypt(f"v{index}".encode()))
+        meta = parse_data_row(records[-1]).parent
+        metastore.revoke(meta.key_id, meta.created)
+        writer.keys.key_revoked(meta)
+    assert len({parse_data_row(r).parent for r in records}) == 3
+    before = metastore.loads
+    cold = make_factory().get_session("p")
+    assert cold.decrypt_many(records) == [b"v0", b"v1", b"v2"]
+    assert metastore.loads - before == 2  # one batch of IKs, one of their SK

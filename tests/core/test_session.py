@@ -16,12 +16,14 @@ from asherah_django.core import (
     KMSError,
     PartitionMismatchError,
     PayloadTooLargeError,
+    Session,
     SessionClosedError,
     SessionFactory,
     StaticKMS,
     parse_data_row,
 )
 from asherah_django.core.session import MAX_PLAINTEXT_SIZE
+from tests.support import optional
 
 
 @pytest.mark.parametrize("payload", [b"", b"\x00", b"hello", bytes(range(256)) * 40])
@@ -52,21 +54,40 @@ def test_record_shape_matches_asherah(factory: SessionFactory) -> None:
     assert len(row.data) == 20 + 16 + 12
 
 
-def test_each_encrypt_uses_a_fresh_data_key(factory: SessionFactory) -> None:
+@pytest.mark.parametrize("path", ["py", "c"])
+def test_each_encrypt_uses_a_fresh_data_key(factory: SessionFactory, path: str) -> None:
+    encrypt = Session._encrypt_py if path == "py" else Session._encrypt_c
+    if path == "c":
+        optional.c_path()
     session = factory.get_session("p1")
-    first, second = session.encrypt(b"same"), session.encrypt(b"same")
-    assert parse_data_row(first).encrypted_key != parse_data_row(second).encrypted_key
-    assert parse_data_row(first).data != parse_data_row(second).data
+    rows = [parse_data_row(encrypt(session, b"same")) for _ in range(2)]
+    ik = factory.keys.intermediate_key(rows[0].parent)
+    data_keys = [ik.unwrap(row.encrypted_key) for row in rows]
+    assert len(data_keys[0]) == 32 and data_keys[0] != data_keys[1]
+    # Fresh nonces too (a fresh key alone would hide a constant nonce): tests/core/test_nonces.py
+    assert rows[0].encrypted_key[-12:] != rows[1].encrypted_key[-12:]
+    assert rows[0].data[-12:] != rows[1].data[-12:]
+    assert rows[0].data != rows[1].data
 
 
-def test_other_partition_is_refused(factory: SessionFactory) -> None:
-    record = factory.get_session("alice").encrypt(b"alice's secret")
+@pytest.mark.parametrize(
+    ("mine", "theirs"),
+    [("alice", "bob"), ("al", "al_ice"), ("alice", "alicf"), ("p1", "p2"), ("ü1", "ü2")],
+)
+@pytest.mark.parametrize("path", ["py", "c"])
+def test_other_partition_is_refused(
+    factory: SessionFactory, mine: str, theirs: str, path: str
+) -> None:
+    """Ids of the same length reach the fast path's exact comparison; others (a prefix)
+    are refused before it. Either way: PartitionMismatchError, not a key lookup."""
+    decrypt = Session._decrypt_py if path == "py" else Session._decrypt_c
+    if path == "c":
+        optional.c_path()
+    record = factory.get_session(mine).encrypt(b"secret")
+    factory.get_session(theirs).encrypt(b"their own key, created in the same minute")
     with pytest.raises(PartitionMismatchError, match="another partition"):
-        factory.get_session("bob").decrypt(record)
-    # A partition whose id is a prefix of another's is refused too (exact match only).
-    record = factory.get_session("al").encrypt(b"x")
-    with pytest.raises(PartitionMismatchError):
-        factory.get_session("al_ice").decrypt(record)
+        decrypt(factory.get_session(theirs), record)
+    assert decrypt(factory.get_session(mine), record) == b"secret"
 
 
 def test_other_service_is_refused(kms: StaticKMS, metastore: InMemoryMetastore) -> None:
@@ -179,3 +200,51 @@ def test_core_never_imports_django() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("path", ["py", "c"])
+def test_canonical_records_take_the_fast_path(
+    factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The compact layout every Asherah implementation writes is sliced, not JSON-parsed
+    (the hot path); the parser is only for other spellings."""
+    from asherah_django.core import session as session_module
+
+    decrypt = Session._decrypt_py if path == "py" else Session._decrypt_c
+    if path == "c":
+        optional.c_path()
+    session = factory.get_session("p1")
+    record = session.encrypt(b"fast")
+    respaced = json.dumps(json.loads(record), indent=1)
+
+    def no_parsing(record: object) -> object:
+        raise AssertionError("the JSON parser was used")
+
+    monkeypatch.setattr(session_module, "parse_data_row", no_parsing)
+    assert decrypt(session, record) == b"fast"
+    with pytest.raises(AssertionError, match="parser was used"):
+        decrypt(session, respaced)
+
+
+def test_short_blobs_are_refused_saying_what_was_expected() -> None:
+    from asherah_django.core.aead import Cipher, new_key
+
+    cipher = Cipher(new_key())
+    for size in (0, 11, 12, 27):
+        with pytest.raises(DecryptionError, match=f"is {size} bytes; at least 28 expected"):
+            cipher.open(bytes(size))
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        cipher.open(bytes(28))
+
+
+def test_a_wiped_key_fails_loudly_not_silently(factory: SessionFactory) -> None:
+    factory.get_session("p1").encrypt(b"x")
+    key = factory.keys.intermediate_keys.cached()[0]
+    key.wipe()
+    assert not key.usable and key.secret_bytes is None
+    with pytest.raises(RuntimeError, match="wiped"):
+        key.aead.encrypt(bytes(12), b"data", None)
+    with pytest.raises(RuntimeError, match="wiped"):
+        key.aead.decrypt(bytes(12), bytes(28), None)
+    with pytest.raises(RuntimeError, match="wiped"):
+        key.wrap(bytes(32), bytes(12))

@@ -117,8 +117,9 @@ def test_e001_e002_missing_service_name_and_product_id() -> None:
 
 
 def test_e003_unknown_kms() -> None:
-    message = only(settings_messages(**{**STATIC, "KMS": "aws"}), "asherah.E003")
-    assert "KMS 'aws' is unknown" in message.msg and "vault" in message.msg
+    # "aws" was the example here until issue 24 made it a KMS.
+    message = only(settings_messages(**{**STATIC, "KMS": "gcp"}), "asherah.E003")
+    assert "KMS 'gcp' is unknown" in message.msg and "vault" in message.msg
     assert "ASHERAH['KMS']" in (message.hint or "")
 
 

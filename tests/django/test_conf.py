@@ -159,7 +159,7 @@ def test_test_debug_static_uses_asherahs_public_test_key() -> None:
         assert asherah_settings.static_master_key_hex == TEST_MASTER_KEY_HEX
 
 
-@pytest.mark.parametrize("value", ["aws", "", "Static ", 3])
+@pytest.mark.parametrize("value", ["gcp", "", "Static ", 3])
 def test_unknown_kms_names_the_setting(value: object) -> None:
     with configured(KMS=value):
         if value == "":
@@ -315,6 +315,10 @@ def test_generic_names_are_read_only_with_the_prefix(monkeypatch: pytest.MonkeyP
     generic = [name for name in DEFAULTS if name not in VAULT_NAMES]
     generic.remove("KMS")
     generic.remove("STATIC_MASTER_KEY_HEX")
+    for aws_name in ("REGION_MAP", "PREFERRED_REGION", "KMS_KEY_ID",  # issue 24: asherah-ffi's
+                     "SECRETS_MANAGER_SECRET_ID", "AWS_REGION", "AWS_ENDPOINT_URL"):  # fmt: skip
+        generic.remove(aws_name)
+    assert {"AWS_PROFILE_NAME", "AWS_KMS_ENDPOINTS", "AWS_TIMEOUT"} <= set(generic)
     assert {"SERVICE_NAME", "PRODUCT_ID", "DATABASE", "METASTORE"} <= set(generic)
     for name in generic:
         monkeypatch.setenv(name, "from-the-platform")

@@ -65,6 +65,7 @@ def test_every_python_block_is_checked() -> None:
         "class ContactSerializer(EncryptedModelSerializer)",
         "def contact_email(contact_id)",
         "class SlowKMSWarning(observability.Observer)",
+        "class TestMyKMS(KMSConformance)",
     ]
     assert len(BLOCKS) == len(markers), "a README python block has no check in this file"
     for marker in markers:
@@ -228,3 +229,12 @@ def test_bound_values_block(transactional_db: None) -> None:
         finally:
             with connection.schema_editor() as editor:
                 editor.delete_model(patient)
+
+
+def test_custom_kms_conformance_block() -> None:
+    """Issue 24: the README's conformance-kit example runs against a toy user KMS."""
+    from tests.kms_conformance.toy import ToyKMS
+
+    namespace: dict[str, Any] = {"MyKMS": ToyKMS}
+    exec(_block("class TestMyKMS(KMSConformance)"), namespace)
+    namespace["TestMyKMS"]().test_kms_conformance()

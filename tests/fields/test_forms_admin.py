@@ -74,6 +74,35 @@ def test_model_form_shows_plaintext_and_saves_ciphertext() -> None:
         assert looks_like_data_row(raw_column(AllTypes, obj.pk, name))
 
 
+def test_a_record_pasted_into_a_model_form_is_encrypted_not_stored_as_is() -> None:
+    """Form input that IS a DataRowRecord (another row's ciphertext, copied) goes through
+    clean(), which never adopts it: it is plaintext to encrypt. Storing it as is would let
+    a user copy another row's secret into a row they can read back."""
+    with asherah_django.session("forms"):
+        victim = AllTypes.objects.create(text="the victim's secret", number=1)
+        mine = AllTypes.objects.create(text="mine", number=2)
+    pasted = raw_column(AllTypes, victim.pk, "text")
+    assert looks_like_data_row(pasted)
+    with asherah_django.session("forms"):
+        data = {"label": "x", "text": pasted, "char": "", "email": "", "data": "null"}
+        data.update(number="2", big_number="", amount="", flag="", day="", moment="")
+        form = AllTypesForm(data, instance=AllTypes.objects.get(pk=mine.pk))
+        assert form.is_valid(), form.errors
+        assert form.cleaned_data["text"] == pasted and type(form.cleaned_data["text"]) is str
+        form.save()
+        stored = raw_column(AllTypes, mine.pk, "text")
+        assert stored != pasted and looks_like_data_row(stored)
+        assert AllTypes.objects.get(pk=mine.pk).text == pasted  # the typed text, encrypted
+        # Model validation (full_clean) takes the same path.
+        instance = AllTypes.objects.get(pk=mine.pk)
+        instance.text = pasted
+        instance.full_clean(exclude=["blob"])
+        assert type(instance.text) is str
+        instance.save()
+        assert raw_column(AllTypes, mine.pk, "text") not in (pasted, stored)
+        assert AllTypes.objects.get(pk=mine.pk).text == pasted
+
+
 def test_model_form_validates_the_plaintext() -> None:
     with asherah_django.session("forms"):
         form = AllTypesForm({"char": "x" * 41, "email": "not an email", "number": str(2**31)})
@@ -112,6 +141,27 @@ def test_admin_changelist_change_and_add(admin_client: tuple[Client, User]) -> N
         assert AllTypes.objects.get(pk=obj.pk).text == "edited in admin"
         assert AllTypes.objects.get(label="new").text == "added"
     assert looks_like_data_row(raw_column(AllTypes, obj.pk, "text"))
+
+
+def test_a_record_pasted_into_the_admin_is_encrypted_not_stored_as_is(
+    admin_client: tuple[Client, User],
+) -> None:
+    client, user = admin_client
+    with asherah_django.session(str(user.pk)):
+        victim = AllTypes.objects.create(label="victim", text="the victim's secret")
+    pasted = raw_column(AllTypes, victim.pk, "text")
+    post: dict[str, Any] = {"label": "copy", "text": pasted, "char": "", "email": ""}
+    post.update(data="null", number="", big_number="", amount="", flag="", day="", moment_0="")
+    post.update(moment_1="")
+    assert client.post("/admin/testapp/alltypes/add/", post).status_code == 302
+    copy = AllTypes.objects.get(label="copy")
+    stored = raw_column(AllTypes, copy.pk, "text")
+    assert stored != pasted and looks_like_data_row(stored)
+    with asherah_django.session(str(user.pk)):
+        assert AllTypes.objects.get(pk=copy.pk).text == pasted
+    page = client.get(f"/admin/testapp/alltypes/{copy.pk}/change/")
+    assert b"the victim&#x27;s secret" not in page.content
+    assert b"the victim's secret" not in page.content
 
 
 def test_admin_lists_rows_of_many_tenants(admin_client: tuple[Client, User]) -> None:

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import AsyncClient, Client, override_settings
 
-from asherah_django.context import current_partition
+from asherah_django.context import current_partition, session
 from asherah_django.core.errors import NoActiveSessionError
 from asherah_django.core.records import looks_like_data_row
 from asherah_django.middleware import AsherahSessionMiddleware, user_partition
@@ -146,19 +146,44 @@ def test_streaming_responses_are_produced_inside_the_scope(by_header: None) -> N
     client.get("/sync/", {"body": "b"})
     response = client.get("/stream/")
     assert current_partition() is None  # the request is over; its content is not sent yet
-    chunks = [chunk.decode() for chunk in response.streaming_content]  # type: ignore[attr-defined]
+    content: Iterator[bytes] = iter(response.streaming_content)  # type: ignore[attr-defined]
+    chunks = []
+    for _ in range(2):  # one chunk at a time: the server's code runs between them
+        chunks.append(next(content).decode())
+        assert current_partition() is None  # the partition is not visible between chunks
+    with session("caller"):  # a scope of the caller's own is neither used nor disturbed
+        assert next(content, None) is None
+        assert current_partition() == "caller"
     assert chunks == ["streamer:a\n", "streamer:b\n"]
-    assert current_partition() is None  # nothing leaked between or after the chunks
+    assert current_partition() is None  # nor after the last one
+    response.close()
+
+
+def test_streamed_chunks_ignore_and_keep_the_callers_scope(by_header: None) -> None:
+    client = Client(headers={"X-Tenant": "streamer2"})
+    client.get("/sync/", {"body": "a"})
+    client.get("/sync/", {"body": "b"})
+    response = client.get("/stream/")
+    content: Iterator[bytes] = iter(response.streaming_content)  # type: ignore[attr-defined]
+    with session("caller"):
+        first = next(content).decode()
+        assert current_partition() == "caller"
+    second = next(content).decode()
+    assert current_partition() is None
+    assert [first, second] == ["streamer2:a\n", "streamer2:b\n"]
     response.close()
 
 
 def test_async_streaming_responses_are_produced_inside_the_scope(by_header: None) -> None:
     Client(headers={"X-Tenant": "astreamer"}).get("/sync/", {"body": "x"})
 
-    async def main() -> tuple[list[str], str | None]:
+    async def main() -> tuple[list[str], list[str | None]]:
         response = await AsyncClient().get("/astream/", headers={"X-Tenant": "astreamer"})
         content: AsyncIterator[bytes] = response.streaming_content  # type: ignore[attr-defined]
-        chunks = [chunk.decode() async for chunk in content]
-        return chunks, current_partition()
+        chunks, seen = [], [current_partition()]
+        async for chunk in content:  # the caller's context between chunks
+            chunks.append(chunk.decode())
+            seen.append(current_partition())
+        return chunks, [*seen, current_partition()]
 
-    assert async_to_sync(main)() == (["astreamer:x\n"], None)
+    assert async_to_sync(main)() == (["astreamer:x\n"], [None, None, None])

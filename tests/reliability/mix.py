@@ -98,6 +98,8 @@ def run_mix(worker: str, ops: int, partitions: list[str], seed: int) -> MixResul
         partition = rng.choice(partitions)
         label = f"{worker}-{index}"
         roll = rng.random()
+        if index == ops - 1 and not result.ops["session_cross_partition_refused"]:
+            roll = 0.99  # at least one cross-partition attempt per run, however short
         kind = "?"
         try:
             if roll < 0.15 or not notes:

@@ -93,7 +93,7 @@ def check_flat(label: str, marks: list[dict[str, int]]) -> None:
 def check_mix(label: str, result: MixResult) -> None:
     assert result.errors == {}, f"{label}: {dict(result.errors)}\n" + "\n".join(result.first_errors)
     assert result.wrong_partition == 0 and result.wrong_value == 0
-    assert result.ops["session_cross_partition_refused"] > 0 or OPS < 200
+    assert result.ops["session_cross_partition_refused"] > 0  # (mix.py makes one at least)
 
 
 def writes(result: MixResult) -> int:

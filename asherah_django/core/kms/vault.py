@@ -73,7 +73,7 @@ class VaultTransitKMS:
             if path is not None and not os.path.isfile(path):
                 raise ConfigurationError(f"{name} is not a readable file: {path}")
         self.config = config
-        self._ctx = context(config.addr, config.transit_mount, config.transit_key)
+        self._ctx = context(config.addr, config.transit_mount, config.transit_key, config.namespace)
         self._paths = {
             op: f"v1/{config.transit_mount}/{op}/{config.transit_key}" for op in _TRANSIT_OPS
         }
@@ -169,8 +169,9 @@ class VaultTransitKMS:
     def health(self) -> VaultHealth:
         """``sys/health`` (no token needed): initialized, sealed, standby, version."""
         reply = self._http.send(
-            "GET", "v1/sys/health", "Vault health", token=None, kind="other", params=_HEALTH_QUERY
-        )
+            "GET", "v1/sys/health", "Vault health", token=None, kind="other",
+            params=_HEALTH_QUERY, root_namespace=True,
+        )  # fmt: skip
         if not reply.ok:
             raise self._error("health", reply, "sys/health")
         return health_from(reply.payload)

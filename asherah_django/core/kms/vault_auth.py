@@ -8,7 +8,7 @@ No HTTP here (the KMS in ``vault.py`` does that); this module decides:
   is renewable; when a renewal no longer extends it (max TTL reached) or it is not
   renewable, a login-based client logs in again before it expires;
 * that an AppRole secret id, once Vault refused it after a successful login, is never sent
-  again: a fresh one is needed.
+  again: a fresh one is needed (from ``VAULT_APPROLE_SECRET_ID_FILE``, re-read at each login).
 """
 
 from __future__ import annotations
@@ -79,12 +79,18 @@ class SecretIdSpentError(LoginError):
 
 
 class LoginPlan:
-    """Builds login requests and remembers what happened to the AppRole secret id."""
+    """Builds login requests and remembers what happened to the AppRole secret id.
+
+    With ``VAULT_APPROLE_SECRET_ID_FILE`` the secret id is read from the file at each
+    login; a secret id is "spent" once Vault refused it after a successful login, and a
+    spent value is never sent again (a new value in the file is).
+    """
 
     def __init__(self, config: VaultTransitConfig) -> None:
         self.config = config
-        self.secret_id_accepted = False
-        self.secret_id_spent = False
+        self._sent: str | None = None
+        self._accepted: str | None = None
+        self._spent: str | None = None
 
     @property
     def path(self) -> str:
@@ -92,7 +98,8 @@ class LoginPlan:
 
     @property
     def sends_secret_id(self) -> bool:
-        return self.config.auth_method == "approle" and bool(self.config.approle_secret_id)
+        c = self.config
+        return c.auth_method == "approle" and bool(c.approle_secret_id or c.approle_secret_id_file)
 
     def body(self) -> dict[str, str] | None:
         """The JSON body of the next login (``None``: cert auth sends no body)."""
@@ -100,24 +107,42 @@ class LoginPlan:
         if config.auth_method == "kubernetes":
             return {"role": config.auth_role or "", "jwt": self._read_jwt()}
         if config.auth_method == "approle":
-            if self.secret_id_spent:
-                raise SecretIdSpentError("secret id already refused after use")
             body = {"role_id": config.approle_role_id or ""}
-            if config.approle_secret_id:
-                body["secret_id"] = config.approle_secret_id
+            secret = self._secret_id()
+            if secret is not None:
+                if secret == self._spent:
+                    raise SecretIdSpentError("secret id already refused after use")
+                body["secret_id"] = secret
+            self._sent = secret
             return body
         return None
 
     def accepted(self) -> None:
         if self.sends_secret_id:
-            self.secret_id_accepted = True
+            self._accepted = self._sent
 
     def refused(self) -> bool:
         """Record a refused login; True when it means the secret id is now spent."""
-        if self.sends_secret_id and self.secret_id_accepted:
-            self.secret_id_spent = True
+        if self.sends_secret_id and self._sent is not None and self._sent == self._accepted:
+            self._spent = self._sent
             return True
         return False
+
+    def fresh_secret_id(self) -> bool:
+        """True when ``VAULT_APPROLE_SECRET_ID_FILE`` now holds a value not yet refused."""
+        if not self.config.approle_secret_id_file:
+            return False
+        try:
+            secret = self._secret_id()
+        except LoginError:
+            return False
+        return secret is not None and secret != self._spent
+
+    def _secret_id(self) -> str | None:
+        path = self.config.approle_secret_id_file
+        if not path:
+            return self.config.approle_secret_id
+        return read_secret_file("VAULT_APPROLE_SECRET_ID_FILE", path, "AppRole secret id")
 
     def _read_jwt(self) -> str:
         path = self.config.k8s_token_path
@@ -132,3 +157,16 @@ class LoginPlan:
         if not jwt:
             raise LoginError(f"the service account token at VAULT_K8S_TOKEN_PATH={path} is empty")
         return jwt
+
+
+def read_secret_file(setting: str, path: str, what: str) -> str:
+    """The stripped content of a credential file; :class:`LoginError` naming ``setting``."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = file.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+        raise LoginError(f"cannot read the {what} at {setting}={path}: {reason}") from None
+    if not value:
+        raise LoginError(f"the {what} file {setting}={path} is empty")
+    return value

@@ -11,7 +11,9 @@ Defaults and extras beyond upstream (asherah-ffi):
 =========================  ==========================================================
 ``VAULT_TRANSIT_MOUNT``    ``transit`` (leading and trailing ``/`` ignored)
 ``VAULT_AUTH_METHOD``      unset: ``VAULT_TOKEN`` is used. ``token``, ``kubernetes``
-                           (alias ``k8s``), ``approle``, ``cert`` (alias ``tls``)
+                           (alias ``k8s``), ``approle``, ``cert`` (alias ``tls``), ``agent``
+                           (no token sent: ``VAULT_ADDR`` is a Vault Agent/Proxy API proxy
+                           with ``use_auto_auth_token``, which adds its own)
 ``VAULT_AUTH_MOUNT``       the method's name: ``kubernetes``, ``approle``, ``cert``
 ``VAULT_K8S_TOKEN_PATH``   ``/var/run/secrets/kubernetes.io/serviceaccount/token``
 ``VAULT_CACERT``           unset: the system trust store verifies Vault's certificate
@@ -19,6 +21,12 @@ Defaults and extras beyond upstream (asherah-ffi):
 ``VAULT_CONNECT_TIMEOUT``  3 seconds to open each connection
 ``VAULT_MAX_RETRIES``      2 retries after the first attempt, with jittered backoff,
                            for connection errors and 5xx/sealed answers only
+``VAULT_NAMESPACE``        unset: the root namespace. Sent as ``X-Vault-Namespace`` with
+                           every login, token and Transit request (HCP Vault: ``admin``)
+``VAULT_TOKEN_FILE``       a file holding the token (a Vault Agent token sink); read at
+                           the first call and again once when Vault refuses the token
+``VAULT_APPROLE_SECRET_ID_FILE``  a file holding the AppRole secret id, read at each
+                           login (Vault Agent's ``secret_id_file_path`` convention)
 =========================  ==========================================================
 
 Upstream uses ``VAULT_TOKEN`` whenever it is set, whatever ``VAULT_AUTH_METHOD`` says;
@@ -38,7 +46,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 
-AuthMethod = Literal["token", "kubernetes", "approle", "cert"]
+AuthMethod = Literal["token", "kubernetes", "approle", "cert", "agent"]
 
 DEFAULT_TRANSIT_MOUNT: Final = "transit"
 DEFAULT_K8S_TOKEN_PATH: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -66,6 +74,9 @@ SETTING_NAMES: Final = (
     "VAULT_TIMEOUT",
     "VAULT_CONNECT_TIMEOUT",
     "VAULT_MAX_RETRIES",
+    "VAULT_NAMESPACE",
+    "VAULT_TOKEN_FILE",
+    "VAULT_APPROLE_SECRET_ID_FILE",
 )
 
 _METHOD_ALIASES: Final[Mapping[str, AuthMethod]] = {
@@ -75,6 +86,7 @@ _METHOD_ALIASES: Final[Mapping[str, AuthMethod]] = {
     "approle": "approle",
     "cert": "cert",
     "tls": "cert",
+    "agent": "agent",
 }
 _SEGMENT = re.compile(r"[A-Za-z0-9_.@:+=-]+")
 _SECRET_FIELDS: Final = frozenset({"token", "approle_secret_id"})
@@ -105,6 +117,9 @@ class VaultTransitConfig:
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
+    namespace: str | None = None
+    token_file: str | None = None
+    approle_secret_id_file: str | None = None
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -112,6 +127,17 @@ class VaultTransitConfig:
         _check_path("VAULT_TRANSIT_MOUNT", self.transit_mount, single_segment=False)
         if self.auth_mount is not None:
             _check_path("VAULT_AUTH_MOUNT", self.auth_mount, single_segment=False)
+        if self.namespace is not None:
+            _check_path("VAULT_NAMESPACE", self.namespace, single_segment=False)
+        if self.token is not None and self.token_file is not None:
+            raise ConfigurationError(
+                "set only one of VAULT_TOKEN and VAULT_TOKEN_FILE (the token, or the file "
+                "a Vault Agent sink writes it to)"
+            )
+        if self.approle_secret_id is not None and self.approle_secret_id_file is not None:
+            raise ConfigurationError(
+                "set only one of VAULT_APPROLE_SECRET_ID and VAULT_APPROLE_SECRET_ID_FILE"
+            )
         if self.auth_method not in _METHOD_ALIASES.values():
             raise ConfigurationError(_unsupported(str(self.auth_method)))
         if (self.client_cert is None) != (self.client_key is None):
@@ -129,8 +155,9 @@ class VaultTransitConfig:
             "kubernetes": ("auth_role", "VAULT_AUTH_ROLE"),
             "approle": ("approle_role_id", "VAULT_APPROLE_ROLE_ID"),
             "cert": ("client_cert", "VAULT_CLIENT_CERT"),
+            "agent": ("addr", "VAULT_ADDR"),
         }[self.auth_method]
-        if not getattr(self, required[0]):
+        if not getattr(self, required[0]) and not (self.auth_method == "token" and self.token_file):
             if self.auth_method == "token":
                 raise ConfigurationError(AUTH_REQUIRED_MESSAGE)
             method = self.auth_method
@@ -170,9 +197,10 @@ class VaultTransitConfig:
                 "(the name of the Transit key, e.g. asherah-master)"
             )
         token = get.text("VAULT_TOKEN")
+        token_file = get.text("VAULT_TOKEN_FILE")
         raw_method = get.text("VAULT_AUTH_METHOD")
         if raw_method is None:
-            if token is None:
+            if token is None and token_file is None:
                 raise ConfigurationError(AUTH_REQUIRED_MESSAGE)
             method: AuthMethod = "token"
         else:
@@ -199,6 +227,9 @@ class VaultTransitConfig:
             timeout=get.number("VAULT_TIMEOUT", DEFAULT_TIMEOUT),
             connect_timeout=get.number("VAULT_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
             max_retries=get.integer("VAULT_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+            namespace=_strip_slashes(get.text("VAULT_NAMESPACE")),
+            token_file=token_file,
+            approle_secret_id_file=get.text("VAULT_APPROLE_SECRET_ID_FILE"),
         )
 
     @property
@@ -209,7 +240,7 @@ class VaultTransitConfig:
     @property
     def logs_in(self) -> bool:
         """True when the token comes from a login (and can be obtained again)."""
-        return self.auth_method != "token"
+        return self.auth_method not in ("token", "agent")
 
     def __repr__(self) -> str:
         parts = []
@@ -264,6 +295,13 @@ class _Reader:
         if isinstance(value, str) and value.strip().isdigit():
             return int(value.strip())
         raise ConfigurationError(f"{name} must be a whole number, got {value!r}")
+
+
+def _strip_slashes(value: str | None) -> str | None:
+    """``/admin/team/`` -> ``admin/team``; only slashes -> unset (the root namespace)."""
+    if value is None:
+        return None
+    return value.strip("/") or None
 
 
 def _unsupported(method: str) -> str:

@@ -45,6 +45,15 @@ HINT_TOKEN: Final = (
     "VAULT_TOKEN is invalid, expired or revoked: supply a new token, or use "
     "VAULT_AUTH_METHOD (kubernetes, approle, cert) so the client can log in again"
 )
+HINT_TOKEN_FILE: Final = (
+    "the token in VAULT_TOKEN_FILE is invalid, expired or revoked: check that the process "
+    "writing it (a Vault Agent token sink) is running and authenticated, and that the file "
+    "is readable by this application"
+)
+HINT_AGENT: Final = (
+    "VAULT_AUTH_METHOD=agent sends no token: VAULT_ADDR must be a Vault Agent or Proxy "
+    "listener with api_proxy use_auto_auth_token = true whose auto_auth has logged in"
+)
 HINT_AUTH: Final = {
     "kubernetes": (
         "verify the service account name and namespace match the Vault role "
@@ -60,6 +69,7 @@ HINT_AUTH: Final = {
         "certificate is registered under auth/{mount}/certs with the asherah-transit policy"
     ),
     "token": HINT_TOKEN,
+    "agent": HINT_AGENT,
 }
 HINT_FRESH_SECRET_ID: Final = (
     "deliver a fresh secret id (`vault write -f auth/{mount}/role/<role>/secret-id`) as "
@@ -101,9 +111,10 @@ class VaultBlobError(VaultKMSError):
     """A stored system key is not a Vault Transit ciphertext (``vault:vN:...``)."""
 
 
-def context(addr: str, mount: str, key: str) -> str:
-    """The context every message ends with."""
-    return f"(VAULT_ADDR={addr}, mount={mount}, key={key})"
+def context(addr: str, mount: str, key: str, namespace: str | None = None) -> str:
+    """The context every message ends with (the namespace when one is set)."""
+    where = f"VAULT_ADDR={addr}, namespace={namespace}" if namespace else f"VAULT_ADDR={addr}"
+    return f"({where}, mount={mount}, key={key})"
 
 
 def vault_errors_text(errors: object) -> str:

@@ -8,6 +8,8 @@
 * A request that spends something (an AppRole login with a secret id) is retried only
   when it provably never reached Vault, or Vault answered 503 (sealed: nothing happened).
 * Redirects are not followed, so the token is only ever sent to ``VAULT_ADDR``.
+* ``VAULT_NAMESPACE`` goes with every request as ``X-Vault-Namespace`` (except those
+  sent with ``root_namespace=True``: ``sys/health`` exists in the root namespace only).
 * After ``os.fork()`` the child builds its own HTTP session (gunicorn ``--preload``):
   sockets are never shared between processes.
 
@@ -114,9 +116,12 @@ class VaultHTTP:
         body: object = None,
         params: Mapping[str, str] | None = None,
         repeatable: bool = True,
+        root_namespace: bool = False,
     ) -> VaultReply:
         """Send one request (retrying as the module docs say); count it under ``kind``."""
         headers = {"X-Vault-Token": token} if token else {}
+        if self.config.namespace and not root_namespace:
+            headers["X-Vault-Namespace"] = self.config.namespace
         attempts = self.config.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:

@@ -7,6 +7,10 @@ login-based client logs in again before it expires. A call answered 403 whose to
 no longer knows (lookup-self answers 403 too) logs in again and is repeated once.
 A static ``VAULT_TOKEN`` is looked up after its first successful call (so that the first
 error a user sees is the Transit call's own) and then renewed while renewable.
+``VAULT_TOKEN_FILE`` (a Vault Agent token sink) is read at the first call, and read again
+once when Vault refuses the token (or it can no longer be renewed): a new token there is
+used and the call repeated; the same token refused again is a :class:`VaultAuthError`
+naming the file (never its content).
 """
 
 from __future__ import annotations
@@ -16,12 +20,21 @@ import threading
 import time
 from dataclasses import replace
 
-from .vault_auth import LoginError, LoginPlan, SecretIdSpentError, TokenLease, lease_from_auth
+from .vault_auth import (
+    LoginError,
+    LoginPlan,
+    SecretIdSpentError,
+    TokenLease,
+    lease_from_auth,
+    read_secret_file,
+)
 from .vault_config import VaultTransitConfig
 from .vault_errors import (
+    HINT_AGENT,
     HINT_AUTH,
     HINT_FRESH_SECRET_ID,
     HINT_TOKEN,
+    HINT_TOKEN_FILE,
     HINT_UNAVAILABLE,
     VaultAuthError,
     VaultKMSError,
@@ -44,7 +57,7 @@ class TokenManager:
         self._closed = False
         self.lock = threading.RLock()
         mount = config.login_mount if config.logs_in else config.transit_mount
-        self._ctx = context(config.addr, mount, config.transit_key)
+        self._ctx = context(config.addr, mount, config.transit_key, config.namespace)
         on_fork(self)
 
     def after_fork(self) -> None:
@@ -66,6 +79,15 @@ class TokenManager:
 
     def login(self) -> None:
         """Obtain a token now: a login, or for ``VAULT_TOKEN`` a lookup that must succeed."""
+        if self.config.auth_method == "agent":
+            label = "Vault token lookup-self through the agent"
+            reply = self._send("GET", "v1/auth/token/lookup-self", label, token=None, kind="other")
+            if not reply.ok:
+                raise VaultAuthError(
+                    f"{label} failed: {reply.text()} {self._ctx}", hint=HINT_AGENT,
+                    status=reply.status,
+                )  # fmt: skip
+            return
         with self.lock:
             self._lease = None
             self._lease = self._refresh()
@@ -79,6 +101,8 @@ class TokenManager:
 
     def call(self, label: str, method: str, path: str, body: object, kind: str) -> VaultReply:
         """A request with the current token; after a 403 from a dead token, once more."""
+        if self.config.auth_method == "agent":  # the agent's API proxy adds its token
+            return self._send(method, path, label, token=None, kind=kind, body=body)
         for attempt in (1, 2):
             token = self.token()
             reply = self._send(method, path, label, token=token, kind=kind, body=body)
@@ -87,14 +111,33 @@ class TokenManager:
                 with self.lock:  # a static token's first success: learn its TTL
                     if self._lease is lease:
                         self._lease = self._verify(lease, strict=False)
-            if reply.status != 403 or attempt == 2 or not self._is_dead(token):
+            if reply.status != 403 or (attempt == 2 and self.config.logs_in):
+                return reply
+            if not self._is_dead(token):
                 return reply
             if not self.config.logs_in:
-                raise self._rejected(label, reply)
+                if attempt == 2 or not self._reread_token_file(token):
+                    raise self._rejected(label, reply)
+                continue
             with self.lock:
                 if self._lease is not None and self._lease.token == token:
                     self._lease = None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reread_token_file(self, refused: str) -> bool:
+        """``VAULT_TOKEN_FILE`` read again: True when it now holds another token (now used)."""
+        if not self.config.token_file:
+            return False
+        with self.lock:
+            current = self._lease
+            if current is not None and current.token != refused:
+                return True  # another thread already picked up the new token
+            lease = self._static_lease()
+            if lease.token == refused:
+                return False
+            self._lease = lease
+            logger.info("Vault token re-read from VAULT_TOKEN_FILE after Vault refused the old one")
+            return True
 
     def _refresh(self) -> TokenLease:
         if self._closed:
@@ -110,11 +153,21 @@ class TokenManager:
                 return lease
         if lease.from_login:  # not renewable (any more): log in before it expires
             return self._login()
+        if self.config.token_file:  # an agent may have written a new token by now
+            fresh = self._static_lease()
+            if fresh.token != lease.token:
+                return fresh
         return replace(lease, ttl=0.0)  # a static token we cannot renew: stop tracking it
 
     def _static_lease(self) -> TokenLease:
-        """``VAULT_TOKEN``, not yet looked up (that happens after the first success)."""
+        """``VAULT_TOKEN`` (or ``VAULT_TOKEN_FILE``'s), not yet looked up (after a success)."""
         token = self.config.token or ""
+        path = self.config.token_file
+        if path:
+            try:
+                token = read_secret_file("VAULT_TOKEN_FILE", path, "Vault token")
+            except LoginError as exc:
+                raise VaultAuthError(f"{exc} {self._ctx}", hint=HINT_TOKEN_FILE) from None
         return TokenLease(token, time.monotonic(), 0.0, False, from_login=False, verified=False)
 
     def _verify(self, lease: TokenLease, *, strict: bool) -> TokenLease:
@@ -138,6 +191,15 @@ class TokenManager:
         return replace(lease, verified=True)
 
     def _rejected(self, label: str, reply: VaultReply) -> VaultAuthError:
+        path = self.config.token_file
+        if path:
+            return VaultAuthError(
+                f"{label} failed: {reply.text()}; Vault does not accept the token in "
+                f"VAULT_TOKEN_FILE={path} (invalid, expired or revoked; the file was read "
+                f"again) {self._ctx}",
+                hint=HINT_TOKEN_FILE,
+                status=reply.status,
+            )
         return VaultAuthError(
             f"{label} failed: {reply.text()}; Vault does not accept VAULT_TOKEN "
             f"(invalid, expired or revoked) {self._ctx}",
@@ -163,6 +225,8 @@ class TokenManager:
         )  # fmt: skip
         if not reply.ok:
             if reply.status in (400, 403) and plan.refused():
+                if plan.fresh_secret_id():  # the file holds a new secret id: one more login
+                    return self._login()
                 raise self._spent(label, reply)
             server = reply.status >= 500
             raise (VaultUnavailableError if server else VaultAuthError)(
@@ -182,8 +246,11 @@ class TokenManager:
 
     def _spent(self, label: str, reply: VaultReply | None) -> VaultAuthError:
         said = f"{reply.text()}; " if reply is not None else ""
+        source, path = "VAULT_APPROLE_SECRET_ID", self.config.approle_secret_id_file
+        if path:
+            source = f"the secret id in VAULT_APPROLE_SECRET_ID_FILE={path}"
         return VaultAuthError(
-            f"{label} failed: {said}VAULT_APPROLE_SECRET_ID was already used for a login and "
+            f"{label} failed: {said}{source} was already used for a login and "
             f"Vault no longer accepts it (single-use or expired): a fresh secret id is needed "
             f"{self._ctx}",
             hint=HINT_FRESH_SECRET_ID.format(mount=self.config.login_mount),

@@ -3,6 +3,8 @@
 Steps run in this order, any combination (``--shred-partition`` only alone):
 
   --rewrap                       stored system keys -> Vault's newest key version
+  --rewrap --from-kms KIND       stored system keys unwrapped by KIND (secrets-manager,
+                                 static, vault, aws) and wrapped by the configured KMS
   --system                       revoke the current system key (next write makes a new one)
   --partition P [P ...]          revoke the current intermediate key of each partition
   --all-partitions               ... of every partition that has one
@@ -72,6 +74,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rewrap", action="store_true",
             help="rewrap every stored system key to Vault's newest key version",
+        )  # fmt: skip
+        parser.add_argument(
+            "--from-kms", metavar="KIND",
+            help="with --rewrap: move system keys wrapped by KIND (secrets-manager, static, "
+            "vault, aws; its settings kept in ASHERAH) to the configured KMS",
         )  # fmt: skip
         parser.add_argument(
             "--reencrypt", nargs="*", metavar="LABEL",
@@ -145,7 +152,19 @@ class Command(BaseCommand):
         ]
         factory = get_session_factory()
         rotation.keys.metastore_of(factory)
-        if options["rewrap"]:
+        if options["from_kms"] and not options["rewrap"]:
+            raise CommandError("--from-kms goes with --rewrap")
+        if options["rewrap"] and options["from_kms"]:
+            from ...rotation.migrate import migrate_system_keys, source_kms
+
+            source = source_kms(options["from_kms"].strip().lower())
+            try:
+                migrate_system_keys(factory, source, summary, dry_run=dry_run)
+            finally:
+                close = getattr(source, "close", None)
+                if callable(close):
+                    close()
+        elif options["rewrap"]:
             rotation.rewrap_system_keys(factory, summary, dry_run=dry_run)
         if options["system"]:
             rotation.revoke_system_key(factory, summary, dry_run=dry_run)

@@ -1,0 +1,273 @@
+"""Settings of the AWS KMS and Secrets Manager KMSs, validated offline (no boto3, no I/O).
+
+The names are the ones Asherah's implementations read (asherah-ffi's environment, the
+``asherah`` wheel's ``RegionMap``/``PreferredRegion``):
+
+* ``REGION_MAP``: region -> KMS key ARN, a dict or a JSON object string;
+* ``PREFERRED_REGION``: the region tried first; required when the map has several regions;
+* ``KMS_KEY_ID`` with ``AWS_REGION``: the one-region shorthand when ``REGION_MAP`` is unset;
+* ``SECRETS_MANAGER_SECRET_ID`` (with ``AWS_REGION``) for ``KMS=secrets-manager``;
+* ``AWS_PROFILE_NAME``: a named profile of the shared AWS config (``AwsProfileName``).
+
+Ours, for private endpoints and local test servers: ``AWS_ENDPOINT_URL`` (one endpoint for
+every region, as the wheel reads it) and ``AWS_KMS_ENDPOINTS`` (region -> URL, wins over
+``AWS_ENDPOINT_URL``); ``AWS_TIMEOUT``, ``AWS_CONNECT_TIMEOUT`` and ``AWS_MAX_RETRIES``.
+Credentials come from the usual AWS chain (environment, shared config, IRSA/instance
+roles) and never from these settings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from ..errors import ConfigurationError
+
+#: Every AWS-related key of ``ASHERAH`` (also read from the environment).
+SETTING_NAMES: Final = (
+    "REGION_MAP",
+    "PREFERRED_REGION",
+    "KMS_KEY_ID",
+    "AWS_REGION",
+    "AWS_PROFILE_NAME",
+    "AWS_ENDPOINT_URL",
+    "AWS_KMS_ENDPOINTS",
+    "AWS_TIMEOUT",
+    "AWS_CONNECT_TIMEOUT",
+    "AWS_MAX_RETRIES",
+    "SECRETS_MANAGER_SECRET_ID",
+)
+DEFAULT_TIMEOUT: Final = 5.0
+DEFAULT_CONNECT_TIMEOUT: Final = 1.0
+DEFAULT_MAX_RETRIES: Final = 2
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+#: ``arn:<partition>:kms:<region>:<12-digit account>:key/<id>`` or ``.../alias/<name>``.
+_ARN = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"(?P<kind>key|alias)/(?P<id>[A-Za-z0-9/_+=,.@:-]+)"
+)
+_URL = re.compile(r"https?://[^\s/]+(/[^\s]*)?")
+HINT_REGION_MAP: Final = (
+    'set REGION_MAP to {"us-west-2": "arn:aws:kms:us-west-2:111122223333:key/...", ...} '
+    "(a dict in ASHERAH, a JSON object in the environment)"
+)
+
+
+@dataclass(frozen=True)
+class AwsKMSConfig:
+    """The validated settings of ``KMS=aws``: regions in order (preferred first)."""
+
+    region_map: Mapping[str, str]
+    preferred_region: str
+    #: KMS endpoint by region (AWS_KMS_ENDPOINTS, else AWS_ENDPOINT_URL).
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    #: AWS_ENDPOINT_URL: the endpoint of every other service (STS for asherah_check).
+    endpoint_url: str | None = None
+    profile_name: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The preferred region, then the others sorted by name (Asherah's order)."""
+        others = sorted(r for r in self.region_map if r != self.preferred_region)
+        return (self.preferred_region, *others)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> AwsKMSConfig:
+        """Build from settings by name; :class:`ConfigurationError` says what to fix."""
+        region_map = _region_map(values)
+        preferred = _text(values, "PREFERRED_REGION")
+        if preferred is None:
+            if len(region_map) > 1:
+                raise ConfigurationError(
+                    "PREFERRED_REGION must be set when REGION_MAP has several regions "
+                    f"(known: {', '.join(sorted(region_map))})"
+                )
+            preferred = next(iter(region_map))
+        if preferred not in region_map:
+            raise ConfigurationError(
+                f"PREFERRED_REGION {preferred!r} is not in REGION_MAP "
+                f"(known: {', '.join(sorted(region_map))})"
+            )
+        timeout, connect_timeout, retries = timeouts(values)
+        return cls(
+            region_map=dict(region_map),
+            preferred_region=preferred,
+            endpoints=endpoints(values, tuple(region_map)),
+            endpoint_url=_text(values, "AWS_ENDPOINT_URL"),
+            profile_name=_text(values, "AWS_PROFILE_NAME"),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=retries,
+        )
+
+
+@dataclass(frozen=True)
+class SecretsManagerConfig:
+    """The validated settings of ``KMS=secrets-manager``."""
+
+    secret_id: str
+    region: str | None = None
+    endpoint: str | None = None
+    profile_name: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> SecretsManagerConfig:
+        secret_id = _text(values, "SECRETS_MANAGER_SECRET_ID")
+        if secret_id is None:
+            raise ConfigurationError(
+                "SECRETS_MANAGER_SECRET_ID is required with KMS=secrets-manager "
+                "(the name or ARN of the secret holding the 32-byte master key)"
+            )
+        region = _text(values, "AWS_REGION")
+        if region is not None and not _REGION.fullmatch(region):
+            raise ConfigurationError(f"AWS_REGION {region!r} is not an AWS region name")
+        timeout, connect_timeout, retries = timeouts(values)
+        url = _text(values, "AWS_ENDPOINT_URL")
+        if url is not None:
+            _check_url("AWS_ENDPOINT_URL", url)
+        return cls(
+            secret_id=secret_id,
+            region=region,
+            endpoint=url,
+            profile_name=_text(values, "AWS_PROFILE_NAME"),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=retries,
+        )
+
+
+def parse_arn(arn: str) -> dict[str, str] | None:
+    """The parts of a KMS key or alias ARN (partition, region, account, kind, id), or None."""
+    match = _ARN.fullmatch(arn)
+    return match.groupdict() if match else None
+
+
+def _text(values: Mapping[str, object], name: str) -> str | None:
+    raw = values.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ConfigurationError(f"{name} must be a string, not {type(raw).__name__}")
+    return raw.strip() or None
+
+
+def _load_mapping(name: str, raw: object) -> Mapping[object, object] | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f'{name} is not valid JSON: expected an object such as {{"us-west-2": "..."}}'
+            ) from None
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(f"{name} must be a mapping of region to value")
+    return raw
+
+
+def _region_map(values: Mapping[str, object]) -> dict[str, str]:
+    raw = _load_mapping("REGION_MAP", values.get("REGION_MAP"))
+    if raw is None:
+        key_id, region = _text(values, "KMS_KEY_ID"), _text(values, "AWS_REGION")
+        if key_id is None:
+            raise ConfigurationError(
+                "REGION_MAP (or KMS_KEY_ID with AWS_REGION) is required with KMS=aws",
+                hint=HINT_REGION_MAP,
+            )
+        parts = parse_arn(key_id)
+        region = region or (parts or {}).get("region")
+        if region is None:
+            raise ConfigurationError(
+                "AWS_REGION is required with KMS_KEY_ID when the key id is not an ARN"
+            )
+        raw = {region: key_id}
+    if not raw:
+        raise ConfigurationError(
+            "REGION_MAP is empty: name at least one region", hint=HINT_REGION_MAP
+        )
+    result: dict[str, str] = {}
+    for name, arn in raw.items():
+        if not isinstance(name, str) or not _REGION.fullmatch(name.strip()):
+            raise ConfigurationError(
+                f"REGION_MAP has {name!r}, which is not an AWS region name (e.g. us-west-2)"
+            )
+        if not isinstance(arn, str) or not arn.strip():
+            raise ConfigurationError(f"REGION_MAP entry for region {name!r} has no key ARN")
+        parts = parse_arn(arn.strip())
+        if parts is None:
+            raise ConfigurationError(
+                f"REGION_MAP entry for {name!r} is not a KMS key ARN: expected "
+                "arn:aws:kms:<region>:<account>:key/<key id> (or alias/<name>)",
+                hint=HINT_REGION_MAP,
+            )
+        if parts["region"] != name.strip():
+            raise ConfigurationError(
+                f"REGION_MAP entry for {name!r} names a key in region {parts['region']!r}: "
+                "each region must map to a key of that region"
+            )
+        result[name.strip()] = arn.strip()
+    return result
+
+
+def endpoints(values: Mapping[str, object], regions: tuple[str, ...]) -> dict[str, str]:
+    """Endpoint URL by region: AWS_KMS_ENDPOINTS, else AWS_ENDPOINT_URL for every region."""
+    common = _text(values, "AWS_ENDPOINT_URL")
+    if common is not None:
+        _check_url("AWS_ENDPOINT_URL", common)
+    result = dict.fromkeys(regions, common) if common else {}
+    per_region = _load_mapping("AWS_KMS_ENDPOINTS", values.get("AWS_KMS_ENDPOINTS"))
+    for region, url in (per_region or {}).items():
+        if region not in regions:
+            raise ConfigurationError(
+                f"AWS_KMS_ENDPOINTS names region {region!r}, which is not in REGION_MAP"
+            )
+        if not isinstance(url, str):
+            raise ConfigurationError(f"AWS_KMS_ENDPOINTS[{region!r}] must be a URL string")
+        _check_url(f"AWS_KMS_ENDPOINTS[{region!r}]", url.strip())
+        result[region] = url.strip()
+    return {r: u for r, u in result.items() if u}
+
+
+def _check_url(name: str, url: str) -> None:
+    if not _URL.fullmatch(url):
+        raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}")
+
+
+def timeouts(values: Mapping[str, object]) -> tuple[float, float, int]:
+    """AWS_TIMEOUT, AWS_CONNECT_TIMEOUT (seconds, > 0) and AWS_MAX_RETRIES (>= 0)."""
+    found: list[float] = []
+    for name, default in (
+        ("AWS_TIMEOUT", DEFAULT_TIMEOUT),
+        ("AWS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+        ("AWS_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+    ):
+        raw = values.get(name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            found.append(default)
+            continue
+        try:
+            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+                raise ValueError
+            number = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+        if name == "AWS_MAX_RETRIES":
+            if number < 0 or number != int(number) or number > 10:
+                raise ConfigurationError(
+                    f"AWS_MAX_RETRIES must be a whole number 0-10, got {raw!r}"
+                )
+        elif not 0 < number <= 600:
+            raise ConfigurationError(f"{name} must be between 0 and 600 seconds, got {raw!r}")
+        found.append(number)
+    return found[0], found[1], int(found[2])
