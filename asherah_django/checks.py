@@ -29,6 +29,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from .conf import KMS_ALIASES, asherah_settings, where
 from .core.errors import ConfigurationError
 from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
+from .core.kms.vault_config import redact_userinfo
 
 TAG: Final = "asherah"
 
@@ -355,8 +356,8 @@ def check_deployment(
         if parts.scheme == "http" and (parts.hostname or "") not in _LOOPBACK:
             messages.append(
                 Warning(
-                    f"VAULT_ADDR {addr!r} uses plain http: tokens and system keys would "
-                    "cross the network unencrypted, and DEBUG is False",
+                    f"VAULT_ADDR {redact_userinfo(addr)!r} uses plain http: tokens and system "
+                    "keys would cross the network unencrypted, and DEBUG is False",
                     hint=f"set {where('VAULT_ADDR')} to an https:// URL (and VAULT_CACERT)",
                     id="asherah.W103",
                 )

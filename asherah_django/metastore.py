@@ -91,7 +91,7 @@ from django.db import (
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .core.errors import MalformedRecordError, MetastoreError
+from .core.errors import MalformedRecordError, MetastoreError, UnreadableKeyError
 from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
 from .core.partition import is_internal_id
 from .core.protocols import BatchMetastore
@@ -106,8 +106,11 @@ PREFETCH_TTL: Final = 5.0
 #: ``(id, created)`` pairs per ``load_many`` query.
 BATCH_SIZE: Final = 200
 _MYSQL_DUPLICATE: Final = 1062
+_REVOKE_ATTEMPTS: Final = 5
 _MYSQL_RETRYABLE: Final = frozenset({1205, 1213})  # lock wait timeout, deadlock
 _EPOCH: Final = datetime.datetime(1970, 1, 1)
+_MIN_CREATED: Final = calendar.timegm((1000, 1, 1, 0, 0, 0))
+_MAX_CREATED: Final = calendar.timegm((9999, 12, 31, 23, 59, 59))
 _HINT: Final = (
     "check that the database is reachable and that the encryption_key table exists "
     "(manage.py migrate asherah_django)"
@@ -181,6 +184,8 @@ class DjangoMetastore:
         if is_internal_id(key_id):
             return None
         meta = KeyMeta(key_id, created)
+        if not _in_range(created):
+            return None  # no timestamp column can hold it: no such key (ParentKeyMeta fuzz)
         record = self._take_prefetched(meta)
         if record is not None:
             return record
@@ -208,7 +213,7 @@ class DjangoMetastore:
         found: dict[KeyMeta, EnvelopeKeyRecord] = {}
         wanted: list[KeyMeta] = []
         for meta in {KeyMeta(*m) for m in metas}:
-            if is_internal_id(meta.key_id):
+            if is_internal_id(meta.key_id) or not _in_range(meta.created):
                 continue
             record = self._take_prefetched(meta)
             if record is not None:
@@ -296,19 +301,28 @@ class DjangoMetastore:
         if is_internal_id(key_id):
             return False
         meta = KeyMeta(key_id, created)
-        self._forget_prefetched(key_id)
-        found = self._collect(
-            self._query(self._sql_for("load"), [key_id, self._created_param(created)])
-        )
-        record = found.get(meta)
-        if record is None:
-            return False
-        if record.revoked:
-            return True
-        self._execute(
-            self._sql_for("revoke"),
-            [record.revoked_copy().to_json(), key_id, self._created_param(created)],
-        )
+        created_param = self._created_param(created)
+        for _ in range(_REVOKE_ATTEMPTS):
+            self._forget_prefetched(key_id)
+            rows = self._query(self._sql_for("load-text"), [key_id, created_param])
+            record = self._collect(rows).get(meta)
+            if record is None:
+                return False
+            if record.revoked:
+                return True
+            # Only if the row still holds what was read: a rewrap that landed in between
+            # is kept (and revoked on the next pass) instead of being written back over.
+            swapped = self._execute(
+                self._sql_for("revoke"),
+                [record.revoked_copy().to_json(), key_id, created_param, rows[0][2]],
+            )
+            if swapped:
+                break
+        else:
+            raise MetastoreError(
+                f"key {key_id!r} created {created} changed {_REVOKE_ATTEMPTS} times while "
+                "being revoked; run the revocation again"
+            )
         from .signals import key_revoked
 
         key_revoked.send(sender=type(self), key_id=key_id, created=created)
@@ -521,6 +535,10 @@ class DjangoMetastore:
             "t": connections[self.using].ops.quote_name(self.table),
             **{key: self._column(column) for key, column in _COLUMN_KEYS.items()},
         }
+        if self.vendor == "mysql":  # byte-exact (the column's collation may ignore case)
+            names["rt"], names["pt"] = f"CAST({names['r']} AS BINARY)", "CAST(%s AS BINARY)"
+        else:
+            names["rt"], names["pt"] = f"CAST({names['r']} AS TEXT)", "%s"
         template = _SQL[name]
         if name == "revoke" and self.vendor == "mysql":
             # Assigning created to itself stops MySQL's ON UPDATE CURRENT_TIMESTAMP, which
@@ -528,11 +546,17 @@ class DjangoMetastore:
             template = _SQL["revoke-mysql"]
         if self.integrity_tags:  # the tag column goes along wherever rows are read or written
             template = template.replace("{id}, {c}, {r}", "{id}, {c}, {r}, {g}")
+            template = template.replace("{id}, {c}, {rt}", "{id}, {c}, {rt}, {g}")
             template = template.replace("(%s, %s, %s)", "(%s, %s, %s, %s)")
         return template.format(**names)
 
     def _created_param(self, created: int) -> object:
         """``created`` as the naive UTC wall-clock Go and the Rust core bind."""
+        if not _in_range(created):
+            raise MetastoreError(
+                f"created {created} is outside the years 1000 to 9999 that the encryption_key "
+                "table's timestamp column holds"
+            )
         value = _EPOCH + datetime.timedelta(seconds=created)
         if self.vendor == "sqlite":  # TEXT, exactly as the Rust core's datetime(x,'unixepoch')
             return value.strftime("%Y-%m-%d %H:%M:%S")
@@ -568,10 +592,10 @@ class DjangoMetastore:
                 record = _record(key_record)
                 record.tag = _tag(tag[0]) if tag else None
                 (extra if lenient else collected)[meta] = record
-            except (MalformedRecordError, ValueError, TypeError) as exc:
+            except (MalformedRecordError, ValueError, TypeError, OverflowError) as exc:
                 if lenient:
                     continue
-                raise MetastoreError(
+                raise UnreadableKeyError(
                     f"key record {key_id!r} in table {self.table!r} is malformed: {exc}"
                 ) from exc
         if extra:
@@ -617,8 +641,13 @@ _SQL: Final = {
     "insert-if-absent": (
         "INSERT INTO {t} ({id}, {c}, {r}) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
     ),
-    "revoke": "UPDATE {t} SET {r} = %s WHERE ({id} = %s AND {c} = %s)",
-    "revoke-mysql": "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s)",
+    # Revocation is a compare-and-swap on the record text read ({rt}: the column as text
+    # or bytes, whatever its type), so a concurrent rewrap is never undone.
+    "load-text": "SELECT {id}, {c}, {rt} FROM {t} WHERE ({id} = %s AND {c} = %s)",
+    "revoke": "UPDATE {t} SET {r} = %s WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})",
+    "revoke-mysql": (
+        "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})"
+    ),
     "delete": "DELETE FROM {t} WHERE {id} = %s",
     "versions": "SELECT {id}, {c}, {r} FROM {t} WHERE {id} = %s",
     # (created = created: see revoke-mysql; harmless elsewhere.)
@@ -635,6 +664,12 @@ def _loop_running() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _in_range(created: int) -> bool:
+    """Whether ``created`` is a time every supported database's timestamp column holds
+    (MySQL's DATETIME starts at year 1000); a key outside it cannot exist."""
+    return _MIN_CREATED <= created <= _MAX_CREATED
 
 
 def _epoch(value: object) -> int:

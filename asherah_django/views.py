@@ -13,11 +13,13 @@ Who sees what
 -------------
 * Anyone: ``{"status": "OK" | "WARN" | "FAIL"}`` and the status code, nothing else (no
   Vault address, key name, versions, or error text).
-* An active staff user (Django session), or a caller sending
+* An active staff user with the key-view permission ``asherah_django.view_encryptionkey``
+  (the admin's health panel asks the same; superusers have it), or a caller sending
   ``Authorization: Bearer <token>`` where ``<token>`` equals the ``ASHERAH_HEALTH_TOKEN``
   Django setting (or environment variable): the full report
   (:data:`asherah_django.health.REPORT_SCHEMA`). Unset means no token is accepted.
-  A wrong token is treated as anonymous (a probe must not turn into a 401).
+  A wrong token is treated as anonymous (a probe must not turn into a 401), and so is
+  a staff user without the permission.
 
 Results are reused for ``cache_seconds`` (default 5) within a process and concurrent
 requests share one run, so frequent probes do not load Vault; each check has ``timeout``
@@ -39,6 +41,7 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 from django.views import View
+from django.views.decorators.debug import sensitive_variables
 
 from .health import HealthReport, Status, run
 
@@ -46,6 +49,8 @@ from .health import HealthReport, Status, run
 READINESS_CHECKS: Final = ("vault.server", "kms.round_trip", "metastore")
 #: The setting (or environment variable) holding the token that unlocks details.
 TOKEN_SETTING: Final = "ASHERAH_HEALTH_TOKEN"
+#: The permission a logged-in user needs to see the full report (as in the admin panel).
+DETAILS_PERMISSION: Final = "asherah_django.view_encryptionkey"
 
 _lock = threading.Lock()
 _runs: dict[tuple[tuple[str, ...], float], tuple[float, HealthReport, threading.Lock]] = {}
@@ -98,9 +103,15 @@ class ReadinessView(View):
                 _runs[key] = (time.monotonic(), report, gate)
             return report
 
+    @sensitive_variables("expected", "header", "given")  # the health token
     def may_see_details(self, request: HttpRequest) -> bool:
         user = getattr(request, "user", None)
-        if user is not None and user.is_active and user.is_staff:
+        if (
+            user is not None
+            and user.is_active
+            and user.is_staff
+            and user.has_perm(DETAILS_PERMISSION)
+        ):
             return True
         expected = getattr(settings, TOKEN_SETTING, None) or os.environ.get(TOKEN_SETTING)
         header = request.headers.get("Authorization", "")

@@ -40,9 +40,11 @@ from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from ..core.errors import (
     AsherahError,
@@ -143,6 +145,7 @@ class EncryptedFieldsAdminMixin(_MixinBase):
         return failures
 
     def _display(self, field: EncryptedField) -> _Display:
+        @sensitive_variables("value")  # plaintext: never in error reports
         def show(obj: Model) -> str:
             request = _request.get()
             try:
@@ -293,10 +296,12 @@ class EncryptedFieldsAdminMixin(_MixinBase):
                 )
                 return
 
+    @sensitive_variables("obj", "form")  # they hold the plaintext being saved
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         with self._scope(request, obj):
             super().save_model(request, obj, form, change)
 
+    @method_decorator(sensitive_post_parameters())  # the form posts plaintext
     def changeform_view(
         self,
         request: HttpRequest,

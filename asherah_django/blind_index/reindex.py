@@ -39,10 +39,11 @@ from django.apps import apps
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import ExpressionWrapper, F
 
-from ..core.errors import AsherahError, DecryptionError, MalformedRecordError
+from ..core.errors import AsherahError, MalformedRecordError
 from ..core.records import parse_data_row
 from ..fields.base import EncryptedField, encrypted_fields
 from ..fields.blind import BlindIndexField, index_input
+from ..rotation.reencrypt import ROW_ERRORS, UNREADABLE
 from .keyring import BIDX_PREFIX, IndexKeys, index_keys, parse_index_key_id, version_tag
 
 if TYPE_CHECKING:
@@ -196,6 +197,8 @@ def reindex(
     summary.count("index value(s) written" if not dry_run else "index value(s)", stats.indexed)
     if stats.conflicts:
         summary.count("unique conflict(s)", stats.conflicts)
+    if stats.unreadable:
+        summary.count(UNREADABLE, stats.unreadable)
     return stats
 
 
@@ -282,7 +285,12 @@ class _Writer:
                 stats.not_encrypted += 1
                 continue
             key_id = self.keys.key_id(partition if self.config.scope == "partition" else None)
-            version = self.keys.write_version(key_id)
+            try:
+                version = self.keys.write_version(key_id)
+            except ROW_ERRORS as exc:
+                stats.unreadable += 1
+                logger.warning("asherah_reindex: %s pk %s: %s", self.target.label, pk, exc)
+                continue
             prefix = version.prefix(self.config.profile)
             if not self.recompute and isinstance(stored, str) and stored.startswith(prefix):
                 stats.current += 1
@@ -292,7 +300,7 @@ class _Writer:
                 continue
             try:
                 value = self._plaintext(text, record, partition)
-            except (DecryptionError, ValueError, TypeError) as exc:
+            except (*ROW_ERRORS, ValueError, TypeError) as exc:
                 stats.unreadable += 1
                 logger.warning("asherah_reindex: %s pk %s: %s", self.target.label, pk, exc)
                 continue

@@ -95,6 +95,15 @@ class KeyCache:
             key.wipe()
         return len(keys)
 
+    def drop(self, meta: KeyMeta) -> None:
+        """Drop and wipe one cached version (it is gone from the metastore)."""
+        with self._lock:
+            key = self.entries.pop(meta, None)
+            if key is not None and self.latest.get(meta.key_id) is key:
+                del self.latest[meta.key_id]
+        if key is not None:
+            key.wipe()
+
     def forget_latest(self, key_id: str) -> None:
         """Drop the latest pointer so the next write asks the metastore."""
         with self._lock:

@@ -13,7 +13,13 @@ invalid latest key's ``Created`` when that is not earlier. Lookups are by exact
 reads such keys; and a write never reuses a revoked key nor fails.
 
 Read path: exact ``(id, created)`` lookups only, never "latest"; expiry and revocation
-are ignored so old data stays readable.
+are ignored so old data stays readable. A cached intermediate key is re-checked in the
+metastore once its ``checked_at`` is more than ``check_interval`` old (sessions compare one
+timestamp per lookup; the query runs at most once per interval per key): a key that is
+gone (shredded by another process) is dropped and wiped, so this process stops decrypting
+its values; a revocation is noticed. When the metastore cannot be reached the cached key
+stays usable (outages must not stop reads) and the re-check is retried after
+``RECHECK_RETRY`` seconds.
 
 Key rows are checked when loaded, on every path (issue #13): an IK whose ParentKeyMeta is
 not this factory's own ``_SK_{service}_{product}``, or an SK asked under another id, is
@@ -40,7 +46,9 @@ from .errors import (
     KeyCreationError,
     KeyNotFoundError,
     KeyParentMismatchError,
+    KMSError,
     MetastoreError,
+    UnreadableKeyError,
 )
 from .keys import CryptoKey
 from .policy import CryptoPolicy
@@ -52,6 +60,11 @@ logger = logging.getLogger("asherah_django.core")
 _T = TypeVar("_T")
 _CREATE_ATTEMPTS = 5
 _LOCK_STRIPES = 64
+#: Seconds before a read-path re-check that failed (metastore unreachable) is tried again.
+RECHECK_RETRY = 10.0
+
+#: Why a stored key cannot be used (as opposed to the metastore being unreachable).
+_UNUSABLE_KEY = (DecryptionError, KMSError, UnreadableKeyError)
 
 #: Called as ``listener(event, key_id, created)`` for "created" keys; set by the Django layer.
 KeyListener = Callable[[str, str, int], None]
@@ -183,14 +196,19 @@ class KeyHierarchy:
     # -- the read path ----------------------------------------------------------------
 
     def intermediate_key(self, meta: KeyMeta) -> CryptoKey:
-        """The IK named exactly by ``meta`` (for decryption): cached, else loaded."""
+        """The IK named exactly by ``meta`` (for decryption): cached (re-checked once per
+        ``check_interval``), else loaded."""
         cached = self.intermediate_keys.get(meta)
-        if cached is not None:
+        interval = self.policy.check_interval
+        if cached is not None and self.clock() - cached.checked_at <= interval:
             return cached
         with self._lock_for(meta.key_id):
             cached = self.intermediate_keys.get(meta)
             if cached is not None:
-                return cached
+                now = self.clock()
+                if now - cached.checked_at <= interval:
+                    return cached  # another thread re-checked it while we waited
+                return self._recheck_intermediate(cached, now)
             record = self._call(lambda: self.metastore.load(meta.key_id, meta.created))
             if record is None:
                 raise KeyNotFoundError(
@@ -224,31 +242,68 @@ class KeyHierarchy:
     def preload_intermediate_keys(self, metas: Iterable[KeyMeta]) -> None:
         """Load every uncached IK in ``metas`` (and their SKs) with as few queries as possible.
 
-        Keys that cannot be loaded are skipped here; decrypting their values reports why.
+        Keys that cannot be loaded (missing, malformed, not unwrapped by the KMS) are
+        skipped here; decrypting their values reports why. Only an unreachable metastore
+        raises.
         """
         missing = {meta for meta in metas if self.intermediate_keys.get(meta) is None}
         if not missing or not isinstance(self.metastore, BatchMetastore):
             return
         metastore: BatchMetastore = self.metastore
-        records = self._call(lambda: dict(metastore.load_many(missing)))
+        try:
+            records = self._call(lambda: dict(metastore.load_many(missing)))
+        except UnreadableKeyError:
+            return  # a malformed row in the batch: each value's own load names it
         parents = {r.parent for r in records.values() if r.parent is not None}
         wanted = {
             p for p in parents if p.key_id == self.system_key_id and self.system_keys.get(p) is None
         }
         if wanted:
-            sk_records = self._call(lambda: dict(metastore.load_many(wanted)))
+            try:
+                sk_records = self._call(lambda: dict(metastore.load_many(wanted)))
+            except UnreadableKeyError:
+                sk_records = {}
             now = self.clock()
             for meta, record in sk_records.items():
                 try:
                     self._unwrap_system(meta, record, now)
-                except DecryptionError:
+                except _UNUSABLE_KEY:
                     continue
         now = self.clock()
         for meta, record in records.items():
             try:
                 self._unwrap_intermediate(meta, record, now)
-            except (DecryptionError, KeyNotFoundError):
+            except _UNUSABLE_KEY:
                 continue
+
+    def _recheck_intermediate(self, cached: CryptoKey, now: float) -> CryptoKey:
+        """Ask the metastore whether a cached IK still exists and whether it was revoked."""
+        meta = cached.meta
+        try:
+            record = self._load(meta)
+        except MetastoreError as exc:
+            logger.warning(
+                "asherah: re-checking intermediate key %s created %s failed (%s); "
+                "keeping the cached key and retrying in %.0f s",
+                meta.key_id,
+                meta.created,
+                exc.args[0],
+                RECHECK_RETRY,
+            )
+            retry = min(RECHECK_RETRY, float(self.policy.check_interval))
+            cached.checked_at = now - self.policy.check_interval + retry
+            return cached
+        if record is None:
+            self.intermediate_keys.drop(meta)
+            raise KeyNotFoundError(
+                f"intermediate key {meta.key_id!r} created {meta.created} is not in the "
+                "metastore any more (it was shredded)"
+            )
+        if record.revoked and not cached.revoked:
+            self.key_revoked(meta)
+        cached.revoked = cached.revoked or record.revoked
+        cached.checked_at = now
+        return cached
 
     # -- revocation and shredding seen by this process ----------------------------------
 

@@ -95,3 +95,8 @@ class NoActiveSessionError(AsherahError):
 
 class SessionClosedError(AsherahError):
     """A session or factory was used after ``close()``."""
+
+
+class UnreadableKeyError(MetastoreError):
+    """A stored key row cannot serve as a key: its record is malformed. Maintenance
+    commands count the values that need it as unreadable and go on (issue #14)."""

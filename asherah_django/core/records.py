@@ -200,11 +200,28 @@ def b64encode(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def padding_bits_zero(value: str) -> bool:
+    """Whether the bits that padded base64 leaves unused in its last character are zero
+    (RFC 4648 section 3.5: canonical). ``binascii``'s strict mode does not check them; Go,
+    the Rust core and we only ever write zeros there, so anything else is refused."""
+    if value[-2:] == "==":
+        return _B64_ALPHABET.find(value[-3:-2]) & 0x0F == 0
+    if value[-1:] == "=":
+        return _B64_ALPHABET.find(value[-2:-1]) & 0x03 == 0
+    return True
+
+
 def _b64decode(value: str, what: str) -> bytes:
     try:
-        return binascii.a2b_base64(value, strict_mode=True)
+        decoded = binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         raise MalformedRecordError(f"{what} is not standard padded base64") from None
+    if not padding_bits_zero(value):
+        raise MalformedRecordError(f"{what} is not canonical base64 (non-zero padding bits)")
+    return decoded
 
 
 def _json_str(value: str) -> str:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 import weakref
 from binascii import a2b_base64, b2a_base64
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import urandom
 from typing import cast
 
@@ -45,7 +46,7 @@ from .keys import CryptoKey
 from .partition import check_names, check_partition_id, intermediate_key_id, system_key_id
 from .policy import CryptoPolicy
 from .protocols import KeyManagementService, Metastore
-from .records import KeyMeta, parse_data_row
+from .records import KeyMeta, padding_bits_zero, parse_data_row
 
 #: The largest plaintext every Asherah implementation accepts (the Rust core's limit).
 MAX_PLAINTEXT_SIZE = 64 * 1024 * 1024
@@ -61,9 +62,20 @@ _KEY_START = _CREATED_START + 10 + len(_KEY_LABEL)
 _KEY_END = _KEY_START + 80
 _TAIL = '}},"Data":"'
 
+
+def speedups_allowed(environ: Mapping[str, str], gil_enabled: Callable[[], bool] | None) -> bool:
+    """Whether to load the C extension: not when ``ASHERAH_DJANGO_PURE_PYTHON`` is set, and
+    not on a free-threaded interpreter running with the GIL disabled (``gil_enabled`` is
+    ``sys._is_gil_enabled`` where it exists): the extension's shared cipher contexts rely
+    on the GIL, so there the pure-Python path is used."""
+    if environ.get("ASHERAH_DJANGO_PURE_PYTHON", "").strip().lower() in {"1", "true", "yes"}:
+        return False
+    return gil_enabled is None or gil_enabled()
+
+
 #: Whether Session.encrypt/decrypt use the C extension (False: the pure-Python path).
 SPEEDUPS = False
-if os.environ.get("ASHERAH_DJANGO_PURE_PYTHON", "").strip().lower() not in {"1", "true", "yes"}:
+if speedups_allowed(os.environ, getattr(sys, "_is_gil_enabled", None)):
     try:
         from ._speedups import AuthenticationError as _AuthenticationError
         from ._speedups import Base64Error as _Base64Error
@@ -175,6 +187,7 @@ class Session:
         "_factory",
         "_ik_cache",
         "_ik_id",
+        "_interval",
         "_keys",
         "_latest",
         "_middle",
@@ -196,6 +209,8 @@ class Session:
             "dict[tuple[str, int], CryptoKey]", factory.keys.intermediate_keys.entries
         )
         self._clock = factory.clock
+        #: A cached key older than this (since its last metastore check) is re-checked.
+        self._interval = factory.policy.check_interval
         self._middle = '","ParentKeyMeta":{"KeyId":' + json.dumps(self._ik_id, ensure_ascii=False)
         self._middle += ',"Created":'
         self._middle_end = _KEY_END + len(self._middle)
@@ -263,6 +278,17 @@ class Session:
                     )
                 except ValueError:
                     parts = None
+                # (Padding is rare in the fixed 80-character key; non-zero padding bits go
+                # to the tolerant parser, which refuses them.)
+                if (
+                    parts is not None
+                    and (record[-3] == "=" or record[_KEY_END - 1] == "=")
+                    and not (
+                        padding_bits_zero(record[_KEY_START:_KEY_END])
+                        and padding_bits_zero(record[end + 21 : -2])
+                    )
+                ):
+                    parts = None
         if parts is None:
             row = parse_data_row(record)
             if row.parent.key_id != self._ik_id:
@@ -276,7 +302,7 @@ class Session:
         # fails authentication below.)
         meta, blob, data = parts
         key = self._ik_cache.get(meta)
-        if key is None:
+        if key is None or self._clock() - key.checked_at > self._interval:
             key = self._read_key(KeyMeta(*meta))
         else:
             key.referenced = True
@@ -328,7 +354,11 @@ class Session:
             if created >= 0:
                 key = self._ik_cache.get((self._ik_id, created))
                 secret = None if key is None else key.secret_bytes
-                if key is not None and secret is not None:
+                if (
+                    key is not None
+                    and secret is not None
+                    and self._clock() - key.checked_at <= self._interval
+                ):
                     key.referenced = True
                     try:
                         return _decrypt_row(

@@ -212,6 +212,16 @@ def key_config(ctx: Context) -> Outcome:
                 "fix vault.transit_key first",
                 skipped=True,
             )
+        if not _may_read_key(kms):
+            # The least-privilege production policy (README's asherah-transit) by design:
+            # nothing is wrong, the deeper check needs the asherah-rotate policy too.
+            return ok(
+                f"not checked: this token may not read the configuration of transit key "
+                f"'{key}' (the least-privilege asherah-transit policy); run asherah_check "
+                "with a token that also has the asherah-rotate policy to check "
+                "deletion_allowed, exportable, min_decryption_version and auto_rotate_period",
+                readable=False,
+            )
         return warn(
             f"cannot read the configuration of transit key '{key}': {error.args[0]}",
             f"grant read on {mount}/keys/{key} (the asherah-rotate policy) to the token "
@@ -271,6 +281,15 @@ def key_config(ctx: Context) -> Outcome:
         "deletion_allowed=false, exportable=false"
     )
     return combine(findings, detail, data)
+
+
+def _may_read_key(kms: VaultTransitKMS) -> bool:
+    """Whether ``sys/capabilities-self`` grants read on the key (True when it cannot tell)."""
+    try:
+        caps = kms.capabilities(key_read=True).get("keys", ())
+    except VaultKMSError:
+        return True
+    return bool({"read", "root", "sudo"} & set(caps))
 
 
 def _stored_versions(ctx: Context) -> dict[int, int] | None:

@@ -25,11 +25,12 @@ from .keys import (
     rewrap_system_keys,
     shred_partition,
 )
-from .reencrypt import Checkpoint, KeyStatus, ReencryptStats, reencrypt
+from .reencrypt import UNREADABLE, Checkpoint, KeyStatus, ReencryptStats, reencrypt
 from .summary import Summary, when
 from .targets import Target, every_target, resolve_targets
 
 __all__ = [
+    "UNREADABLE",
     "Checkpoint",
     "Inventory",
     "KeyChange",

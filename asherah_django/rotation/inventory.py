@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..core.errors import MalformedRecordError
 from ..core.kms.vault_errors import VaultKMSError
 from ..core.records import EnvelopeKeyRecord, KeyMeta
 from .keys import stored_versions
-from .reencrypt import KeyStatus
+from .reencrypt import UNREADABLE, KeyStatus
 from .summary import Summary, when
 from .targets import Target, parse, partition_of, windows
 
@@ -87,8 +88,8 @@ def take_inventory(
         if isinstance(kms, VaultTransitKMS):
             try:
                 version = kms.key_version(EnvelopeKeyRecord.from_json(text).encrypted_key)
-            except (VaultKMSError, ValueError):
-                version = None
+            except (VaultKMSError, MalformedRecordError, ValueError):
+                version = None  # a malformed row: listed without a version
         inventory.stored_system_keys[created] = version
     return inventory
 
@@ -104,10 +105,18 @@ def report(inventory: Inventory, summary: Summary) -> None:
         + "."
     )
     summary.say("Values by intermediate key:" + ("" if inventory.by_intermediate else " none"))
+    found = {meta for meta, record in inventory.records.items() if record is not None}
     for meta, n in sorted(inventory.by_intermediate.items()):
         record = inventory.records.get(meta)
         state = "missing" if record is None else "revoked" if record.revoked else "current"
         summary.say(f"  {meta.key_id}  created {when(meta.created)}  {state:<8} {n}")
+    unreadable = sum(n for meta, n in inventory.by_intermediate.items() if meta not in found)
+    if unreadable:
+        summary.say(
+            f"{unreadable} value(s) name an intermediate key that is missing or unreadable: "
+            "they cannot be decrypted (see the log of --reencrypt for their rows)."
+        )
+        summary.count(UNREADABLE, unreadable)
     summary.say("Values by system key:" + ("" if inventory.by_intermediate else " none"))
     for system, n in sorted(inventory.by_system().items(), key=lambda item: str(item[0])):
         if system is None:

@@ -6,8 +6,9 @@ the key for new writes (within its cache's revoke-check interval); this process 
 once (its caches are updated). Values stay readable: decryption ignores revocation.
 
 Shredding deletes every version of a partition's intermediate key: its values can never
-be decrypted again. This process forgets the keys at once; other running processes keep
-cached copies until they evict them or restart, so restart them to complete an erasure.
+be decrypted again. This process forgets the keys at once; other running processes stop
+within ``CHECK_INTERVAL`` (their read path re-checks cached keys in the metastore). The
+blind index columns of the partition's rows are cleared (:mod:`..blind_index.shred`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..core.errors import AsherahError
+from ..core.errors import AsherahError, UnreadableKeyError
 from ..core.kms.vault_errors import VaultKMSError
 from ..core.partition import check_partition_id
 from ..core.records import EnvelopeKeyRecord, KeyMeta
@@ -116,7 +117,14 @@ def all_partitions(factory: SessionFactory) -> list[str]:
 def _revoke_latest(
     factory: SessionFactory, key_id: str, what: str, summary: Summary, dry_run: bool
 ) -> list[KeyChange]:
-    record = metastore_of(factory).load_latest(key_id)
+    try:
+        record = metastore_of(factory).load_latest(key_id)
+    except UnreadableKeyError as exc:
+        # A corrupt row must not stop the revocation of every other key (issue #14).
+        summary.say(f"The current {what} ({key_id}) is unreadable, left alone: {exc.args[0]}")
+        summary.count("key(s) unreadable")
+        logger.warning("asherah_rotate: %s", exc.args[0])
+        return []
     if record is None:
         summary.say(f"No {what} ({key_id}) exists yet: nothing to revoke.")
         return []
@@ -237,14 +245,16 @@ def shred_partition(
     Returns how many keys were (or, in a dry run, would be) destroyed.
     """
     from ..blind_index.keyring import index_key_id, index_keys
+    from ..blind_index.shred import clear_shredded_indexes
 
     key_id = _ik_id(factory, partition)
     # The partition's blind-index key too (per-partition scope): otherwise whoever can still
     # compute its index values could test which values the partition held.
     bidx_id = index_key_id(partition, factory.service_name, factory.product_id)
     store = metastore_of(factory)
+    destroyed = [KeyMeta(key_id, created) for created, _ in stored_versions(factory, key_id)]
     if dry_run:
-        count = len(stored_versions(factory, key_id))
+        count = len(destroyed)
         index_count = len(stored_versions(factory, bidx_id))
     else:
         count = store.delete_key_id(key_id)
@@ -270,6 +280,8 @@ def shred_partition(
             f"{'would be ' if dry_run else ''}destroyed."
         )
     summary.count("intermediate key version(s) destroyed", count)
+    # The global-scope blind indexes of its rows could still confirm guesses: clear them.
+    clear_shredded_indexes(destroyed, summary, dry_run=dry_run)
     return count
 
 

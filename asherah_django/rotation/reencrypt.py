@@ -1,9 +1,16 @@
 """``asherah_rotate --reencrypt``: move stored values off revoked or old keys.
 
-A value is *stale* when the intermediate key it names is revoked, when that key's system
-key is revoked, or (with a cutoff, ``--older-than``) when the intermediate key was
-created before the cutoff. A stale value is decrypted with its own partition's session
-and encrypted again with that partition's current key.
+A value is *stale* when the intermediate key it names, or that key's system key, is
+revoked, expired (``EXPIRE_AFTER``) or superseded (a newer version of the same key id is
+stored), or (with a cutoff, ``--older-than``) when the intermediate key was created before
+the cutoff. A stale value is decrypted with its own partition's session and encrypted again
+with that partition's current key. So after ``--system --all-partitions``, one
+``--reencrypt`` leaves no value under any key that existed before (the incident runbook in
+SECURITY.md).
+
+Bad rows never stop a run: a value whose key is missing, malformed, out of range or not
+unwrapped by the KMS, or whose record does not decrypt, is counted as unreadable, logged
+with its primary key, and left as it is; the command then exits with status 3.
 
 Writes: one ``UPDATE ... SET col = new WHERE pk = ? AND col = old`` per row (a
 compare-and-swap on the ciphertext that was read), so a row the application changed
@@ -18,6 +25,8 @@ checkpoint file the re-run also skips the windows already done (the cutoff is ke
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import json
 import logging
 import os
@@ -29,18 +38,29 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections, transaction
 
-from ..core.errors import DecryptionError
-from ..core.records import EnvelopeKeyRecord, KeyMeta
+from ..core.errors import (
+    DecryptionError,
+    KeyCreationError,
+    KMSError,
+    UnreadableKeyError,
+)
+from ..core.records import EnvelopeKeyRecord, KeyMeta, parse_data_row
 from .keys import metastore_of
 from .summary import Summary
 from .targets import Target, parse, partition_of, windows
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
+    from ..metastore import DjangoMetastore
 
 logger = logging.getLogger("asherah_django.rotation")
 
 Progress = Callable[[int, int], None]
+
+#: The summary counter of values that could not be read (the commands then exit 3).
+UNREADABLE = "value(s) unreadable"
+#: A value (or its partition) that cannot be processed: counted as unreadable, run goes on.
+ROW_ERRORS = (DecryptionError, KMSError, UnreadableKeyError, KeyCreationError)
 
 
 class KeyStatus:
@@ -49,33 +69,88 @@ class KeyStatus:
     def __init__(self, factory: SessionFactory, cutoff: int | None) -> None:
         self.factory = factory
         self.cutoff = cutoff
+        self.now = factory.clock()
         self.records: dict[KeyMeta, EnvelopeKeyRecord | None] = {}
+        #: The newest stored ``created`` of each key id seen (None: no readable version).
+        self.latest: dict[str, int | None] = {}
 
     def load(self, metas: Iterable[KeyMeta]) -> None:
         store = metastore_of(self.factory)
         wanted = {meta for meta in metas if meta not in self.records}
         for _ in range(2):  # the intermediate keys, then their system keys
             if not wanted:
-                return
-            found = store.load_many(wanted)
+                break
+            found = _load_many(store, wanted)
             for meta in wanted:
                 self.records[meta] = found.get(meta)
             parents = {r.parent for r in found.values() if r.parent is not None}
             wanted = {meta for meta in parents if meta not in self.records}
+        ids = {meta.key_id for meta in self.records} - set(self.latest)
+        if ids:
+            self.latest.update(dict.fromkeys(ids))
+            self.latest.update(_latest_created(store, ids))
 
     def why_stale(self, meta: KeyMeta) -> str | None:
-        """``revoked``, ``system key revoked``, ``old``, ``missing``; None when current."""
+        """``revoked``, ``expired``, ``superseded`` (each also for the ``system key``),
+        ``old``, ``missing``; None when current."""
         record = self.records.get(meta)
         if record is None:
             return "missing"
-        if record.revoked:
-            return "revoked"
         parent = self.records.get(record.parent) if record.parent is not None else None
-        if parent is not None and parent.revoked:
-            return "system key revoked"
+        policy = self.factory.policy
+        for what, key, key_meta in (("", record, meta), ("system key ", parent, record.parent)):
+            if key is None or key_meta is None:
+                continue
+            if key.revoked:
+                return f"{what}revoked"
+            if policy.is_expired(key.created, self.now):
+                return f"{what}expired"
+            latest = self.latest.get(key_meta.key_id)
+            if latest is not None and latest > key_meta.created:
+                return f"{what}superseded"
         if self.cutoff is not None and record.created < self.cutoff:
             return "old"
         return None
+
+
+def _load_many(store: DjangoMetastore, metas: set[KeyMeta]) -> dict[KeyMeta, EnvelopeKeyRecord]:
+    """``load_many``; when a malformed row spoils the batch, one by one (a malformed key
+    is then simply not found: its values count as unreadable)."""
+    try:
+        return dict(store.load_many(metas))
+    except UnreadableKeyError:
+        found = {}
+        for meta in metas:
+            try:
+                record = store.load(meta.key_id, meta.created)
+            except UnreadableKeyError as exc:
+                logger.warning("asherah_rotate: %s", exc.args[0])
+                continue
+            if record is not None:
+                found[meta] = record
+        return found
+
+
+def _latest_created(store: DjangoMetastore, ids: set[str]) -> dict[str, int]:
+    """The newest ``created`` stored for each of ``ids`` (one query per 500 ids)."""
+    from django.db.models import Max
+
+    from ..models import EncryptionKey
+
+    latest: dict[str, int] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        rows = (
+            EncryptionKey.objects.using(store.using)
+            .filter(id__in=ordered[start : start + 500])
+            .values("id")
+            .annotate(newest=Max("created"))
+        )
+        for row in rows:
+            newest = row["newest"]
+            if isinstance(newest, datetime.datetime):
+                latest[row["id"]] = calendar.timegm(newest.utctimetuple())
+    return latest
 
 
 @dataclass
@@ -216,7 +291,7 @@ def reencrypt(
     if stats.changed:
         summary.count("value(s) left alone (changed meanwhile)", stats.changed)
     if stats.unreadable:
-        summary.count("value(s) unreadable", stats.unreadable)
+        summary.count(UNREADABLE, stats.unreadable)
     return stats
 
 
@@ -261,14 +336,19 @@ def _window(
             if dry_run:
                 stats.reencrypted += 1
                 continue
-            if not writer.current_key_new_enough(partition):
-                stats.key_too_old += 1
-                continue
             try:
-                changes[index] = (writer.reencrypt(partition, text), text)
-            except DecryptionError as exc:
+                if not writer.current_key_new_enough(partition):
+                    stats.key_too_old += 1
+                    continue
+                new_text = writer.reencrypt(partition, text)
+            except ROW_ERRORS as exc:
                 stats.unreadable += 1
                 logger.warning("asherah_rotate: %s pk %s: %s", target.label, row[0], exc.args[0])
+                continue
+            if parse_data_row(new_text).parent == record.parent:
+                stats.current += 1  # the partition's write key is this one: nothing newer
+                continue
+            changes[index] = (new_text, text)
         if changes:
             if writer.update(row[0], changes):
                 stats.reencrypted += len(changes)

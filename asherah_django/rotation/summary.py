@@ -14,8 +14,12 @@ _DRY: dict[str, str] = {
 
 
 def when(epoch: int) -> str:
-    """An epoch as ``YYYY-MM-DD HH:MM:SSZ``."""
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    """An epoch as ``YYYY-MM-DD HH:MM:SSZ`` (as the number when no calendar date fits:
+    a planted key row may name any 64-bit ``Created``)."""
+    try:
+        moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"epoch {epoch}"
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 

@@ -289,7 +289,9 @@ def test_blind_index_rebuild_reads_bound_values_and_checks_their_column() -> Non
     assert Patient.objects.get(email="p1@example.org").pk == b.pk
     write_raw(Patient, c.pk, "email", stored(Patient, c.pk, "diagnosis"))
     out = StringIO()
-    call_command("asherah_reindex", "bindapp.Patient.email", "--recompute", stdout=out)
+    with pytest.raises(SystemExit) as exited:  # finished, a value unreadable (issue #14)
+        call_command("asherah_reindex", "bindapp.Patient.email", "--recompute", stdout=out)
+    assert exited.value.code == 3
     assert "1 unreadable" in out.getvalue(), out.getvalue()
     write_raw(Patient, c.pk, "email", stored(Patient, a.pk, "email"))
     call_command("asherah_reindex", "bindapp.Patient.email", "--recompute", stdout=StringIO())

@@ -202,6 +202,8 @@ def test_reencryption_never_launders_a_value_through_a_foreign_parented_key(
     import io
 
     out = io.StringIO()
-    call_command("asherah_rotate", "--reencrypt", "testapp.TenantNote", stdout=out)
+    with pytest.raises(SystemExit) as exited:  # finished with unreadable values (issue #14)
+        call_command("asherah_rotate", "--reencrypt", "testapp.TenantNote", stdout=out)
+    assert exited.value.code == 3
     assert "unreadable" in out.getvalue()
     assert _raw(note_b.pk) == forged

@@ -180,9 +180,13 @@ class VaultTransitKMS:
         """``auth/token/lookup-self``: TTL, renewability and policies of the current token."""
         return token_info_from(self._other("lookup-self", "GET", "v1/auth/token/lookup-self", None))
 
-    def capabilities(self) -> dict[str, tuple[str, ...]]:
-        """``sys/capabilities-self`` for the encrypt, decrypt and rewrap paths, by operation."""
+    def capabilities(self, *, key_read: bool = False) -> dict[str, tuple[str, ...]]:
+        """``sys/capabilities-self`` for the encrypt, decrypt and rewrap paths, by operation
+        (and, with ``key_read``, for the key's configuration ``<mount>/keys/<key>`` as
+        ``"keys"``)."""
         paths = {op: path.removeprefix("v1/") for op, path in self._paths.items()}
+        if key_read:
+            paths["keys"] = f"{self.config.transit_mount}/keys/{self.config.transit_key}"
         body = {"paths": list(paths.values())}
         data = self._other("capabilities-self", "POST", "v1/sys/capabilities-self", body)
         found = {op: data.get(path) for op, path in paths.items()}

@@ -308,6 +308,18 @@ def _unsupported(method: str) -> str:
     return f"unsupported VAULT_AUTH_METHOD '{method}': expected kubernetes, approle, or cert"
 
 
+def redact_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``, for messages (issue #14)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    if "@" not in authority:
+        return url
+    host = authority.rpartition("@")[2]
+    return f"{scheme}{sep}***@{host}{slash}{tail}"
+
+
 def _check_addr(addr: object) -> None:
     if not isinstance(addr, str) or not addr:
         raise ConfigurationError("VAULT_ADDR is required for the Vault Transit KMS")
@@ -326,9 +338,11 @@ def _check_addr(addr: object) -> None:
         or parts.password
         or (port is not None and not 0 < port < 65536)
     ):
+        shown = redact_userinfo(addr)
         raise ConfigurationError(
             f"VAULT_ADDR must be an http:// or https:// URL such as "
-            f"https://vault.example.com:8200, got {addr!r}"
+            f"https://vault.example.com:8200, got {shown!r}"
+            + (" (credentials in it are never used: remove them)" if shown != addr else "")
         )
 
 

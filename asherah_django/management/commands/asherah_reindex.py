@@ -12,6 +12,10 @@
   --recompute                     recompute every row, current or not
   --batch-size N, --checkpoint FILE, --pause SECONDS, --database ALIAS, --dry-run
 
+Exit status 0; 1 with a message on stderr when the run cannot start; 3 when it finished
+but met values it could not read (each logged with its primary key and left as it is;
+every readable row was indexed).
+
 Progress goes to stderr (a bar on a terminal, a line per batch otherwise), as
 ``asherah_encrypt`` does; every run ends with a summary line on stdout. The logic lives in
 :mod:`asherah_django.blind_index.reindex`.
@@ -30,6 +34,7 @@ from ...blind_index import reindex as bidx
 from ...core.errors import AsherahError
 from ...runtime import get_session_factory
 from .asherah_encrypt import Command as EncryptCommand
+from .asherah_rotate import EXIT_UNREADABLE
 
 
 class Command(BaseCommand):
@@ -71,6 +76,8 @@ class Command(BaseCommand):
         except AsherahError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(summary.text())
+        if summary.counts.get(rotation.UNREADABLE):
+            raise SystemExit(EXIT_UNREADABLE)
 
     def _run(self, summary: rotation.Summary, options: dict[str, Any]) -> None:
         dry_run = options["dry_run"]

@@ -8,17 +8,22 @@ Steps run in this order, any combination (``--shred-partition`` only alone):
   --system                       revoke the current system key (next write makes a new one)
   --partition P [P ...]          revoke the current intermediate key of each partition
   --all-partitions               ... of every partition that has one
-  --reencrypt LABEL [LABEL ...]  re-encrypt values whose keys are revoked (or, with
-                                 --older-than, older than the cutoff); LABEL is
-                                 app_label.Model or app_label.Model.field
+  --reencrypt [LABEL ...]        re-encrypt values whose keys are revoked, expired or
+                                 superseded (or, with --older-than, older than the cutoff);
+                                 LABEL is app_label.Model or app_label.Model.field; no
+                                 LABEL: every encrypted field
   --bind LABEL [LABEL ...]       convert values of fields with bind= to bound records
                                  (resumable with --checkpoint, like --reencrypt)
   --report [LABEL ...]           values per intermediate key, system key, Vault key version
   --shred-partition P            destroy partition P's intermediate keys (asks, or --yes)
 
 ``--dry-run`` reads and counts but changes nothing. Every run ends with a summary line.
-Exit status 0, or 1 with a message on stderr when a step cannot run. The logic lives in
-:mod:`asherah_django.rotation`.
+Exit status 0; 1 with a message on stderr when a step cannot run; 3 (``EXIT_UNREADABLE``)
+when the run finished but met values it could not read (``--reencrypt``, ``--report``:
+key missing, malformed or not unwrapped, record corrupt; each logged with its primary
+key and left as it is; every readable value was processed) or a current key whose row is
+malformed (``--partition``, ``--all-partitions``: left alone, the others are revoked).
+The logic lives in :mod:`asherah_django.rotation`.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from ...core.errors import AsherahError
 from ...rotation.bind import bind_target, bind_values
 from ...runtime import get_session_factory
 
+#: Exit status of a run that finished but met unreadable values (see the module docs).
+EXIT_UNREADABLE = 3
 _DURATION = re.compile(r"(\d+)([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -74,8 +81,9 @@ class Command(BaseCommand):
             "vault, aws; its settings kept in ASHERAH) to the configured KMS",
         )  # fmt: skip
         parser.add_argument(
-            "--reencrypt", nargs="+", action="extend", default=[], metavar="LABEL",
-            help="re-encrypt stale values of app_label.Model or app_label.Model.field",
+            "--reencrypt", nargs="*", metavar="LABEL",
+            help="re-encrypt stale values of app_label.Model or app_label.Model.field "
+            "(no LABEL: every encrypted field)",
         )  # fmt: skip
         parser.add_argument(
             "--bind", nargs="+", action="extend", default=[], metavar="LABEL",
@@ -111,13 +119,14 @@ class Command(BaseCommand):
         except AsherahError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(summary.text())
+        if summary.counts.get(rotation.UNREADABLE) or summary.counts.get("key(s) unreadable"):
+            raise SystemExit(EXIT_UNREADABLE)
 
     def _run(self, summary: rotation.Summary, options: dict[str, Any]) -> None:
         dry_run = options["dry_run"]
         actions = [
-            options[name]
-            for name in ("system", "partition", "all_partitions", "rewrap", "reencrypt", "bind")
-        ]
+            options[name] for name in ("system", "partition", "all_partitions", "rewrap", "bind")
+        ] + [options["reencrypt"] is not None]
         shred = options["shred_partition"]
         if shred is not None:
             if any(actions) or options["report"] is not None:
@@ -131,9 +140,13 @@ class Command(BaseCommand):
             )
         if options["partition"] and options["all_partitions"]:
             raise CommandError("give --partition or --all-partitions, not both")
-        if options["older_than"] is not None and not options["reencrypt"]:
+        if options["older_than"] is not None and options["reencrypt"] is None:
             raise CommandError("--older-than goes with --reencrypt")
-        targets = rotation.resolve_targets(options["reencrypt"])
+        targets = []
+        if options["reencrypt"]:
+            targets = rotation.resolve_targets(options["reencrypt"])
+        elif options["reencrypt"] is not None:
+            targets = self._every_target(summary)
         to_bind: list[rotation.Target] = [
             bind_target(t) for t in rotation.resolve_targets(options["bind"])
         ]
@@ -171,6 +184,18 @@ class Command(BaseCommand):
             chosen = rotation.resolve_targets(labels) if labels else rotation.every_target()
             inventory = rotation.take_inventory(factory, chosen, using=options["database"])
             rotation.report(inventory, summary)
+
+    @staticmethod
+    def _every_target(summary: rotation.Summary) -> list[rotation.Target]:
+        found = []
+        for target in rotation.every_target():
+            try:
+                rotation.targets.check_pk(target)
+            except AsherahError as exc:
+                summary.say(f"{target.label}: skipped: {exc.args[0]}")
+                continue
+            found.append(target)
+        return found
 
     def _reencrypt(
         self,
