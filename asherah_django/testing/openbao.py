@@ -217,6 +217,7 @@ class OpenBaoServer:
             raise OpenBaoError("the server is not running")
         self._process.send_signal(signal.SIGSTOP)
         self._paused = True
+        _wait_until_stopped(self._process.pid)
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause`."""
@@ -418,3 +419,28 @@ def _kill(holder: list[subprocess.Popen[bytes] | None] | subprocess.Popen[bytes]
         process.send_signal(signal.SIGCONT)
         process.kill()
         process.wait()
+
+
+def _wait_until_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Return once every thread of ``pid`` is stopped (Linux ``/proc``; elsewhere at once).
+
+    SIGSTOP is asynchronous: on a loaded machine a thread of the server can still accept and
+    answer one request after ``send_signal`` returns, which a test of a hung server must not
+    see.
+    """
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for stat in tasks.glob("*/stat"):
+            try:
+                # "pid (comm) S ...": the state follows the last ')'
+                states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):
+                continue  # a thread that ended meanwhile
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.01)
+    raise OpenBaoError(f"OpenBao (pid {pid}) did not stop within {timeout:.0f} s of SIGSTOP")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ BROKERS = {
 }
 BACKEND = "redis://127.0.0.1:6379/15"
 TIMEOUT = 60
+STARTUP_TIMEOUT = 180
 
 pytestmark = [pytest.mark.database, pytest.mark.slow]
 
@@ -65,6 +67,7 @@ def worker(broker: str, transactional_db: None) -> Iterator[Any]:
     # transactional_db empties the key table between tests: no key cached from before
     reset_session_factory()
     app = make_app(BROKERS[broker], BACKEND, queue)
+    log = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in finally)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -85,23 +88,36 @@ def worker(broker: str, transactional_db: None) -> Iterator[Any]:
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe: a pipe nobody reads until the end would stall a talkative worker.
+        stderr=log,
     )
     try:
-        # Ready when it answers a task (the first one waits for the worker to connect).
-        assert app.tasks["asherah_tests.whoami"].delay().get(timeout=TIMEOUT) is None
+        # Ready when it answers a task (the first one waits for the worker to connect, which
+        # can take long on a loaded machine); a worker that died says why.
+        ping = app.tasks["asherah_tests.whoami"].delay()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not ping.ready():
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"the celery worker exited ({process.returncode}):\n{log.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no celery worker answered within {STARTUP_TIMEOUT} s")
+            time.sleep(0.2)
+        assert ping.get(timeout=TIMEOUT) is None
         yield app
     finally:
         process.terminate()
         try:
-            _, err = process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            _, err = process.communicate()
+            process.wait()
         app.close()
         reset_session_factory()
         # The worker's log (failed tasks included) holds no key, token or plaintext.
-        assert_clean_text(err.decode(errors="replace"), "celery worker log")
+        log.seek(0)
+        assert_clean_text(log.read(), "celery worker log")
+        log.close()
 
 
 def task(app: Any, name: str) -> Any:

@@ -37,6 +37,13 @@ class SqliteMetastore:
     def close(self) -> None:
         self._db.close()
 
+    def __del__(self) -> None:
+        # Tests often drop a store without closing it; Python 3.13 turns a connection left to
+        # the garbage collector into a ResourceWarning (an error here) in whichever test runs.
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+
     def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
         with self._lock:
             row = self._db.execute(

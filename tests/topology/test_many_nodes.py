@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,13 @@ def test_nodes_share_first_writes_and_honour_revocation(tmp_path: Path) -> None:
         assert len(first) == 1, "the nodes wrote 'watched' under different intermediate keys"
         go.set()
         race = {q.get(timeout=60)[1] for q in queues}
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             ik_rows = conn.execute(
                 "SELECT COUNT(*) FROM encryption_key WHERE id = ?", ("_IK_race_service_product",)
             ).fetchone()[0]
         time.sleep(1.0)
         revoked_created = first.pop()
-        with sqlite3.connect(db) as conn:  # the operator's revocation, as one UPDATE
+        with closing(sqlite3.connect(db)) as conn, conn:  # the operator's revocation, as one UPDATE
             ((created_text, text),) = conn.execute(
                 "SELECT created, key_record FROM encryption_key WHERE id = ?",
                 ("_IK_watched_service_product",),
