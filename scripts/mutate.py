@@ -340,11 +340,15 @@ class Sandbox:
             return None, ""
         return done.returncode, done.stdout + done.stderr
 
+    def _extension(self) -> Path:
+        suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        return self.dir / "asherah_django" / "core" / f"_speedups{suffix}"
+
     def build_extension(self) -> None:
         """Compile the C extension in place, as setup.py does (the compiler directly: the
         sandbox's pyproject.toml may need a newer setuptools than the virtualenv has)."""
         core = self.dir / "asherah_django" / "core"
-        target = core / f"_speedups{sysconfig.get_config_var('EXT_SUFFIX')}"
+        target = self._extension()
         compiler = (sysconfig.get_config_var("CC") or "cc").split()
         include = sysconfig.get_paths()["include"]
         command = [*compiler, "-O2", "-shared", "-fPIC", f"-I{include}"]
@@ -357,7 +361,10 @@ class Sandbox:
         started = time.monotonic()
         target = self.dir / mutant.path
         original = target.read_bytes()
-        extension = next((self.dir / "asherah_django/core").glob("_speedups*.so"), None)
+        # This interpreter's build only: a checkout can hold one per Python of the test matrix.
+        extension: Path | None = self._extension()
+        if extension is not None and not extension.exists():
+            extension = None
         saved = extension.read_bytes() if extension is not None else None
         target.write_bytes(mutant.source)
         try:

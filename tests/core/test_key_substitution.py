@@ -236,3 +236,23 @@ def test_colliding_key_ids_of_two_services_are_refused_not_read() -> None:
             two.decrypt(value)
         with pytest.raises(KeyParentMismatchError):  # nor writes under b_c's key
             two.encrypt(b"c's value")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_intermediate_key_of_the_wrong_length_is_a_typed_error(path: str) -> None:
+    """An IK row that authenticates under the system key but holds 16 bytes (a writer who
+    had the system key, or a foreign implementation's bug) is refused as a DecryptionError
+    naming the key, never used as a key of another size."""
+    from asherah_django.core import aead
+
+    store = InMemoryMetastore()
+    factory = _factory("svc", store)
+    value = factory.get_session("t").encrypt(SECRET)
+    ((sk_id, sk_created, sk_record),) = [i for i in store.items() if i[0].startswith("_SK_")]
+    system_key = StaticKMS.from_hex(TEST_MASTER_KEY_HEX).decrypt_key(sk_record.encrypted_key)
+    ik_id, ik_created = "_IK_t_svc_prod", sk_created + 10
+    short = aead.seal(system_key, bytes(16))
+    store.store(ik_id, ik_created, EnvelopeKeyRecord(ik_created, short, KeyMeta(sk_id, sk_created)))
+    cold = _factory("svc", store)
+    with pytest.raises(DecryptionError, match=f"intermediate key '{ik_id}' is not 32 bytes"):
+        _decrypt(path)(cold.get_session("t"), _retarget(value, ik_id, ik_created))

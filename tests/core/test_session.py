@@ -140,6 +140,15 @@ def test_payload_limit(factory: SessionFactory) -> None:
         factory.get_session("p1").encrypt(too_big)
 
 
+def test_the_payload_limit_is_asherahs_64_mib(factory: SessionFactory) -> None:
+    """The limit is the Rust core's 64 MiB, not a smaller one: 2 MiB round-trips and the
+    constant is exactly 64 MiB (a typo such as (64 + 1024) * 1024 would refuse it)."""
+    assert MAX_PLAINTEXT_SIZE == 64 * 1024 * 1024
+    session = factory.get_session("big")
+    payload = bytes(range(256)) * (8 * 1024)  # 2 MiB
+    assert session.decrypt(session.encrypt(payload)) == payload
+
+
 def test_closed_factory_refuses_work_and_wipes_keys(factory: SessionFactory) -> None:
     session = factory.get_session("p1")
     record = session.encrypt(b"x")

@@ -45,6 +45,10 @@ from .vault_http import VaultHTTP, VaultReply, on_fork
 
 logger = logging.getLogger("asherah_django.core.kms.vault")
 
+#: How long a refused token's file is watched for the agent's next token, and how often.
+TOKEN_FILE_GRACE = 5.0
+TOKEN_FILE_POLL = 0.05
+
 
 class TokenManager:
     """Holds the current token; thread-safe (one login or renewal at a time)."""
@@ -125,19 +129,30 @@ class TokenManager:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _reread_token_file(self, refused: str) -> bool:
-        """``VAULT_TOKEN_FILE`` read again: True when it now holds another token (now used)."""
+        """``VAULT_TOKEN_FILE`` read again: True when it now holds another token (now used).
+
+        An agent replaces the token in its sink some time after Vault stops accepting the old
+        one (re-authentication takes a round trip, longer on a busy host), so the file is
+        watched for up to ``TOKEN_FILE_GRACE`` seconds (at most VAULT_TIMEOUT) before giving up.
+        """
         if not self.config.token_file:
             return False
-        with self.lock:
-            current = self._lease
-            if current is not None and current.token != refused:
-                return True  # another thread already picked up the new token
-            lease = self._static_lease()
-            if lease.token == refused:
+        deadline = time.monotonic() + min(TOKEN_FILE_GRACE, self.config.timeout)
+        while True:
+            with self.lock:
+                current = self._lease
+                if current is not None and current.token != refused:
+                    return True  # another thread already picked up the new token
+                lease = self._static_lease()
+                if lease.token != refused:
+                    self._lease = lease
+                    logger.info(
+                        "Vault token re-read from VAULT_TOKEN_FILE after Vault refused the old one"
+                    )
+                    return True
+            if time.monotonic() >= deadline:
                 return False
-            self._lease = lease
-            logger.info("Vault token re-read from VAULT_TOKEN_FILE after Vault refused the old one")
-            return True
+            time.sleep(TOKEN_FILE_POLL)
 
     def _refresh(self) -> TokenLease:
         if self._closed:
