@@ -127,3 +127,33 @@ def test_tags_are_checked_when_keys_load_never_per_value(
         for _ in range(100):
             session.decrypt(session.encrypt(b"warm"))
         assert len(calls) == loaded <= 3
+
+
+class _CountingKMS(StaticKMS):
+    """The static KMS, counting the system keys it is asked to unwrap."""
+
+    unwraps = 0
+
+    def decrypt_key(self, encrypted_key: bytes) -> bytes:
+        type(self).unwraps += 1
+        return super().decrypt_key(encrypted_key)
+
+
+def test_require_refuses_an_untagged_system_key_before_asking_the_kms() -> None:
+    """A database writer who strips a system key row's tag (or inserts an untagged one) does
+    not even get the KMS called with it under ``require``: no KMS traffic or audit entry of
+    the writer's making, and the same typed refusal."""
+    store = InMemoryMetastore()
+    with SessionFactory("s", "p", KMS, store, CryptoPolicy(key_integrity="sign")) as writer:
+        value = writer.get_session("a").encrypt(b"x")
+    for key_id, created, record in store.items():
+        if key_id.startswith("_SK_"):
+            store.delete(key_id)
+            store.store(key_id, created, _copy(record, tag=None))
+    kms = _CountingKMS.from_hex(TEST_MASTER_KEY_HEX)
+    assert isinstance(kms, _CountingKMS)
+    _CountingKMS.unwraps = 0
+    with SessionFactory("s", "p", kms, store, CryptoPolicy(key_integrity="require")) as reader:
+        with pytest.raises(KeyIntegrityError, match="has no integrity tag"):
+            reader.get_session("a").decrypt(value)
+    assert _CountingKMS.unwraps == 0
