@@ -24,6 +24,8 @@ lint: venv
 bench: venv
 	.venv/bin/python benchmarks/core_bench.py
 	.venv/bin/python benchmarks/orm_bench.py
+	.venv/bin/python benchmarks/integrity_bench.py
+	.venv/bin/python benchmarks/observability_bench.py
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
