@@ -81,6 +81,10 @@ def worker(broker: str, transactional_db: None) -> Iterator[Any]:
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",
+            # A node name of its own: two test runs at once (the matrix) would otherwise both be
+            # celery@<host>, whose exclusive pidbox queue RabbitMQ lets only one of them hold.
+            "-n",
+            f"{queue}@%h",
             "--loglevel=WARNING",
             "-Q",
             queue,
