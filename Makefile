@@ -1,8 +1,9 @@
 # make demo  - the example project against a local OpenBao (Vault-compatible) server
 # make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB, a bounded mutation
 #              run) on Django 6.1 / Python 3.13, and the SQLite suite on every other tested combination
+# make docs  - the documentation site (Sphinx, furo, MyST) in docs/_build/html, warnings as errors
 # make mutate - mutation testing of the security-critical modules, every mutant (long)
-.PHONY: demo test bench venv lint clean mutate
+.PHONY: demo test bench venv lint clean mutate docs
 
 demo:
 	scripts/demo.sh
@@ -12,6 +13,9 @@ test:
 
 mutate: venv
 	scripts/mutate.sh full $(MUTATE_ARGS)
+
+docs: venv
+	.venv/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 venv:
 	scripts/bootstrap.sh
@@ -28,4 +32,4 @@ bench: venv
 	.venv/bin/python benchmarks/observability_bench.py
 
 clean:
-	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info docs/_build

@@ -63,10 +63,10 @@ done
 # environments are made side by side (mostly downloads and unpacking); a failure shows its log.
 inputs=$(cat pyproject.toml setup.py asherah_django/core/_speedups.c | sha256sum | cut -c1-16)
 make_venv() {  # make_venv COMBO VENV STAMP
-  local combo=$1 venv=$2 stamp=$3 python django extras=test
+  local combo=$1 venv=$2 stamp=$3 python django extras=test,docs,release
   python=$(python_of "$(combo_python "$combo")")
   django=$(combo_django "$combo")
-  [ "$venv" = .venv ] && extras=test,lint
+  [ "$venv" = .venv ] && extras=test,docs,release,lint
   "$python" -m venv --clear "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -e ".[$extras]" "django~=$django.0"

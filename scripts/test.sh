@@ -3,7 +3,9 @@
 # the same matrix as tox.ini): on the main one (the newest Django on the newest Python,
 # .venv) everything on SQLite, then every test that uses the database again on PostgreSQL
 # and on MariaDB, then lint and types (ruff, mypy); on each other combination the whole
-# SQLite suite. Real servers only: OpenBao is started by the tests themselves; the
+# SQLite suite (but the release artifacts' test, tests/release, which runs once, on the main
+# combination); then the documentation site is built with warnings as errors. Real servers
+# only: OpenBao is started by the tests themselves; the
 # databases by bootstrap.sh. A combination whose Python is missing fails the run.
 #
 # The other combinations run one at a time beside the main one (the suite mostly waits on
@@ -63,7 +65,7 @@ done
 run_others() {
   local combo rc=0
   for combo in ${others[@]+"${others[@]}"}; do
-    run "$combo" SQLite "$@" || rc=1
+    run "$combo" SQLite -m "not release" "$@" || rc=1
   done
   return $rc
 }
@@ -85,6 +87,8 @@ case " $combos " in
         *) echo "unknown database '$db' in ASHERAH_TEST_DATABASES" >&2; exit 2 ;;
       esac
     done
+    echo "== docs: sphinx -W --keep-going (docs/_build/html)"
+    .venv/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html || status=1
     echo "== lint: ruff and mypy ($MATRIX_MAIN)"
     .venv/bin/ruff check . || status=1
     .venv/bin/ruff format --check . || status=1

@@ -28,6 +28,15 @@ def iso(epoch: float) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def crypto_path() -> str:
+    """Which implementation does the per-value AES-GCM work: ``C accelerator`` (the
+    ``_speedups`` extension, built at install time) or ``pure Python`` (not built, or
+    ``ASHERAH_DJANGO_PURE_PYTHON`` set)."""
+    from ..core.session import SPEEDUPS
+
+    return "C accelerator" if SPEEDUPS else "pure Python"
+
+
 def settings(ctx: Context) -> Outcome:
     """The static system checks (settings, and deployment ones when DEBUG is off)."""
     from ..checks import check_deployment, check_settings
@@ -55,6 +64,7 @@ def settings(ctx: Context) -> Outcome:
         "service_name": conf.get("SERVICE_NAME"),
         "product_id": conf.get("PRODUCT_ID"),
         "database": conf.get("DATABASE") if conf.get("METASTORE") == "django" else None,
+        "crypto": crypto_path(),
         "errors": [str(m.id) for m in errors],
         "warnings": [str(m.id) for m in warnings],
     }
@@ -66,7 +76,7 @@ def settings(ctx: Context) -> Outcome:
         store += f" (database '{conf.get('DATABASE')}')"
     detail = (
         f"KMS={kms}, METASTORE={store}, SERVICE_NAME={conf.get('SERVICE_NAME')}, "
-        f"PRODUCT_ID={conf.get('PRODUCT_ID')}"
+        f"PRODUCT_ID={conf.get('PRODUCT_ID')}, crypto={crypto_path()}"
     )
     return combine(findings, detail, data)
 

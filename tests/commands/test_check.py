@@ -35,11 +35,12 @@ def normalize(text: str, vault: Vault) -> str:
     text = text.replace(vault.service, "<SVC>").replace(connection.vendor, "<VENDOR>")
     text = re.sub(r"Vault \d+\.\d+\.\d+\S* at", "Vault <VERSION> at", text)
     text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", "<TIME>", text)
+    text = re.sub(r"crypto=(C accelerator|pure Python)", "crypto=<CRYPTO>", text)
     return re.sub(r"\b\d+[dhms](\d+[hms])?\b", "<DUR>", text)
 
 
 HEALTHY = """\
-settings          OK    KMS=vault (token auth), METASTORE=django (database 'default'), SERVICE_NAME=<SVC>, PRODUCT_ID=prod
+settings          OK    KMS=vault (token auth), METASTORE=django (database 'default'), SERVICE_NAME=<SVC>, PRODUCT_ID=prod, crypto=<CRYPTO>
 vault.server      OK    Vault <VERSION> at <ADDR>: initialized, unsealed, active; plain http
 vault.login       OK    token auth: token TTL <DUR>, renewable; policies default, full-<KEY>
 vault.transit_key OK    transit key '<KEY>' on mount 'transit' exists (aes256-gcm96, latest version 1); token may encrypt, decrypt, rewrap

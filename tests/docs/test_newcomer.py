@@ -1,6 +1,6 @@
 """The first hour of a new user, end to end (issue 20): a project made from scratch with
-``django-admin startproject``, the installed package, and README's snippets as written (taken
-from README.md here, so they cannot drift), against a real OpenBao started by README's own
+``django-admin startproject``, the installed package, and the docs' snippets as written (taken
+from README.md and docs/ here, so they cannot drift), against a real OpenBao started by the quick start's own
 local-development command.
 
 The path: migrate without warnings (in a hosting platform's environment: ``DATABASE``,
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -31,8 +30,8 @@ from typing import Any
 import pytest
 
 from asherah_django.testing.openbao import free_port
+from tests.docs import sources
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 PYTHON = sys.executable
 TIMEOUT = 180
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
@@ -48,15 +47,9 @@ PLATFORM = {
 
 
 def readme_block(lang: str, marker: str) -> str:
-    """The one README code block of ``lang`` containing ``marker`` (list items' blocks too)."""
-    text = README.read_text(encoding="utf-8")
-    found = [
-        textwrap.dedent(body)
-        for body in re.findall(rf"^[ \t]*```{lang}\n(.*?)^[ \t]*```", text, re.M | re.S)
-        if marker in body
-    ]
-    assert len(found) == 1, f"expected one README {lang} block containing {marker!r}"
-    return found[0]
+    """The one code block of ``lang`` containing ``marker`` in README.md or docs/ (list
+    items' blocks too)."""
+    return sources.block(lang, marker)
 
 
 def readme_command(marker: str) -> list[str]:
@@ -430,7 +423,7 @@ def _first_hour(project: Project, vault: DevVault, models: str) -> None:
     assert "_SK_billing_acme" in keys  # README's names, not the platform's SERVICE_NAME
     without = json.loads(project.manage("dumpdata", "-e", "asherah_django").stdout)
     assert "asherah_django.encryptionkey" not in {entry["model"] for entry in without}
-    assert "-e asherah_django" in README.read_text(encoding="utf-8")
+    assert "dumpdata -e asherah_django" in sources.page("settings.md")
 
     health = project.manage("asherah_check", check=False)
     assert health.returncode in (0, 2), health.stdout + health.stderr

@@ -1,4 +1,4 @@
-"""Every test that SECURITY.md and README.md name (``tests/x.py::test_name``, or
+"""Every test that SECURITY.md, README.md and the docs pages name (``tests/x.py::test_name``, or
 ``::test_name`` for another test of the last file named) exists, so that a security
 sentence cannot outlive the test behind it unnoticed."""
 
@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from tests.docs import sources
 
 ROOT = Path(__file__).resolve().parents[2]
 # A path, or "::" continuing the last path, then the test name; "[...]" ids are ignored.
@@ -24,7 +26,7 @@ def references(document: str) -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("document", ["SECURITY.md", "README.md"])
+@pytest.mark.parametrize("document", [str(p.relative_to(ROOT)) for p in sources.documents()])
 def test_named_tests_exist(document: str) -> None:
     missing = [
         f"{path}::{name}"
@@ -37,3 +39,9 @@ def test_named_tests_exist(document: str) -> None:
 
 def test_the_key_integrity_section_names_its_tests() -> None:
     assert len(references("SECURITY.md")) >= 20
+
+
+def test_the_docs_name_the_tests_behind_their_claims() -> None:
+    """The guides moved out of README kept their references (issue 19)."""
+    named = sum(len(references(str(p.relative_to(ROOT)))) for p in sources.documents())
+    assert named >= 60

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_policy(name: str) -> str:
-    """The heredoc of ``vault policy write <name> - <<EOF`` in README.md, verbatim."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The heredoc of ``vault policy write <name> - <<EOF`` in the Vault guide, verbatim."""
+    text = (ROOT / "docs" / "vault.md").read_text(encoding="utf-8")
     match = re.search(rf"vault policy write {name} - <<EOF\n(.*?)\nEOF\n", text, re.S)
-    assert match is not None, f"README.md has no policy {name}"
+    assert match is not None, f"docs/vault.md has no policy {name}"
     return match.group(1) + "\n"
 
 

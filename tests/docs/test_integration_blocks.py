@@ -1,4 +1,4 @@
-"""The README's integration examples (#18) run here, taken from README.md itself.
+"""The integration examples (#18) run here, taken from docs/integrations.md itself.
 
 Each block is executed with ``Contact`` (tests/integrations/app/models.py) standing in for
 the reader's model, then used the way the README says.
@@ -17,7 +17,7 @@ import asherah_django
 from asherah_django import observability
 from asherah_django.contrib import otel, prometheus
 from asherah_django.runtime import reset_session_factory
-from tests.docs.test_readme import _block
+from tests.docs.test_blocks import _block
 from tests.integrations.app.models import Contact
 
 

@@ -1,17 +1,20 @@
-"""Every Python block of README.md runs here, in order, against a real database.
+"""Every Python block of the documentation (README.md and docs/**/*.md) runs or is checked
+here, against a real database; every shell block's ``manage.py`` line is parsed by the command
+it names, and the other blocks are checked by their kind.
 
-The blocks are taken from the README itself (not copied), so an example that stops
+The blocks are taken from the pages themselves (not copied), so an example that stops
 working fails this test. Each block has a check below; a new block without one fails too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import configparser
+import json
+import shlex
 import sys
 import types
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,24 +22,23 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.admin import AdminSite
 from django.contrib.admin import sites as admin_sites
+from django.core.management import get_commands, load_command_class
 from django.db import connection, connections
 from django.test.utils import isolate_apps
 
 from asherah_django.conf import DEFAULTS
+from tests.docs import sources
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+BLOCKS = [body for _, body in sources.blocks("python")]
 
 
 def _block(marker: str) -> str:
-    found = [b for b in BLOCKS if marker in b]
-    assert len(found) == 1, f"expected one README python block containing {marker!r}"
-    return found[0]
+    return sources.block("python", marker)
 
 
 @pytest.fixture
 def readme_models(transactional_db: None) -> Iterator[dict[str, Any]]:
-    """The README's model block, defined in an isolated app registry, with its table."""
+    """The front page's model block, defined in an isolated app registry, with its table."""
     with isolate_apps("tests.testapp"):
         namespace: dict[str, Any] = {"__name__": "tests.testapp.readme_models"}
         exec(_block("class Note(models.Model)"), namespace)
@@ -55,24 +57,29 @@ def test_every_python_block_is_checked() -> None:
         "class Note(models.Model)",
         "# settings.py",
         "def tenant_partition",
-        "with asherah_django.session(",
+        "# anywhere: a job, a shell, a test",
+        "# as a decorator, for sync or async functions",
         "class NoteAdmin",
         "def test_note_is_encrypted",
         "from asherah_django.core import",
         "class Customer(models.Model)",
         "class Patient(models.Model)",
-        # integrations (#18): checked in tests/docs/test_readme_integrations.py
+        # integrations (#18): checked in tests/docs/test_integration_blocks.py
         "class ContactSerializer(EncryptedModelSerializer)",
         "def contact_email(contact_id)",
         "class SlowKMSWarning(observability.Observer)",
         "class TestMyKMS(KMSConformance)",
+        # the tutorial (docs/tutorial.md)
+        "# crm/models.py, before",
+        "# crm/models.py, during the migration",
+        "# crm/models.py, after",
     ]
-    assert len(BLOCKS) == len(markers), "a README python block has no check in this file"
+    assert len(BLOCKS) == len(markers), "a python block of the docs has no check in this file"
     for marker in markers:
         _block(marker)
 
 
-#: What ``django-admin startproject`` writes, which the README's settings block extends.
+#: What ``django-admin startproject`` writes, which the quick start's settings block extends.
 STARTPROJECT = {
     "INSTALLED_APPS": [
         "django.contrib.admin",
@@ -128,7 +135,7 @@ def test_resolver_block() -> None:
 
 def test_sessions_block(readme_models: dict[str, Any]) -> None:
     namespace = dict(readme_models)
-    exec(_block("with asherah_django.session("), namespace)
+    exec(_block("# as a decorator, for sync or async functions"), namespace)
     assert namespace["nightly_job"]() == ["hello"]
 
     async def run_handler() -> Any:
@@ -238,3 +245,96 @@ def test_custom_kms_conformance_block() -> None:
     namespace: dict[str, Any] = {"MyKMS": ToyKMS}
     exec(_block("class TestMyKMS(KMSConformance)"), namespace)
     namespace["TestMyKMS"]().test_kms_conformance()
+
+
+def test_front_page_session_block(readme_models: dict[str, Any]) -> None:
+    namespace = dict(readme_models)
+    exec(_block("# anywhere: a job, a shell, a test"), namespace)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT body FROM {readme_models['Note']._meta.db_table}")
+        assert "hello" not in cursor.fetchone()[0]
+
+
+def _tutorial_model(marker: str, app: str) -> Any:
+    namespace: dict[str, Any] = {"__name__": f"tests.testapp.{app}"}
+    exec(_block(marker), namespace)
+    return namespace["Contact"]
+
+
+def test_tutorial_models_are_what_the_tutorial_says() -> None:
+    """Before: plain columns; during: encrypted, reading legacy plaintext, email indexed;
+    after: no legacy reads, the email unique through its index. Each passes the checks."""
+    from asherah_django.fields import EncryptedField
+
+    with isolate_apps("tests.testapp"):
+        before = _tutorial_model("# crm/models.py, before", "tutorial_before")
+        assert not any(isinstance(f, EncryptedField) for f in before._meta.local_fields)
+    with isolate_apps("tests.testapp"):
+        during = _tutorial_model("# crm/models.py, during the migration", "tutorial_during")
+        email, notes = during._meta.get_field("email"), during._meta.get_field("notes")
+        assert isinstance(email, EncryptedField) and isinstance(notes, EncryptedField)
+        assert email.legacy == "read" and notes.legacy == "read"
+        assert "email_bidx" in {f.name for f in during._meta.local_fields}
+        assert email.check() == [] and notes.check() == []
+    with isolate_apps("tests.testapp"):
+        after = _tutorial_model("# crm/models.py, after", "tutorial_after")
+        email = after._meta.get_field("email")
+        assert email.legacy == "reject" and email.unique and email.check() == []
+
+
+#: Programs a shell block may run, and which test checks each when it is not manage.py.
+SHELL_PROGRAMS = {
+    "python": "manage.py lines parsed here; python -m ... run by tests/docs/test_newcomer.py",
+    "make": "the two set-up commands: scripts/test.sh and scripts/demo.sh",
+    "pip": "tests/release/test_artifacts.py installs the sdist and the wheel",
+    "cd": "the checkout's root",
+    "source": "tests/docs/test_newcomer.py",
+    "vault": "tests/lifecycle/test_check_least_privilege.py runs the policies",
+    "path": "policy heredoc lines (vault policy write)",
+    "EOF": "heredoc end",
+}
+
+
+def _shell_lines() -> list[str]:
+    lines = []
+    for _, body in sources.blocks("sh"):
+        for line in body.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def test_every_manage_py_line_parses() -> None:
+    """Each ``python manage.py CMD ...`` of a shell block is accepted by CMD's own parser."""
+    commands = get_commands()
+    seen = 0
+    for line in _shell_lines():
+        for part in line.split("&&"):
+            words = shlex.split(part)
+            if words[:2] != ["python", "manage.py"]:
+                continue
+            name, *args = words[2:]
+            assert name in commands, f"{line}: no command {name!r}"
+            command = load_command_class(commands[name], name)
+            parser = command.create_parser("manage.py", name)
+            try:
+                parser.parse_args(args)
+            except SystemExit:  # pragma: no cover - the message is the failure
+                pytest.fail(f"{line}: {name} refuses these arguments")
+            seen += 1
+    assert seen >= 20
+
+
+def test_every_shell_line_runs_a_known_program() -> None:
+    for line in _shell_lines():
+        program = shlex.split(line.replace("<<EOF", ""))[0]
+        assert program in SHELL_PROGRAMS, f"shell line with no check: {line}"
+
+
+def test_json_and_ini_blocks_parse() -> None:
+    for _, body in sources.blocks("json"):
+        json.loads(body)
+    for _, body in sources.blocks("ini"):
+        configparser.ConfigParser().read_string(body)
+    assert sources.blocks("json") and sources.blocks("ini")
