@@ -45,39 +45,19 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
+from .vault_settings import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_K8S_TOKEN_PATH,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TRANSIT_MOUNT,
+)
+from .vault_settings import SETTING_NAMES as SETTING_NAMES
 
 AuthMethod = Literal["token", "kubernetes", "approle", "cert", "agent"]
 
-DEFAULT_TRANSIT_MOUNT: Final = "transit"
-DEFAULT_K8S_TOKEN_PATH: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-DEFAULT_TIMEOUT: Final = 10.0
-DEFAULT_CONNECT_TIMEOUT: Final = 3.0
-DEFAULT_MAX_RETRIES: Final = 2
 MAX_RETRIES_LIMIT: Final = 10
 MAX_TIMEOUT: Final = 300.0
-
-#: Every setting name ``from_mapping`` reads.
-SETTING_NAMES: Final = (
-    "VAULT_ADDR",
-    "VAULT_TRANSIT_KEY",
-    "VAULT_TRANSIT_MOUNT",
-    "VAULT_TOKEN",
-    "VAULT_AUTH_METHOD",
-    "VAULT_AUTH_ROLE",
-    "VAULT_AUTH_MOUNT",
-    "VAULT_K8S_TOKEN_PATH",
-    "VAULT_APPROLE_ROLE_ID",
-    "VAULT_APPROLE_SECRET_ID",
-    "VAULT_CLIENT_CERT",
-    "VAULT_CLIENT_KEY",
-    "VAULT_CACERT",
-    "VAULT_TIMEOUT",
-    "VAULT_CONNECT_TIMEOUT",
-    "VAULT_MAX_RETRIES",
-    "VAULT_NAMESPACE",
-    "VAULT_TOKEN_FILE",
-    "VAULT_APPROLE_SECRET_ID_FILE",
-)
 
 _METHOD_ALIASES: Final[Mapping[str, AuthMethod]] = {
     "token": "token",
