@@ -25,24 +25,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..errors import ConfigurationError
-
-#: Every AWS-related key of ``ASHERAH`` (also read from the environment).
-SETTING_NAMES: Final = (
-    "REGION_MAP",
-    "PREFERRED_REGION",
-    "KMS_KEY_ID",
-    "AWS_REGION",
-    "AWS_PROFILE_NAME",
-    "AWS_ENDPOINT_URL",
-    "AWS_KMS_ENDPOINTS",
-    "AWS_TIMEOUT",
-    "AWS_CONNECT_TIMEOUT",
-    "AWS_MAX_RETRIES",
-    "SECRETS_MANAGER_SECRET_ID",
+from .aws_settings import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
 )
-DEFAULT_TIMEOUT: Final = 5.0
-DEFAULT_CONNECT_TIMEOUT: Final = 1.0
-DEFAULT_MAX_RETRIES: Final = 2
+from .aws_settings import SETTING_NAMES as SETTING_NAMES
 
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 #: ``arn:<partition>:kms:<region>:<12-digit account>:key/<id>`` or ``.../alias/<name>``.

@@ -40,44 +40,25 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
+from ..setting import SettingError, SettingsReader
+from .vault_settings import (
+    BY_KEY,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_K8S_TOKEN_PATH,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TRANSIT_MOUNT,
+)
+from .vault_settings import SETTING_NAMES as SETTING_NAMES
 
 AuthMethod = Literal["token", "kubernetes", "approle", "cert", "agent"]
 
-DEFAULT_TRANSIT_MOUNT: Final = "transit"
-DEFAULT_K8S_TOKEN_PATH: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-DEFAULT_TIMEOUT: Final = 10.0
-DEFAULT_CONNECT_TIMEOUT: Final = 3.0
-DEFAULT_MAX_RETRIES: Final = 2
 MAX_RETRIES_LIMIT: Final = 10
 MAX_TIMEOUT: Final = 300.0
-
-#: Every setting name ``from_mapping`` reads.
-SETTING_NAMES: Final = (
-    "VAULT_ADDR",
-    "VAULT_TRANSIT_KEY",
-    "VAULT_TRANSIT_MOUNT",
-    "VAULT_TOKEN",
-    "VAULT_AUTH_METHOD",
-    "VAULT_AUTH_ROLE",
-    "VAULT_AUTH_MOUNT",
-    "VAULT_K8S_TOKEN_PATH",
-    "VAULT_APPROLE_ROLE_ID",
-    "VAULT_APPROLE_SECRET_ID",
-    "VAULT_CLIENT_CERT",
-    "VAULT_CLIENT_KEY",
-    "VAULT_CACERT",
-    "VAULT_TIMEOUT",
-    "VAULT_CONNECT_TIMEOUT",
-    "VAULT_MAX_RETRIES",
-    "VAULT_NAMESPACE",
-    "VAULT_TOKEN_FILE",
-    "VAULT_APPROLE_SECRET_ID_FILE",
-)
 
 _METHOD_ALIASES: Final[Mapping[str, AuthMethod]] = {
     "token": "token",
@@ -139,7 +120,12 @@ class VaultTransitConfig:
                 "set only one of VAULT_APPROLE_SECRET_ID and VAULT_APPROLE_SECRET_ID_FILE"
             )
         if self.auth_method not in _METHOD_ALIASES.values():
-            raise ConfigurationError(_unsupported(str(self.auth_method)))
+            raise SettingError(
+                _unsupported(str(self.auth_method)), setting="VAULT_AUTH_METHOD", problem="auth"
+            )
+        present = {name for name, attr in _PRESENCE.items() if getattr(self, attr)}
+        for problem in auth_problems(self.auth_method, present):
+            raise problem
         if (self.client_cert is None) != (self.client_key is None):
             raise ConfigurationError(
                 "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY must be set together "
@@ -149,20 +135,6 @@ class VaultTransitConfig:
             raise ConfigurationError(
                 "VAULT_AUTH_METHOD=cert needs an https:// VAULT_ADDR: the client certificate "
                 "is presented during the TLS handshake"
-            )
-        required = {
-            "token": ("token", "VAULT_TOKEN"),
-            "kubernetes": ("auth_role", "VAULT_AUTH_ROLE"),
-            "approle": ("approle_role_id", "VAULT_APPROLE_ROLE_ID"),
-            "cert": ("client_cert", "VAULT_CLIENT_CERT"),
-            "agent": ("addr", "VAULT_ADDR"),
-        }[self.auth_method]
-        if not getattr(self, required[0]) and not (self.auth_method == "token" and self.token_file):
-            if self.auth_method == "token":
-                raise ConfigurationError(AUTH_REQUIRED_MESSAGE)
-            method = self.auth_method
-            raise ConfigurationError(
-                f"{required[1]} is required for Vault {method} auth (VAULT_AUTH_METHOD={method})"
             )
         for name, value, low, high in (
             ("VAULT_TIMEOUT", self.timeout, 0.0, MAX_TIMEOUT),
@@ -183,39 +155,19 @@ class VaultTransitConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> VaultTransitConfig:
         """Build from environment-style names (``VAULT_ADDR`` ...); see the module docs."""
-        get = _Reader(values)
-        addr = get.text("VAULT_ADDR")
-        if addr is None:
-            raise ConfigurationError(
-                "VAULT_ADDR is required for the Vault Transit KMS "
-                "(the Vault server URL, e.g. https://vault.example.com:8200)"
-            )
-        key = get.text("VAULT_TRANSIT_KEY")
-        if key is None:
-            raise ConfigurationError(
-                "VAULT_TRANSIT_KEY is required for the Vault Transit KMS "
-                "(the name of the Transit key, e.g. asherah-master)"
-            )
-        token = get.text("VAULT_TOKEN")
-        token_file = get.text("VAULT_TOKEN_FILE")
-        raw_method = get.text("VAULT_AUTH_METHOD")
-        if raw_method is None:
-            if token is None and token_file is None:
-                raise ConfigurationError(AUTH_REQUIRED_MESSAGE)
-            method: AuthMethod = "token"
-        else:
-            normalized = _METHOD_ALIASES.get(raw_method.lower())
-            if normalized is None:
-                raise ConfigurationError(_unsupported(raw_method.lower()))
-            method = normalized
-        mount = (get.text("VAULT_TRANSIT_MOUNT") or DEFAULT_TRANSIT_MOUNT).strip("/")
+        for problem in problems(values):
+            raise problem
+        get = SettingsReader(values, BY_KEY)
+        addr, key = get.text("VAULT_ADDR"), get.text("VAULT_TRANSIT_KEY")
+        assert addr is not None  # (problems() said so)
+        assert key is not None
         auth_mount = get.text("VAULT_AUTH_MOUNT")
         return cls(
             addr=addr.rstrip("/"),
             transit_key=key,
-            transit_mount=mount,
-            auth_method=method,
-            token=token,
+            transit_mount=(get.text("VAULT_TRANSIT_MOUNT") or DEFAULT_TRANSIT_MOUNT).strip("/"),
+            auth_method=_method(get.text("VAULT_AUTH_METHOD")) or "token",
+            token=get.text("VAULT_TOKEN"),
             auth_role=get.text("VAULT_AUTH_ROLE"),
             auth_mount=auth_mount.strip("/") if auth_mount is not None else None,
             k8s_token_path=get.text("VAULT_K8S_TOKEN_PATH") or DEFAULT_K8S_TOKEN_PATH,
@@ -224,11 +176,11 @@ class VaultTransitConfig:
             client_cert=get.text("VAULT_CLIENT_CERT"),
             client_key=get.text("VAULT_CLIENT_KEY"),
             ca_cert=get.text("VAULT_CACERT"),
-            timeout=get.number("VAULT_TIMEOUT", DEFAULT_TIMEOUT),
-            connect_timeout=get.number("VAULT_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-            max_retries=get.integer("VAULT_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+            timeout=get.number("VAULT_TIMEOUT"),
+            connect_timeout=get.number("VAULT_CONNECT_TIMEOUT"),
+            max_retries=get.integer("VAULT_MAX_RETRIES"),
             namespace=_strip_slashes(get.text("VAULT_NAMESPACE")),
-            token_file=token_file,
+            token_file=get.text("VAULT_TOKEN_FILE"),
             approle_secret_id_file=get.text("VAULT_APPROLE_SECRET_ID_FILE"),
         )
 
@@ -253,48 +205,92 @@ class VaultTransitConfig:
         return f"VaultTransitConfig({', '.join(parts)})"
 
 
-class _Reader:
-    """Typed access to a settings mapping; ``None`` and blank strings mean unset."""
+#: Which field of the config says a setting is present (for :func:`auth_problems`).
+_PRESENCE: Final = {
+    "VAULT_TOKEN": "token",
+    "VAULT_TOKEN_FILE": "token_file",
+    "VAULT_AUTH_ROLE": "auth_role",
+    "VAULT_APPROLE_ROLE_ID": "approle_role_id",
+    "VAULT_CLIENT_CERT": "client_cert",
+    "VAULT_CLIENT_KEY": "client_key",
+}
+#: What each auth method needs (VAULT_TOKEN_FILE stands in for VAULT_TOKEN).
+_AUTH_NEEDS: Final[Mapping[AuthMethod, tuple[str, ...]]] = {
+    "token": ("VAULT_TOKEN",),
+    "kubernetes": ("VAULT_AUTH_ROLE",),
+    "approle": ("VAULT_APPROLE_ROLE_ID",),
+    "cert": ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"),
+    "agent": (),
+}
+#: The server settings every method needs, and what they hold.
+_SERVER: Final = (
+    ("VAULT_ADDR", "the Vault server URL, e.g. https://vault.example.com:8200"),
+    ("VAULT_TRANSIT_KEY", "the name of the Transit key, e.g. asherah-master"),
+)
 
-    def __init__(self, values: Mapping[str, object]) -> None:
-        self._values = values
 
-    def text(self, name: str) -> str | None:
-        value = self._values.get(name)
-        if value is None:
-            return None
-        if isinstance(value, Path):
-            value = str(value)
-        if not isinstance(value, str):
-            raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
-        if not value.strip():
-            return None
-        return value.strip()
+def problems(values: Mapping[str, object]) -> list[SettingError]:
+    """Every required setting ``values`` lacks: the server (``problem="missing"``) and
+    the chosen auth method's (``problem="auth"``). Empty: :meth:`VaultTransitConfig.from_mapping`
+    goes on to validate the values themselves."""
+    get = SettingsReader(values, BY_KEY)
+    found = [
+        SettingError(
+            f"{name} is required for the Vault Transit KMS ({what})",
+            setting=name,
+            problem="missing",
+            fix=f"to {what}",
+        )
+        for name, what in _SERVER
+        if get.text(name) is None
+    ]
+    raw_method = get.text("VAULT_AUTH_METHOD")
+    method = _method(raw_method)
+    if raw_method is not None and method is None:
+        found.append(
+            SettingError(
+                _unsupported(raw_method.lower()),
+                setting="VAULT_AUTH_METHOD",
+                problem="auth",
+                fix="to kubernetes, approle or cert, or unset it and set VAULT_TOKEN",
+            )
+        )
+        return found
+    present = {name for name in _PRESENCE if get.text(name) is not None}
+    return found + auth_problems(method, present, shown=raw_method)
 
-    def number(self, name: str, default: float) -> float:
-        value = self._values.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return default
-        if isinstance(value, bool):
-            raise ConfigurationError(f"{name} must be a number of seconds, not a boolean")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
 
-    def integer(self, name: str, default: int) -> int:
-        value = self._values.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return default
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value.strip())
-        raise ConfigurationError(f"{name} must be a whole number, got {value!r}")
+def auth_problems(
+    method: AuthMethod | None, present: set[str], *, shown: str | None = None
+) -> list[SettingError]:
+    """The settings ``method`` needs that are not ``present`` (``None``: no method named)."""
+    if method is None:
+        if present & {"VAULT_TOKEN", "VAULT_TOKEN_FILE"}:
+            return []
+        return [
+            SettingError(
+                AUTH_REQUIRED_MESSAGE,
+                setting="VAULT_TOKEN",
+                problem="auth",
+                fix="or VAULT_AUTH_METHOD (kubernetes, approle, cert) and that method's settings",
+            )
+        ]
+    if "VAULT_TOKEN_FILE" in present:
+        present = present | {"VAULT_TOKEN"}
+    return [
+        SettingError(
+            f"{name} is required for Vault {method} auth "
+            f"(VAULT_AUTH_METHOD={(shown or method).lower()})",
+            setting=name,
+            problem="auth",
+        )
+        for name in _AUTH_NEEDS[method]
+        if name not in present
+    ]
+
+
+def _method(raw: str | None) -> AuthMethod | None:
+    return None if raw is None else _METHOD_ALIASES.get(raw.lower())
 
 
 def _strip_slashes(value: str | None) -> str | None:

@@ -34,8 +34,6 @@ came from, when that setting is read or when the whole configuration is validate
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,112 +44,35 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from .core.errors import ConfigurationError
-from .core.kms.aws_config import SETTING_NAMES as AWS_SETTING_NAMES
-from .core.kms.static import TEST_MASTER_KEY_HEX
-from .core.kms.vault_config import SETTING_NAMES as VAULT_SETTING_NAMES
-from .core.partition import check_names
-from .core.policy import (
-    DEFAULT_CHECK_INTERVAL,
-    DEFAULT_EXPIRE_AFTER,
-    DEFAULT_INTERMEDIATE_KEY_CACHE_SIZE,
-    DEFAULT_SESSION_CACHE_DURATION,
-    DEFAULT_SESSION_CACHE_SIZE,
-    DEFAULT_SYSTEM_KEY_CACHE_SIZE,
-    KEY_INTEGRITY_MODES,
-)
+from ..core.errors import ConfigurationError
+from ..core.kms.aws_settings import SETTING_NAMES as AWS_SETTING_NAMES
+from ..core.kms.static import TEST_MASTER_KEY_HEX
+from ..core.kms.vault_settings import SETTING_NAMES as VAULT_SETTING_NAMES
+from ..core.setting import SettingError
+from .parsing import KMS_ALIASES, METASTORES
+from .registry import BY_KEY, ENV_PREFIX, SETTINGS, env_names, well_known, where
 
 if TYPE_CHECKING:
-    from .core.kms.aws_config import AwsKMSConfig, SecretsManagerConfig
-    from .core.kms.vault_config import VaultTransitConfig
-    from .core.protocols import KeyManagementService
+    from ..core.kms.aws_config import AwsKMSConfig, SecretsManagerConfig
+    from ..core.kms.vault_config import VaultTransitConfig
+    from ..core.protocols import KeyManagementService
+
+__all__ = [
+    "DEFAULTS",
+    "ENV_PREFIX",
+    "KMS_ALIASES",
+    "METASTORES",
+    "AsherahSettings",
+    "asherah_settings",
+    "env_names",
+    "well_known",
+    "where",
+]
 
 T = TypeVar("T")
 
-#: KMS names accepted in ``KMS`` and what they mean.
-KMS_ALIASES: Final[Mapping[str, str]] = {
-    "vault": "vault",
-    "vault-transit": "vault",
-    "static": "static",
-    # The Rust core's name: the static KMS, with Asherah's public test key when
-    # STATIC_MASTER_KEY_HEX is unset. Tests and local development only.
-    "test-debug-static": "test-debug-static",
-    # AWS KMS with Asherah's multi-region envelope (REGION_MAP, PREFERRED_REGION).
-    "aws": "aws",
-    "aws-kms": "aws",
-    # A static master key kept in AWS Secrets Manager: for migrating away from it only.
-    "secrets-manager": "secrets-manager",
-}
-METASTORES: Final = ("django", "memory")
-_POLICY_NAMES: Final = (
-    "EXPIRE_AFTER",
-    "CHECK_INTERVAL",
-    "SESSION_CACHE_SIZE",
-    "SESSION_CACHE_DURATION",
-    "SYSTEM_KEY_CACHE_SIZE",
-    "INTERMEDIATE_KEY_CACHE_SIZE",
-)
-
 #: Every key of ``ASHERAH`` and its default (``None``: no default, unset).
-DEFAULTS: Final[Mapping[str, object]] = {
-    "SERVICE_NAME": None,
-    "PRODUCT_ID": None,
-    "KMS": "vault",
-    "STATIC_MASTER_KEY_HEX": None,
-    **dict.fromkeys(VAULT_SETTING_NAMES),
-    **dict.fromkeys(AWS_SETTING_NAMES),
-    "EXPIRE_AFTER": DEFAULT_EXPIRE_AFTER,
-    "CHECK_INTERVAL": DEFAULT_CHECK_INTERVAL,
-    "SESSION_CACHE_SIZE": DEFAULT_SESSION_CACHE_SIZE,
-    "SESSION_CACHE_DURATION": DEFAULT_SESSION_CACHE_DURATION,
-    "SYSTEM_KEY_CACHE_SIZE": DEFAULT_SYSTEM_KEY_CACHE_SIZE,
-    "INTERMEDIATE_KEY_CACHE_SIZE": DEFAULT_INTERMEDIATE_KEY_CACHE_SIZE,
-    "METASTORE": "django",
-    "DATABASE": "default",
-    "PARTITION_RESOLVER": "asherah_django.middleware.user_partition",
-    "KEY_INTEGRITY": "off",
-}
-_VAULT_NUMBERS: Final = frozenset({"VAULT_TIMEOUT", "VAULT_CONNECT_TIMEOUT", "VAULT_MAX_RETRIES"})
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
-
-
-#: Prefix of the environment variables read for every key.
-ENV_PREFIX: Final = "ASHERAH_"
-#: Unprefixed names outside ``VAULT_*`` that Asherah's documentation gives.
-_WELL_KNOWN: Final = frozenset(
-    {
-        "KMS",
-        "STATIC_MASTER_KEY_HEX",
-        # Issue 24: asherah-ffi's AWS names, and the AWS SDKs' own region and endpoint.
-        "REGION_MAP",
-        "PREFERRED_REGION",
-        "KMS_KEY_ID",
-        "SECRETS_MANAGER_SECRET_ID",
-        "AWS_REGION",
-        "AWS_ENDPOINT_URL",
-    }
-)
-
-
-def well_known(name: str) -> bool:
-    """Whether ``name`` is also read from the unprefixed environment variable."""
-    return name in _WELL_KNOWN or name.startswith("VAULT_")
-
-
-def env_names(name: str) -> tuple[str, ...]:
-    """The environment variables read for ``name``, in order of precedence."""
-    return (ENV_PREFIX + name, name) if well_known(name) else (ENV_PREFIX + name,)
-
-
-def where(name: str) -> str:
-    """Where a setting can be set, for messages and hints."""
-    if well_known(name):
-        return (
-            f"ASHERAH[{name!r}] in settings.py or the {ENV_PREFIX}{name} (or {name}) "
-            "environment variable"
-        )
-    return f"ASHERAH[{name!r}] in settings.py or the {ENV_PREFIX}{name} environment variable"
+DEFAULTS: Final[Mapping[str, object]] = {setting.key: setting.default for setting in SETTINGS}
 
 
 @dataclass
@@ -328,7 +249,7 @@ class AsherahSettings:
 
     def vault_config(self) -> VaultTransitConfig:
         """The validated Vault Transit configuration (no network I/O)."""
-        from .core.kms.vault_config import VaultTransitConfig
+        from ..core.kms.vault_config import VaultTransitConfig
 
         for name in VAULT_SETTING_NAMES:
             self.get(name)
@@ -354,18 +275,20 @@ class AsherahSettings:
 
     def aws_config(self) -> AwsKMSConfig:
         """The validated ``KMS=aws`` configuration (no network I/O, boto3 not needed)."""
-        from .core.kms.aws_config import AwsKMSConfig
+        from ..core.kms.aws_config import AwsKMSConfig
 
         return self._aws(AwsKMSConfig.from_mapping)
 
     def secrets_manager_config(self) -> SecretsManagerConfig:
         """The validated ``KMS=secrets-manager`` configuration (no network I/O)."""
-        from .core.kms.aws_config import SecretsManagerConfig
+        from ..core.kms.aws_config import SecretsManagerConfig
 
         return self._aws(SecretsManagerConfig.from_mapping)
 
     def _aws(self, build: Callable[[Mapping[str, object]], T]) -> T:
         try:
+            for name in AWS_SETTING_NAMES:
+                self.get(name)
             return build(self.aws_settings())
         except ConfigurationError as exc:
             raise ConfigurationError(
@@ -450,7 +373,7 @@ def _read() -> _Snapshot:
                 "default": "the default",
             }[source]
             snapshot.errors[name] = ConfigurationError(
-                f"{exc.args[0]} (from {origin})", hint=exc.hint or f"set {where(name)}"
+                f"{exc.args[0]} (from {origin})", hint=exc.hint or _fix(name, exc)
             )
     _check_kms_keys(snapshot)
     return snapshot
@@ -471,77 +394,13 @@ def _from_environment(env: environ.Env, name: str, snapshot: _Snapshot) -> str |
 
 
 def _parse(name: str, raw: object) -> object:
-    """Validate and convert one raw value; ConfigurationError names the setting."""
-    if name in ("SERVICE_NAME", "PRODUCT_ID"):
-        if raw is None:
-            raise ConfigurationError(f"{name} is not set", hint=f"set {where(name)}")
-        if isinstance(raw, str):
-            raw = raw.strip()
-        check_names(raw if name == "SERVICE_NAME" else "x", raw if name == "PRODUCT_ID" else "x")
-        return raw
-    if name == "KMS":
-        kms = KMS_ALIASES.get(raw.strip().lower()) if isinstance(raw, str) else None
-        if kms is None and isinstance(raw, str) and _DOTTED.fullmatch(raw.strip()):
-            return raw.strip()  # a user's KMS class, imported by kms_class()
-        if kms is None:
-            raise ConfigurationError(
-                f"KMS {raw!r} is unknown: expected vault (or vault-transit), aws, "
-                "secrets-manager, static, or the dotted path of a KMS class",
-                hint=f"set {where('KMS')} to vault in production; static is for tests",
-            )
-        return kms
-    if name == "STATIC_MASTER_KEY_HEX":
-        if raw is None:
-            return None
-        if not isinstance(raw, str) or not _HEX64.fullmatch(raw.strip()):
-            raise ConfigurationError(
-                "STATIC_MASTER_KEY_HEX must be 64 hex characters (a 32-byte key)",
-                hint='generate one with: python -c "import secrets; print(secrets.token_hex(32))"',
-            )
-        return raw.strip().lower()
-    if name in _POLICY_NAMES:
-        return _positive_int(name, raw, "seconds" if "CACHE_SIZE" not in name else "entries")
-    if name in _VAULT_NUMBERS:
-        return _vault_number(name, raw)
-    if name in AWS_SETTING_NAMES:
-        return raw  # validated together by AwsKMSConfig / SecretsManagerConfig when used
-    if name in VAULT_SETTING_NAMES:
-        if raw is None or isinstance(raw, str | os.PathLike):
-            return None if raw is None else os.fspath(raw)
-        raise ConfigurationError(f"{name} must be a string, not {type(raw).__name__}")
-    if name == "METASTORE":
-        value = raw.strip().lower() if isinstance(raw, str) else raw
-        if value not in METASTORES:
-            raise ConfigurationError(
-                f"METASTORE {raw!r} is unknown: expected django (the EncryptionKey table) "
-                "or memory (tests only)"
-            )
-        return value
-    if name == "DATABASE":
-        databases = getattr(settings, "DATABASES", {})
-        if not isinstance(raw, str) or raw not in databases:
-            raise ConfigurationError(
-                f"DATABASE {raw!r} is not an alias in settings.DATABASES "
-                f"(known: {', '.join(sorted(databases)) or 'none'})"
-            )
-        return raw
-    if name == "PARTITION_RESOLVER":
-        if not isinstance(raw, str) or not _DOTTED.fullmatch(raw.strip()):
-            raise ConfigurationError(
-                f"PARTITION_RESOLVER must be the dotted path of a function, got {raw!r}"
-            )
-        return raw.strip()
-    if name == "KEY_INTEGRITY":
-        value = raw.strip().lower() if isinstance(raw, str) else raw
-        if value not in KEY_INTEGRITY_MODES:
-            raise ConfigurationError(
-                f"KEY_INTEGRITY {raw!r} is unknown: expected off, sign (tag key rows; "
-                "accept untagged ones from other Asherah implementations) or require "
-                "(refuse key rows without a valid tag)",
-                hint=f"set {where('KEY_INTEGRITY')} to off, sign or require",
-            )
-        return value
-    raise AssertionError(name)  # pragma: no cover
+    """Validate and convert one raw value with its registry parser."""
+    return BY_KEY[name].parse(name, raw)
+
+
+def _fix(name: str, error: ConfigurationError) -> str:
+    fix = error.fix if isinstance(error, SettingError) else ""
+    return f"set {where(name)} {fix}".rstrip()
 
 
 def _check_kms_keys(snapshot: _Snapshot) -> None:
@@ -555,29 +414,6 @@ def _check_kms_keys(snapshot: _Snapshot) -> None:
             f"set {where('STATIC_MASTER_KEY_HEX')} to 64 hex characters",
             hint='generate one with: python -c "import secrets; print(secrets.token_hex(32))"',
         )
-
-
-def _positive_int(name: str, raw: object, unit: str) -> int:
-    value: object = raw
-    if isinstance(raw, str) and raw.strip().isdigit():
-        value = int(raw.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive whole number of {unit}, got {raw!r}")
-    return value
-
-
-def _vault_number(name: str, raw: object) -> float | int | None:
-    if raw is None:
-        return None
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        if name == "VAULT_MAX_RETRIES":
-            return _positive_int(name, raw, "retries") if raw not in (0, "0") else 0
-        return float(raw.strip() if isinstance(raw, str) else raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError, ConfigurationError):
-        kind = "whole number" if name == "VAULT_MAX_RETRIES" else "number of seconds"
-        raise ConfigurationError(f"{name} must be a {kind}, got {raw!r}") from None
 
 
 asherah_settings = AsherahSettings()
