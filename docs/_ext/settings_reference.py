@@ -6,10 +6,9 @@ default and, where the code documents it, its meaning. The rows come from
 :func:`settings_rows`, never from text written here, so the page cannot drift from the code
 (``tests/docs/test_site.py`` compares the rendered page with the code).
 
-Where the rows come from: the settings registry (``asherah_django.conf``'s ``REGISTRY``/
-``SETTINGS``, a sequence of entries with ``name``, ``default``, ``env`` and ``doc``
-attributes) when the package has one; otherwise ``asherah_django.conf.DEFAULTS`` and
-``env_names`` (every key of ``ASHERAH``), plus the settings read outside that dict.
+The rows come from the settings registry, ``asherah_django.conf.registry.SETTINGS`` (key,
+environment variables, default, kind, the KMS values it applies to, and its doc), in its
+order, then the Django settings read outside ``ASHERAH`` (``ASHERAH_HEALTH_TOKEN``).
 
 Options: ``:names: A, B`` keeps those rows only (a guide's table), ``:exclude: A, B`` drops
 them; a name that is not a setting is a build error.
@@ -18,9 +17,8 @@ them; a name that is not a setting is a build error.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -39,61 +37,42 @@ class Row:
     where: str  # "ASHERAH" (a key of the dict) or "settings" (a top-level Django setting)
 
 
-def _default_text(value: object) -> str:
-    if value is None:
-        return "none"
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _registry() -> Sequence[Any] | None:
-    conf = importlib.import_module("asherah_django.conf")
-    for holder in (conf, getattr(conf, "registry", None)):
-        for attribute in ("REGISTRY", "SETTINGS"):
-            found = getattr(holder, attribute, None) if holder is not None else None
-            if found is not None and not isinstance(found, str | dict):
-                return list(found.values()) if hasattr(found, "values") else list(found)
-    return None
-
-
-def _from_registry(entries: Iterable[Any]) -> list[Row]:
+def settings_rows() -> list[Row]:
+    """Every setting the code reads, in the registry's order."""
+    registry = importlib.import_module("asherah_django.conf.registry")
+    views = importlib.import_module("asherah_django.views")
     rows = []
-    for entry in entries:
-        env = getattr(entry, "env", None) or getattr(entry, "env_names", ())
+    for setting in registry.SETTINGS:
+        applies = f" With ``KMS`` {', '.join(setting.kms)} only." if setting.kms else ""
         rows.append(
             Row(
-                name=str(entry.name),
-                env=tuple(env() if callable(env) else env),
-                default=_default_text(getattr(entry, "default", None)),
-                doc=str(getattr(entry, "doc", "") or getattr(entry, "help", "") or ""),
-                where=str(getattr(entry, "where", "ASHERAH") or "ASHERAH"),
+                name=setting.key,
+                env=tuple(setting.env),
+                default=setting.shown_default,
+                doc=f"*{setting.kind}.* {setting.doc}{applies}",
+                where="ASHERAH",
             )
         )
-    return rows
-
-
-def _from_defaults() -> list[Row]:
-    conf = importlib.import_module("asherah_django.conf")
-    views = importlib.import_module("asherah_django.views")
-    rows = [
-        Row(name, tuple(conf.env_names(name)), _default_text(default), "", "ASHERAH")
-        for name, default in conf.DEFAULTS.items()
-    ]
     token = views.TOKEN_SETTING
-    rows.append(Row(token, (token,), "none", "", "settings"))
+    rows.append(
+        Row(
+            token,
+            (token,),
+            "none",
+            "*string.* The bearer token that lets a request read the readiness view's full "
+            "report (``asherah_django.views.ReadinessView``); a Django setting, or the "
+            "environment variable.",
+            "settings",
+        )
+    )
     return rows
-
-
-def settings_rows() -> list[Row]:
-    """Every setting the code reads, in the code's order."""
-    entries = _registry()
-    return _from_registry(entries) if entries is not None else _from_defaults()
 
 
 def _names(argument: str) -> list[str]:
     return [name.strip() for name in argument.split(",") if name.strip()]
 
 
-def _table(rows: Sequence[Row]) -> nodes.table:
+def _table(rows: Sequence[Row], inline: Callable[[str], list[nodes.Node]]) -> nodes.table:
     headers = ("Setting", "Environment", "Default", "Meaning")
     widths = (22, 26, 16, 36)
     table = nodes.table(classes=["asherah-settings"])
@@ -112,12 +91,18 @@ def _table(rows: Sequence[Row]) -> nodes.table:
             nodes.literal(text=name),
             _literals(row.env),
             nodes.literal(text=row.default),
-            nodes.Text(row.doc),
+            *[_inline_group(inline(row.doc))],
         ]
         tr = _row(cells)
         tr["ids"].append(nodes.make_id(f"setting-{row.name}"))
         body += tr
     return table
+
+
+def _inline_group(parsed: list[nodes.Node]) -> nodes.Node:
+    group = nodes.inline()
+    group.extend(parsed)
+    return group
 
 
 def _literals(names: Sequence[str]) -> nodes.Node:
@@ -156,7 +141,14 @@ class SettingsReference(SphinxDirective):
             rows = sorted((r for r in rows if r.name in wanted), key=lambda r: wanted.index(r.name))
         rows = [row for row in rows if row.name not in excluded]
         self.env.note_dependency(importlib.import_module("asherah_django.conf").__file__ or "")
-        return [_table(rows)]
+
+        def inline(text: str) -> list[nodes.Node]:
+            parsed, messages = self.state.inline_text(text, self.lineno)
+            if messages:
+                raise self.error(f"settings-reference: bad markup in a doc: {text!r}")
+            return list(parsed)
+
+        return [_table(rows, inline)]
 
 
 def setup(app: Sphinx) -> dict[str, object]:
