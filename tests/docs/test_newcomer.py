@@ -346,8 +346,8 @@ def _first_hour(project: Project, vault: DevVault, models: str) -> None:
     assert before == [["memo 42", "remark 42"], ["memo 7", "remark 7"]]
     project.manage("asherah_encrypt", "notes.Memo.text")
     project.manage("asherah_encrypt", "notes.Memo.remark", "--partition-field", "tenant_id")
-    # README's sessions snippet as a module of the app (it uses Note, defined above it)
-    sessions = readme_block("python", "with asherah_django.session(")
+    # the sessions snippet (docs/fields.md) as a module of the app (it uses Note, defined above it)
+    sessions = readme_block("python", "# as a decorator, for sync or async functions")
     project.write("notes/jobs.py", "from notes.models import Note\n\n" + sessions)
     after = project.script(
         """
