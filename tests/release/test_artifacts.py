@@ -81,6 +81,7 @@ def test_version_is_single_sourced(dist: dict[str, Path]) -> None:
 
 def test_twine_check_strict(dist: dict[str, Path]) -> None:
     out = run(sys.executable, "-m", "twine", "check", "--strict", dist["sdist"], dist["wheel"])
+    print(out)
     assert out.count("PASSED") == 2, out
 
 
@@ -134,7 +135,9 @@ def test_sdist_without_a_compiler_installs_the_pure_python_path(dist: dict[str, 
     env = clean_env(PATH=path, CC="cc")  # setuptools would also honour $CC: point it nowhere
     out = run(python, "-m", "pip", "install", "-v", dist["sdist"], env=env)
     assert "building 'asherah_django.core._speedups' extension" in out
-    assert "The optional extension" in out or "failed" in out.lower(), out[-3000:]
+    # setuptools' warning for an optional extension (setup.py: optional=True), not an error
+    warning = 'building extension "asherah_django.core._speedups" failed'
+    assert warning in out, out[-3000:]
     smoke = run(python, SMOKE, "--expect", "pure", env=clean_env(), cwd=base)
     assert "crypto=pure Python" in smoke and "smoke OK" in smoke
     print(smoke)
