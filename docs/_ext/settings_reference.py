@@ -1,7 +1,7 @@
 """The settings reference, generated at build time from the code that reads the settings.
 
 ``.. settings-reference::`` (in MyST: a ```` ```{settings-reference} ```` block) renders one
-table row per setting: its name, its environment variables in order of precedence, its
+entry per setting: its name, its environment variables in order of precedence, its
 default and, where the code documents it, its meaning. The rows come from
 :func:`settings_rows`, never from text written here, so the page cannot drift from the code
 (``tests/docs/test_site.py`` compares the rendered page with the code).
@@ -43,7 +43,8 @@ def settings_rows() -> list[Row]:
     views = importlib.import_module("asherah_django.views")
     rows = []
     for setting in registry.SETTINGS:
-        applies = f" With ``KMS`` {', '.join(setting.kms)} only." if setting.kms else ""
+        kms = " or ".join(f"``KMS={value}``" for value in setting.kms)
+        applies = f" Used only with {kms}." if setting.kms else ""
         rows.append(
             Row(
                 name=setting.key,
@@ -72,57 +73,37 @@ def _names(argument: str) -> list[str]:
     return [name.strip() for name in argument.split(",") if name.strip()]
 
 
-def _table(rows: Sequence[Row], inline: Callable[[str], list[nodes.Node]]) -> nodes.table:
-    headers = ("Setting", "Environment", "Default", "Meaning")
-    widths = (22, 26, 16, 36)
-    table = nodes.table(classes=["asherah-settings"])
-    group = nodes.tgroup(cols=len(headers))
-    table += group
-    for width in widths:
-        group += nodes.colspec(colwidth=width)
-    head = nodes.thead()
-    group += head
-    head += _row([nodes.Text(h) for h in headers])
-    body = nodes.tbody()
-    group += body
+def _reference(
+    rows: Sequence[Row], inline: Callable[[str], list[nodes.Node]]
+) -> nodes.definition_list:
+    """One entry per setting: its name (the anchor ``setting-NAME``), where it is read from
+    and its default, then its doc."""
+    listing = nodes.definition_list(classes=["asherah-settings"])
     for row in rows:
-        name = row.name if row.where == "ASHERAH" else f"{row.name} (Django setting)"
-        cells: list[nodes.Node] = [
-            nodes.literal(text=name),
-            _literals(row.env),
-            nodes.literal(text=row.default),
-            *[_inline_group(inline(row.doc))],
-        ]
-        tr = _row(cells)
-        tr["ids"].append(nodes.make_id(f"setting-{row.name}"))
-        body += tr
-    return table
-
-
-def _inline_group(parsed: list[nodes.Node]) -> nodes.Node:
-    group = nodes.inline()
-    group.extend(parsed)
-    return group
-
-
-def _literals(names: Sequence[str]) -> nodes.Node:
-    paragraph = nodes.inline()
-    for index, name in enumerate(names):
-        if index:
-            paragraph += nodes.Text(", then ")
-        paragraph += nodes.literal(text=name)
-    return paragraph
-
-
-def _row(cells: Sequence[nodes.Node]) -> nodes.row:
-    row = nodes.row()
-    for cell in cells:
-        entry = nodes.entry()
-        paragraph = nodes.paragraph()
-        paragraph += cell
-        entry += paragraph
-        row += entry
-    return row
+        term = nodes.term()
+        term += nodes.literal(text=row.name)
+        if row.where != "ASHERAH":
+            term += nodes.Text(" (a Django setting)")
+        term["ids"].append(nodes.make_id(f"setting-{row.name}"))
+        where = nodes.paragraph(classes=["asherah-setting-source"])
+        where += nodes.Text("Environment: ")
+        for index, name in enumerate(row.env):
+            if index:
+                where += nodes.Text(", then ")
+            where += nodes.literal(text=name, classes=["asherah-env"])
+        where += nodes.Text(". Default: ")
+        where += nodes.literal(text=row.default, classes=["asherah-default"])
+        where += nodes.Text(".")
+        doc = nodes.paragraph()
+        doc.extend(inline(row.doc))
+        definition = nodes.definition()
+        definition += where
+        definition += doc
+        item = nodes.definition_list_item()
+        item += term
+        item += definition
+        listing += item
+    return listing
 
 
 class SettingsReference(SphinxDirective):
@@ -148,7 +129,7 @@ class SettingsReference(SphinxDirective):
                 raise self.error(f"settings-reference: bad markup in a doc: {text!r}")
             return list(parsed)
 
-        return [_table(rows, inline)]
+        return [_reference(rows, inline)]
 
 
 def setup(app: Sphinx) -> dict[str, object]:

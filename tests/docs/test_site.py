@@ -57,12 +57,14 @@ def test_the_site_builds_without_warnings_and_has_every_page(site: Path) -> None
 
 
 def _documented(page: str) -> dict[str, list[str]]:
-    """The settings table rows of a rendered page: name -> environment variables."""
+    """The settings of a rendered reference: name -> environment variables."""
     rows = {}
-    for row in re.findall(r'<tr[^>]*id="setting-([^"]+)"[^>]*>(.*?)</tr>', page, re.S):
-        cells = re.findall(r"<td>(.*?)</td>", row[1], re.S)
-        name = html.unescape(re.sub(r"<[^>]+>", "", cells[0])).split(" (")[0]
-        rows[name] = re.findall(r'<span class="pre">([^<]+)</span>', cells[1])
+    pattern = r'<dt[^>]*id="setting-([^"]+)"[^>]*>(.*?)</dt>\s*<dd>(.*?)</dd>'
+    for _, term, definition in re.findall(pattern, page, re.S):
+        name = html.unescape(re.sub(r"<[^>]+>", "", term)).split(" (")[0].strip()
+        source = re.search(r'class="asherah-setting-source">(.*?)</p>', definition, re.S)
+        assert source is not None, name
+        rows[name] = re.findall(r'asherah-env[^"]*"><span class="pre">([^<]+)</span>', source[1])
     return rows
 
 
@@ -95,6 +97,8 @@ def test_screenshots_of_two_rendered_pages(site: Path) -> None:
             ):
                 page.goto((site / f"{name}.html").as_uri())
                 assert page.locator("h1").first.inner_text().startswith(heading)
+                if name == "settings":  # the generated table, not only the prose above it
+                    page.locator("dl.asherah-settings").scroll_into_view_if_needed()
                 page.screenshot(path=SHOTS / f"{name}.png", full_page=False)
                 assert (SHOTS / f"{name}.png").stat().st_size > 10_000
         finally:
