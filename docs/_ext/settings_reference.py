@@ -37,10 +37,20 @@ class Row:
     where: str  # "ASHERAH" (a key of the dict) or "settings" (a top-level Django setting)
 
 
+def _token_setting() -> str:
+    """The readiness view's token setting, wherever the view lives (it is moving into
+    ``asherah_django.health``)."""
+    for module in ("asherah_django.health.views", "asherah_django.views"):
+        try:
+            return str(importlib.import_module(module).TOKEN_SETTING)
+        except ModuleNotFoundError:
+            continue
+    raise ModuleNotFoundError("the readiness view's module (TOKEN_SETTING)")
+
+
 def settings_rows() -> list[Row]:
     """Every setting the code reads, in the registry's order."""
     registry = importlib.import_module("asherah_django.conf.registry")
-    views = importlib.import_module("asherah_django.views")
     rows = []
     for setting in registry.SETTINGS:
         kms = " or ".join(f"``KMS={value}``" for value in setting.kms)
@@ -54,7 +64,7 @@ def settings_rows() -> list[Row]:
                 where="ASHERAH",
             )
         )
-    token = views.TOKEN_SETTING
+    token = _token_setting()
     rows.append(
         Row(
             token,
