@@ -107,7 +107,7 @@ def test_refuses_a_writer_that_ignores_the_new_system_key_then_resumes(
     sk_rows = list(erase_rows.read_rows(store, key_id=factory.system_key_id))
     assert len(sk_rows) == 2
     assert vault.bao.api("GET", f"transit/keys/{vault.key}")["data"]["min_decryption_version"] == 1
-    status, out, err = run_command(
+    status, _out, err = run_command(
         "asherah_erase", "victim", "--receipt", receipt, "--resume", "--grace", "0", "--poll", "0.2"
     )
     assert status == 0, err
