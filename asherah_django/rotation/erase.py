@@ -253,7 +253,7 @@ class Erasure:
         logger.info("asherah_erase: new system key %s created %s", self.sk_id, created)
 
     def _rewrap(self) -> None:
-        count = self.sweep()
+        count = self.sweep(destroy=False)
         self.say(f"  {count} surviving key(s) re-wrapped under the new system key")
 
     def _delete(self) -> None:
@@ -302,7 +302,7 @@ class Erasure:
             raise EraseRefusedError(
                 f"the KMS still opens retired system key(s) created {opened}: nothing deleted"
             )
-        self.state.verified += len(wrappings)
+        self.state.verified = len(self.state.retired)  # deleted ones were checked before
         for created, _ in wrappings:
             rows.delete(self.store, KeyMeta(self.sk_id, created))
         self.factory.keys.key_shredded(self.sk_id)
@@ -312,11 +312,12 @@ class Erasure:
 
     # -- sweeps ---------------------------------------------------------------------------
 
-    def sweep(self, *, quiet: bool = False) -> int:
-        """Re-wrap every key under an old SK; delete new rows of the partition. How many."""
-        return len(self._sweep_rows(quiet=quiet))
+    def sweep(self, *, quiet: bool = False, destroy: bool = True) -> int:
+        """Re-wrap every key under an old SK (and, with ``destroy``, delete the partition's
+        rows found: those made meanwhile); how many were re-wrapped."""
+        return len(self._sweep_rows(quiet=quiet, destroy=destroy))
 
-    def _sweep_rows(self, *, quiet: bool = True) -> list[KeyMeta]:
+    def _sweep_rows(self, *, quiet: bool = True, destroy: bool = True) -> list[KeyMeta]:
         self._ensure_new()
         plan_doomed = self._doomed_ids()
         found = [
@@ -327,7 +328,8 @@ class Erasure:
         moved: list[KeyMeta] = []
         for done, row in enumerate(found, 1):
             if row.meta.key_id in plan_doomed:
-                self._destroy(row.meta)
+                if destroy:
+                    self._destroy(row.meta)
             elif self._rewrap_row(row):
                 moved.append(row.meta)
             if self.progress is not None and not quiet:

@@ -127,6 +127,7 @@ class Command(BaseCommand):
             erasure.run()
         receipt = receipts.sign(receipts.build(state, kms, factory.system_key_id, operator()), kms)
         receipts.write(receipt, receipt_path)
+        self._store(receipt, factory)
         state.phase = "done"
         state.save()
         self.stdout.write(
@@ -135,6 +136,21 @@ class Command(BaseCommand):
             f"meanwhile), {len(state.retired)} system key(s) retired, master-key decryption "
             f"floor {state.floor}. Receipt: {receipt_path}"
         )
+
+    def _store(self, receipt: dict[str, Any], factory: Any) -> None:
+        """Keep the receipt for the admin too (the file stays the primary copy)."""
+        from django.db import DatabaseError
+
+        from ...erasure_receipts import ErasureReceipt
+        from ...rotation.keys import metastore_of
+
+        try:
+            ErasureReceipt.from_receipt(receipt).save(using=metastore_of(factory).using)
+        except DatabaseError as exc:
+            self.stderr.write(
+                f"The receipt was not stored in the database ({type(exc).__name__}): run "
+                "manage.py migrate asherah_django; the receipt file is complete."
+            )
 
     def _progress(self, done: int, total: int) -> None:
         self.stderr.write(f"\r{done}/{total} keys", ending="")
