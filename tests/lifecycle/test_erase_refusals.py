@@ -38,10 +38,10 @@ def test_refuses_another_services_system_key_below_the_floor(
     asherah = _setup(settings, vault)
     factory = runtime.get_session_factory()
     record = factory.get_session("victim").encrypt(b"x")
+    other_store = DjangoMetastore()
     other = SessionFactory(
-        f"{vault.service}-other", "prod", VaultTransitKMS.from_mapping(asherah),
-        DjangoMetastore(),
-    )  # fmt: skip
+        f"{vault.service}-other", "prod", VaultTransitKMS.from_mapping(asherah), other_store
+    )
     other.get_session("p").encrypt(b"y")  # its system key: the same Transit key, version 1
     with pytest.raises(CommandError, match="another service's system key shares this master key"):
         run_command("asherah_erase", "victim", "--receipt", str(tmp_path / "r.json"))
@@ -49,6 +49,7 @@ def test_refuses_another_services_system_key_below_the_floor(
     info = vault.bao.api("GET", f"transit/keys/{vault.key}")["data"]
     assert info["latest_version"] == 1 and info["min_decryption_version"] == 1
     other.close()
+    other_store.close()
 
 
 def test_refuses_missing_permissions(settings: Any, vault: Vault, tmp_path: Path) -> None:
@@ -76,8 +77,9 @@ def test_refuses_a_writer_that_ignores_the_new_system_key_then_resumes(
     factory.get_session("victim").encrypt(b"x")
     # A writer that keeps its system key cached for an hour (as a Go or Rust service with
     # a long check interval would): it creates keys under the old one during the erasure.
+    foreign_store = DjangoMetastore()
     foreign = SessionFactory(
-        vault.service, "prod", VaultTransitKMS.from_mapping(asherah), DjangoMetastore(),
+        vault.service, "prod", VaultTransitKMS.from_mapping(asherah), foreign_store,
         CryptoPolicy(check_interval=3600),
     )  # fmt: skip
     foreign.get_session("warm").encrypt(b"w")
@@ -117,4 +119,5 @@ def test_refuses_a_writer_that_ignores_the_new_system_key_then_resumes(
     assert all(live.get_session(p).decrypt(r) == b"f" for p, r in made)
     assert len(list(erase_rows.read_rows(store, key_id=factory.system_key_id))) == 1
     foreign.close()
+    foreign_store.close()
     store.close()
