@@ -40,15 +40,10 @@ class ErasureReceiptAdmin(_Base):
         text = json.dumps(obj.receipt, indent=2, ensure_ascii=False)
         return format_html("<pre>{}</pre>", text)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def _never(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # receipts are written by asherah_erase only
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+    has_add_permission = has_change_permission = has_delete_permission = _never
 
 def register(site: admin.AdminSite | None = None) -> None:
     """Put the receipt pages on ``site`` (default: ``django.contrib.admin.site``); idempotent."""

@@ -91,7 +91,7 @@ def test_refuses_a_writer_that_ignores_the_new_system_key_then_resumes(
             partition = f"foreign-{count}"
             made.append((partition, foreign.get_session(partition).encrypt(b"f")))
             count += 1
-            stop.wait(0.1)
+            stop.wait(0.02)
 
     thread = threading.Thread(target=write)
     thread.start()
@@ -99,7 +99,7 @@ def test_refuses_a_writer_that_ignores_the_new_system_key_then_resumes(
     try:
         with pytest.raises(CommandError, match="another Asherah writer is active"):
             run_command(
-                "asherah_erase", "victim", "--receipt", receipt, "--grace", "1", "--poll", "0.5"
+                "asherah_erase", "victim", "--receipt", receipt, "--grace", "1", "--poll", "1"
             )
     finally:
         stop.set()
