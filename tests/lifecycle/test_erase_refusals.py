@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.management.base import CommandError
+from django.db import connections
 
 from asherah_django import runtime
 from asherah_django.core import CryptoPolicy, SessionFactory
@@ -87,11 +88,14 @@ def test_refuses_a_writer_that_ignores_the_new_system_key_then_resumes(
 
     def write() -> None:
         count = 0
-        while not stop.is_set():
-            partition = f"foreign-{count}"
-            made.append((partition, foreign.get_session(partition).encrypt(b"f")))
-            count += 1
-            stop.wait(0.02)
+        try:
+            while not stop.is_set():
+                partition = f"foreign-{count}"
+                made.append((partition, foreign.get_session(partition).encrypt(b"f")))
+                count += 1
+                stop.wait(0.02)
+        finally:
+            connections.close_all()  # this thread's own (SQLite: the key) connection
 
     thread = threading.Thread(target=write)
     thread.start()
