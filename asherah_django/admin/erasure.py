@@ -45,6 +45,7 @@ class ErasureReceiptAdmin(_Base):
 
     has_add_permission = has_change_permission = has_delete_permission = _never
 
+
 def register(site: admin.AdminSite | None = None) -> None:
     """Put the receipt pages on ``site`` (default: ``django.contrib.admin.site``); idempotent."""
     site = site or admin.site
