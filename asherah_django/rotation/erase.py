@@ -217,11 +217,31 @@ class Erasure:
             self._wipe()
 
     def _new_system_key(self) -> None:
-        if self.state.new_sk_created:
-            return  # created by the run that is resumed
+        if not self.state.new_sk_created and not self._adopt_pending():
+            self._create_system_key()
+        created = self.state.new_sk_created
+        for row in rows.read_rows(self.store, key_id=self.sk_id):
+            if row.meta.created != created and not row.record().revoked:
+                self.store.revoke(self.sk_id, row.meta.created)
+                self.say(f"  revoked old system key created {row.meta.created}")
+
+    def _adopt_pending(self) -> bool:
+        """A run killed between storing its new SK and recording it: use that SK."""
+        pending = self.state.pending_sk
+        record = self.store.load(self.sk_id, pending) if pending else None
+        if record is None:
+            return False
+        self.state.new_sk_created, self.state.floor = (
+            pending,
+            self.kms.version_of(record.encrypted_key),
+        )
+        self.state.published = time.time()
+        self.state.save()
+        return True
+
+    def _create_system_key(self) -> None:
         if self.state.rotate:
-            version = self.kms.rotate()
-            self.say(f"  master key rotated to version {version}")
+            self.say(f"  master key rotated to version {self.kms.rotate()}")
         secret = bytearray(new_key())
         try:
             encrypted = self.kms.encrypt_key(bytes(secret))
@@ -234,6 +254,8 @@ class Erasure:
                 record = EnvelopeKeyRecord(created, encrypted)
                 if self.factory.policy.key_integrity != "off":
                     record.tag = integrity.make_tag(secret, "self", self.sk_id, created, record)
+                self.state.pending_sk = created
+                self.state.save()
                 if self.store.store(self.sk_id, created, record):
                     break
                 created += 1
@@ -246,10 +268,6 @@ class Erasure:
             secret[:] = bytes(len(secret))
             raise
         self.say(f"  new system key {self.sk_id} created {created} (master-key version {version})")
-        for row in rows.read_rows(self.store, key_id=self.sk_id):
-            if row.meta.created != created and not row.record().revoked:
-                self.store.revoke(self.sk_id, row.meta.created)
-                self.say(f"  revoked old system key created {row.meta.created}")
         logger.info("asherah_erase: new system key %s created %s", self.sk_id, created)
 
     def _rewrap(self) -> None:

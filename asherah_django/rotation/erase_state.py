@@ -35,6 +35,7 @@ class EraseState:
     floor_before: int = 0
     floor: int = 0
     new_sk_created: int = 0
+    pending_sk: int = 0
     published: float = 0.0
     rewrapped: int = 0
     meanwhile: int = 0

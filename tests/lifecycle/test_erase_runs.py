@@ -131,3 +131,38 @@ def test_receipt_is_stored_and_shown_read_only_without_key_bytes(
 
     for record in wrapped:
         assert base64.b64encode(record.encrypted_key).decode() not in text
+
+
+class _KilledAfterStoringTheSystemKey(EraseState):
+    """The state file is not written once the new system key is stored: a kill right there."""
+
+    def save(self) -> None:
+        if self.new_sk_created:
+            raise KeyboardInterrupt
+        super().save()
+
+
+def test_run_killed_after_storing_its_system_key_adopts_it_on_resume(
+    settings: Any, vault: Vault, tmp_path: Path
+) -> None:
+    values = _setup(settings, vault)
+    factory = runtime.get_session_factory()
+    receipt = tmp_path / "r.json"
+    state = _KilledAfterStoringTheSystemKey.start(
+        str(receipt) + ".state", "victim", vault.service, "prod"
+    )
+    kms = erase_kms_for(factory.kms, {"signing_key": settings.ASHERAH_ERASURE_SIGNING_KEY})
+    with pytest.raises(KeyboardInterrupt):
+        Erasure(factory, kms, state, grace=0, poll=0.1, say=lambda _: None).run()
+    store = metastore_of(factory)
+    assert len([r for r in snapshot(store) if r[0] == factory.system_key_id]) == 2
+    status, _, err = run_command(
+        "asherah_erase", "victim", "--receipt", str(receipt), "--resume", "--grace", "0",
+        "--poll", "0.1",
+    )  # fmt: skip
+    assert status == 0, err
+    (sk,) = [r for r in snapshot(store) if r[0] == factory.system_key_id]
+    assert sk[1] == json.loads(receipt.read_text())["new_system_key"]["created"]
+    runtime.reset_session_factory()
+    live = runtime.get_session_factory()
+    assert live.get_session("keep-a").decrypt(values["keep-a"]) == b"keep-a"

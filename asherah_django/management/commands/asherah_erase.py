@@ -11,6 +11,7 @@ a message on stderr when refused or failed (the state file lets ``--resume`` con
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from django.conf import settings
@@ -98,7 +99,8 @@ class Command(BaseCommand):
         factory = get_session_factory()
         factory.intermediate_key_id(partition)
         kms = erase_kms_for(factory.kms, self._kms_options(options))
-        receipt_path = options["receipt"] or f"asherah-erasure-{partition}.json"
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", partition)
+        receipt_path = options["receipt"] or f"asherah-erasure-{safe}.json"
         state_path = options["state"] or receipt_path + ".state"
         who = (factory.service_name, factory.product_id)
         if options["dry_run"]:
