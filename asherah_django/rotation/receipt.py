@@ -11,6 +11,7 @@ versions: never key bytes.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 from pathlib import Path
@@ -109,3 +110,28 @@ def verify(receipt: dict[str, Any], kms: EraseCapableKMS) -> bool:
     if signature.get("signer") != kms.signer():
         return False
     return kms.verify(payload(receipt), signature["value"])
+
+
+def verify_offline(receipt: dict[str, Any], public_keys: dict[str, str]) -> bool:
+    """Verify a Vault Transit ed25519 signature without Vault: ``public_keys`` is the
+    ``keys`` member of ``vault read <mount>/keys/<signing key>`` (version -> base64 key,
+    or -> ``{"public_key": ...}``). For auditors who have no Vault access."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    signature = receipt.get("signature")
+    value = signature.get("value") if isinstance(signature, dict) else None
+    parts = value.split(":", 2) if isinstance(value, str) else []
+    if len(parts) != 3 or parts[0] != "vault" or not parts[1].startswith("v"):
+        return False
+    entry: Any = public_keys.get(parts[1][1:])
+    if isinstance(entry, dict):
+        entry = entry.get("public_key")
+    if not isinstance(entry, str):
+        return False
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(entry, validate=True))
+        key.verify(base64.b64decode(parts[2], validate=True), payload(receipt))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
