@@ -33,10 +33,8 @@ the floor is raised). No key byte is ever written to the state, the receipt or a
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..core import integrity
@@ -45,6 +43,7 @@ from ..core.errors import AsherahError, DecryptionError
 from ..core.kms.erase import EraseCapableKMS, EraseRefusedError
 from ..core.records import EnvelopeKeyRecord, KeyMeta
 from . import erase_rows as rows
+from .erase_plan import Plan
 from .erase_state import EraseState
 from .keys import metastore_of
 from .summary import Summary
@@ -56,40 +55,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asherah_django.rotation")
 
 Say = Callable[[str], None]
-
-
-@dataclass
-class Plan:
-    """What an erasure changes (``--dry-run`` prints it)."""
-
-    partition: str
-    doomed_ids: tuple[str, ...]
-    destroyed: list[KeyMeta]
-    survivors: list[KeyMeta]
-    old_system_keys: list[tuple[int, int]]  # (created, master-key version)
-    rotate: bool
-    floor_before: int
-    floor: int
-    blockers: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        out = [f"Erasure of partition '{self.partition}':"]
-        how = (
-            f"after rotating the master key to version {self.floor}"
-            if self.rotate
-            else (f"under master-key version {self.floor} (the newest)")
-        )
-        out.append(f"  a new system key is created {how}")
-        for meta in self.survivors:
-            out.append(f"  re-wrap {meta.key_id} created {meta.created} under the new system key")
-        for meta in self.destroyed:
-            out.append(f"  destroy {meta.key_id} created {meta.created}")
-        for created, version in self.old_system_keys:
-            out.append(f"  retire system key created {created} (master-key version {version})")
-        out.append(
-            f"  raise the master-key decryption floor from {self.floor_before} to {self.floor}"
-        )
-        return out
 
 
 class Erasure:
@@ -492,16 +457,3 @@ def _parent(row: rows.KeyRow) -> KeyMeta | None:
 def _under_old(row: rows.KeyRow, sk_id: str, new_created: int) -> bool:
     parent = _parent(row)
     return parent is not None and parent.key_id == sk_id and parent.created != new_created
-
-
-def operator() -> str:
-    """Who runs the erasure: ``ASHERAH_ERASURE_OPERATOR``, else the OS user."""
-    import getpass
-
-    name = os.environ.get("ASHERAH_ERASURE_OPERATOR", "").strip()
-    if name:
-        return name
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -21,7 +21,8 @@ from ...core.errors import AsherahError
 from ...core.kms.erase import erase_kms_for
 from ...core.kms.vault_erase import SIGNING_KEY_SETTING
 from ...rotation import receipt as receipts
-from ...rotation.erase import Erasure, operator
+from ...rotation.erase import Erasure
+from ...rotation.erase_plan import operator
 from ...rotation.erase_state import EraseState
 from ...runtime import get_session_factory
 
