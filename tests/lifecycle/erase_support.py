@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from asherah_django.core.records import EnvelopeKeyRecord
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.rotation import erase_rows
-from tests.commands.conftest import Vault
+from tests.commands.conftest import Vault, database_url
 from tests.support.sqlite_metastore import SCHEMA, to_column
 
 
@@ -47,3 +50,23 @@ def restore(path: Path, rows: list[tuple[str, int, str]], *, overlay: list[Any] 
                 (key_id, to_column(created), text),
             )
     db.close()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker(module: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    """``python -m tests.lifecycle.<module> ARGS`` on the test database, pipes open."""
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url(),
+        **env,
+    }
+    environment.pop("ASHERAH_TEST_DB_NAME", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", f"tests.lifecycle.{module}", *args],
+        cwd=ROOT, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip

@@ -11,9 +11,7 @@ writers made decrypts; the receipt verifies and a tampered one does not.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,10 @@ from asherah_django.core import SessionFactory
 from asherah_django.core.errors import AsherahError
 from asherah_django.core.kms.vault import VaultTransitKMS
 from asherah_django.rotation.keys import metastore_of
-from tests.commands.conftest import Vault, database_url, run_command
+from tests.commands.conftest import Vault, run_command
 from tests.support.sqlite_metastore import SqliteMetastore
 
-from .erase_support import erase_policy, restore, signing_key, snapshot
+from .erase_support import erase_policy, restore, signing_key, snapshot, start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_INTERVAL = 2
@@ -35,25 +33,8 @@ WRITE_SECONDS = 8
 
 
 def _writers(asherah: dict[str, Any], names: list[str]) -> list[subprocess.Popen[str]]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": database_url(),
-        "ERASE_TEST_ASHERAH": json.dumps(asherah),
-    }
-    env.pop("ASHERAH_TEST_DB_NAME", None)
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.lifecycle.erase_writer", name, str(WRITE_SECONDS)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in names
-    ]
+    settings = {"ERASE_TEST_ASHERAH": json.dumps(asherah)}
+    return [start_worker("erase_writer", name, str(WRITE_SECONDS), **settings) for name in names]
 
 
 def _decrypts(factory: SessionFactory, partition: str, record: str) -> bool:

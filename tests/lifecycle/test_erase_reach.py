@@ -8,10 +8,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +18,10 @@ import pytest
 from asherah_django import runtime
 from asherah_django.context import session
 from asherah_django.core.errors import AsherahError
-from tests.commands.conftest import database_url, run_command, unique
+from tests.commands.conftest import run_command, unique
 from tests.testapp.models import AllTypes
+
+from .erase_support import start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_INTERVAL = 2
@@ -43,18 +42,7 @@ def test_a_process_with_the_key_cached_decrypts_until_its_recheck(
     service = unique("era")
     settings.ASHERAH = {**settings.ASHERAH, "SERVICE_NAME": service}
     record = runtime.get_session_factory().get_session("victim").encrypt(b"erase me")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": database_url(),
-    }
-    env.pop("ASHERAH_TEST_DB_NAME", None)
-    argv = [sys.executable, "-m", "tests.lifecycle.shred_worker", service, "victim"]
-    with subprocess.Popen(
-        [*argv, str(CHECK_INTERVAL)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    ) as worker:  # fmt: skip
+    with start_worker("shred_worker", service, "victim", str(CHECK_INTERVAL)) as worker:
         assert worker.stdin is not None and worker.stdout is not None
         worker.stdin.write(record + "\n")
         worker.stdin.flush()

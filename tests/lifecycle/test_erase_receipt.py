@@ -45,6 +45,17 @@ def _tampered(path: Path, change: Any) -> Path:
     return out
 
 
+def _vault_and_offline(vault: Vault, signer: str, document: Any) -> tuple[bool, bool]:
+    """The runbook's two manual procedures: Vault's verify endpoint, the public key."""
+    body = {
+        "input": base64.b64encode(receipts.payload(document)).decode(),
+        "signature": document["signature"]["value"],
+    }
+    valid = vault.bao.api("POST", f"transit/verify/{signer}", body)["data"]["valid"]
+    keys = vault.bao.api("GET", f"transit/keys/{signer}")["data"]["keys"]
+    return valid, receipts.verify_offline(document, keys)
+
+
 CHANGES = {
     "partition": lambda d: d.update(partition="someone-else"),
     "floor": lambda d: d["master_key"].update(decryption_floor=1),
@@ -59,14 +70,7 @@ def test_receipt_verifies_with_the_command_vault_and_offline(
     path, signer = signed
     status, out, _ = run_command("asherah_erase", "--verify-receipt", str(path))
     assert status == 0 and f"signed by vault-transit:transit/{signer}" in out
-    document = json.loads(path.read_text())
-    body = {
-        "input": base64.b64encode(receipts.payload(document)).decode(),
-        "signature": document["signature"]["value"],
-    }
-    assert vault.bao.api("POST", f"transit/verify/{signer}", body)["data"]["valid"] is True
-    keys = vault.bao.api("GET", f"transit/keys/{signer}")["data"]["keys"]
-    assert receipts.verify_offline(document, keys)
+    assert _vault_and_offline(vault, signer, json.loads(path.read_text())) == (True, True)
 
 
 @pytest.mark.parametrize("change", CHANGES)
@@ -78,13 +82,7 @@ def test_a_tampered_receipt_fails_every_procedure(
     with pytest.raises(CommandError, match="does NOT verify"):
         run_command("asherah_erase", "--verify-receipt", str(tampered))
     document = json.loads(tampered.read_text())
-    body = {
-        "input": base64.b64encode(receipts.payload(document)).decode(),
-        "signature": document["signature"]["value"],
-    }
-    assert vault.bao.api("POST", f"transit/verify/{signer}", body)["data"]["valid"] is False
-    keys = vault.bao.api("GET", f"transit/keys/{signer}")["data"]["keys"]
-    assert not receipts.verify_offline(document, keys)
+    assert _vault_and_offline(vault, signer, document) == (False, False)
 
 
 def test_a_receipt_signed_by_another_key_fails(signed: tuple[Path, str], vault: Vault) -> None:
