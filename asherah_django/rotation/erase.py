@@ -167,7 +167,7 @@ class Erasure:
         if self.state.phase == "plan":
             plan = self.plan()
             self.refuse_blockers(plan)
-            self.kms.check_permissions()
+            self.kms.check_permissions(trim=self.state.trim)
             self.state.floor_before = plan.floor_before
             self.state.rotate = plan.rotate
         try:
@@ -286,6 +286,11 @@ class Erasure:
                 f"the KMS still opens retired system key(s) created {opened}: nothing deleted"
             )
         self.state.verified = len(self.state.retired)  # deleted ones were checked before
+        if self.state.trim and not self.state.trimmed:
+            self.kms.destroy_below(self.state.floor)
+            self.state.trimmed = True
+            self.state.save()
+            self.say(f"  master-key versions below {self.state.floor} deleted for good (trim)")
         for created, _ in wrappings:
             rows.delete(self.store, KeyMeta(self.sk_id, created))
         self.factory.keys.key_shredded(self.sk_id)

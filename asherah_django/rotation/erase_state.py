@@ -32,6 +32,8 @@ class EraseState:
     started: float = field(default_factory=time.time)
     phase: str = "plan"
     rotate: bool = False
+    trim: bool = False
+    trimmed: bool = False
     floor_before: int = 0
     floor: int = 0
     new_sk_created: int = 0

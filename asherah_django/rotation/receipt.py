@@ -57,6 +57,7 @@ def build(state: EraseState, kms: EraseCapableKMS, sk_id: str, operator: str) ->
             "rotated": state.rotate,
             "decryption_floor_before": state.floor_before,
             "decryption_floor": state.floor,
+            "versions_below_floor_deleted": state.trimmed,
         },
         "surviving_keys_rewrapped": state.rewrapped,
         "of_which_created_during_erasure": state.meanwhile,

@@ -16,15 +16,17 @@ from tests.commands.conftest import Vault, database_url
 from tests.support.sqlite_metastore import SCHEMA, to_column
 
 
-def erase_policy(vault: Vault, signing_key: str, *, sign: bool = True) -> str:
+def erase_policy(vault: Vault, signing_key: str, *, sign: bool = True, trim: bool = False) -> str:
     """encrypt, decrypt, read, rotate and config on the test's key; sign/verify with ``signing_key``."""
     m, k = "transit", vault.key
     paths = [f"{m}/encrypt/{k}", f"{m}/decrypt/{k}", f"{m}/keys/{k}/rotate", f"{m}/keys/{k}/config"]
     if sign:
         paths += [f"{m}/sign/{signing_key}", f"{m}/verify/{signing_key}"]
+    if trim:
+        paths.append(f"{m}/keys/{k}/trim")
     hcl = "".join(f'path "{p}" {{\n  capabilities = ["update"]\n}}\n' for p in paths)
     hcl += f'path "{m}/keys/{k}" {{\n  capabilities = ["read"]\n}}\n'
-    return vault.policy(f"erase-{k}-{int(sign)}", hcl)
+    return vault.policy(f"erase-{k}-{int(sign)}{int(trim)}", hcl)
 
 
 def signing_key(vault: Vault) -> str:

@@ -34,8 +34,9 @@ class EraseCapableKMS(KeyManagementService, Protocol):
         """Where the master key lives (server, mount, key name): no secret."""
         ...
 
-    def check_permissions(self) -> None:
-        """Raise :class:`EraseRefusedError` naming every missing permission."""
+    def check_permissions(self, *, trim: bool = False) -> None:
+        """Raise :class:`EraseRefusedError` naming every missing permission (with
+        ``trim``, also the one :meth:`destroy_below` needs)."""
         ...
 
     def latest_version(self) -> int:
@@ -55,7 +56,14 @@ class EraseCapableKMS(KeyManagementService, Protocol):
         ...
 
     def raise_floor(self, version: int) -> None:
-        """Make every wrapping under a version below ``version`` unopenable, for good."""
+        """Make every wrapping under a version below ``version`` unopenable. An operator
+        with the KMS's configuration rights could lower the floor again: see
+        :meth:`destroy_below`."""
+        ...
+
+    def destroy_below(self, version: int) -> None:
+        """Delete the master-key versions below ``version`` for good (Vault ``trim``):
+        no configuration change can open their wrappings again."""
         ...
 
     def opens(self, encrypted_key: bytes) -> bool:

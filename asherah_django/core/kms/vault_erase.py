@@ -3,7 +3,8 @@
 * rotate: ``POST <mount>/keys/<key>/rotate``; versions from ``<mount>/keys/<key>``;
 * the floor: ``POST <mount>/keys/<key>/config`` with ``min_decryption_version``; Vault then
   refuses to decrypt (and to rewrap) every ciphertext of a lower version, whoever asks and
-  whichever copy of the table it comes from;
+  whichever copy of the table it comes from; someone with ``config`` rights could lower it
+  again, so ``--trim`` also deletes those versions (``<mount>/keys/<key>/trim``);
 * receipts: ``<mount>/sign/<signing key>`` and ``<mount>/verify/<signing key>`` with a
   dedicated asymmetric key (``ASHERAH_ERASURE_SIGNING_KEY``), so an auditor can verify a
   receipt with Vault, or offline with the key's public half.
@@ -67,18 +68,28 @@ class VaultEraseKMS:
         return self.latest_version()
 
     def raise_floor(self, version: int) -> None:
-        path = f"{self._mount}/keys/{self._key}/config"
-        body = {"min_decryption_version": version}
-        try:
-            self.kms.request("configure key", "POST", path, body)
-        except VaultRequestError as exc:
-            if exc.status != 204:
-                raise
+        self._write(f"{self._mount}/keys/{self._key}/config", {"min_decryption_version": version})
         if self.floor() < version:
             raise EraseRefusedError(
                 f"Vault did not raise min_decryption_version of {self._mount}/keys/{self._key} "
                 f"to {version} ({self.kms.config.addr})"
             )
+
+    def destroy_below(self, version: int) -> None:
+        # Vault trims only below an explicit min_encryption_version (new wrappings use the
+        # latest version anyway, which is at least ``version``).
+        if self.kms.transit_key_info().min_encryption_version < version:
+            self._write(
+                f"{self._mount}/keys/{self._key}/config", {"min_encryption_version": version}
+            )
+        self._write(f"{self._mount}/keys/{self._key}/trim", {"min_available_version": version})
+
+    def _write(self, path: str, body: dict[str, int]) -> None:
+        try:
+            self.kms.request("configure key", "POST", path, body)
+        except VaultRequestError as exc:
+            if exc.status != 204:  # Vault answers some writes with no content
+                raise
 
     def opens(self, encrypted_key: bytes) -> bool:
         try:
@@ -117,7 +128,7 @@ class VaultEraseKMS:
 
     # -- preconditions --------------------------------------------------------------------
 
-    def check_permissions(self) -> None:
+    def check_permissions(self, *, trim: bool = False) -> None:
         signing = self._required_signing_key()
         m, k = self._mount, self._key
         wanted = {
@@ -126,6 +137,7 @@ class VaultEraseKMS:
             f"{m}/keys/{k}": "read",
             f"{m}/keys/{k}/rotate": "update",
             f"{m}/keys/{k}/config": "update",
+            **({f"{m}/keys/{k}/trim": "update"} if trim else {}),
             f"{m}/sign/{signing}": "update",
             f"{m}/verify/{signing}": "update",
         }

@@ -54,6 +54,11 @@ class Command(BaseCommand):
             "--ignore-service", action="append", default=[], metavar="SERVICE",
             help="a service whose system keys use another master key (not checked)",
         )  # fmt: skip
+        parser.add_argument(
+            "--trim", action="store_true",
+            help="also delete the retired master-key versions in Vault (irreversible: a "
+            "lowered min_decryption_version cannot bring them back)",
+        )  # fmt: skip
         parser.add_argument("--verify-receipt", metavar="PATH", help="verify a receipt")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -110,6 +115,8 @@ class Command(BaseCommand):
             state = EraseState.resume(state_path, partition, *who)
         else:
             state = EraseState.start(state_path, partition, *who)
+            state.trim = options["trim"]
+            state.save()
         grace = options["grace"]
         if grace is None:
             grace = float(factory.policy.check_interval)
@@ -122,8 +129,10 @@ class Command(BaseCommand):
             plan = erasure.plan()
             for line in plan.lines():
                 self.stdout.write(line)
+            if options["trim"]:
+                self.stdout.write(f"  delete master-key versions below {plan.floor} (trim)")
             erasure.refuse_blockers(plan)
-            kms.check_permissions()
+            kms.check_permissions(trim=options["trim"])
             self.stdout.write("Dry run: nothing was changed.")
             return
         if not state.done:
