@@ -170,3 +170,6 @@ class EncryptionKey(models.Model):
     def revoked(self) -> bool:
         info = self.info
         return info is not None and info.revoked
+
+
+from .erasure_receipts import ErasureReceipt  # noqa: E402, F401 - issue #15's receipts

@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+from . import erasure
 from .fields import EncryptedFieldsAdminMixin
 from .views import REVOKE_PERMISSION, EncryptionKeyAdmin, register
 
 __all__ = ["REVOKE_PERMISSION", "EncryptedFieldsAdminMixin", "EncryptionKeyAdmin", "register"]
 
 register()
+erasure.register()  # read-only erasure receipts (issue #15)

@@ -150,6 +150,9 @@ def test_missing_transit_key_fails(vault: Vault, settings: object, readable: boo
     )
 
 
+MIGRATIONS = ("0001_initial", "0002_encryptionkey_integrity_tag", "0003_erasurereceipt")
+
+
 def test_missing_migrations_fail(vault: Vault, settings: object) -> None:
     settings.ASHERAH = vault.asherah()  # type: ignore[attr-defined]
     call_command("migrate", "asherah_django", "zero", verbosity=0)
@@ -167,19 +170,19 @@ def test_missing_migrations_fail(vault: Vault, settings: object) -> None:
         call_command("migrate", "asherah_django", verbosity=0)
     # The table is back but the migration is no longer recorded (e.g. a hand-made table).
     recorder = MigrationRecorder(connection)
-    for name in ("0001_initial", "0002_encryptionkey_integrity_tag"):
+    for name in MIGRATIONS:
         recorder.record_unapplied("asherah_django", name)
     try:
         status, out, _ = run_command("asherah_check")
         assert status == 1
         assert normalize(out, vault).splitlines()[-3] == (
             "metastore         FAIL  asherah_django migrations not applied in database "
-            "'default': 0001_initial, 0002_encryptionkey_integrity_tag | hint: run manage.py "
+            f"'default': {', '.join(MIGRATIONS)} | hint: run manage.py "
             "migrate asherah_django --database default (an existing Asherah table is adopted "
             "with --fake-initial)"
         )
     finally:
-        for name in ("0001_initial", "0002_encryptionkey_integrity_tag"):
+        for name in MIGRATIONS:
             recorder.record_applied("asherah_django", name)
 
 

@@ -197,6 +197,13 @@ class VaultTransitKMS:
         path = f"v1/{self.config.transit_mount}/keys/{self.config.transit_key}"
         return transit_key_from(self._other("read key", "GET", path, None))
 
+    def request(self, label: str, method: str, path: str, body: object = None) -> dict[str, Any]:
+        """A call to ``v1/<path>`` with this KMS's token; Vault's ``data``, or our error.
+
+        For tooling beyond encrypt/decrypt (``asherah_erase``: rotate, config, sign, verify).
+        """
+        return self._other(label, method, f"v1/{path}", body)
+
     def login(self) -> None:
         """Obtain a token now (a login, or a lookup of ``VAULT_TOKEN``): checks credentials."""
         self._tokens.login()
