@@ -93,7 +93,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .core.errors import MalformedRecordError, MetastoreError, UnreadableKeyError
 from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
-from .core.partition import is_internal_id
+from .core.key_ids import KeyIds, KeyKind, is_internal_id
 from .core.protocols import BatchMetastore
 from .core.records import EnvelopeKeyRecord, KeyMeta
 
@@ -157,7 +157,7 @@ class DjangoMetastore:
         #: The table: the EncryptionKey model's ``db_table`` unless given.
         self.table = table or EncryptionKey._meta.db_table
         self.system_key_id = system_key_id
-        self._ik_suffix = system_key_id[len("_SK") :] if system_key_id else None
+        self._ids = KeyIds.of_system_key(system_key_id) if system_key_id else None
         #: Statements executed (for tests and metrics).
         self.queries = 0
         self._prefetched: dict[KeyMeta, tuple[EnvelopeKeyRecord, float]] = {}
@@ -565,8 +565,10 @@ class DjangoMetastore:
     # -- rows and the system-key prefetch ------------------------------------------------------
 
     def _prefetches_for(self, key_id: str) -> bool:
-        suffix = self._ik_suffix
-        return suffix is not None and key_id.startswith("_IK_") and key_id.endswith(suffix)
+        if self._ids is None:
+            return False
+        parsed = self._ids.parse(key_id)
+        return parsed.ours and parsed.kind is KeyKind.INTERMEDIATE
 
     def _collect(
         self, rows: Iterable[Row], *, prefetching: bool = False

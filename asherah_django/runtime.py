@@ -100,12 +100,12 @@ def _build() -> SessionFactory:
             metastore = InMemoryMetastore()
             tracker: DjangoMetastore | None = None
         else:
-            from .core.partition import system_key_id
+            from .core.key_ids import KeyIds
             from .metastore import DjangoMetastore
 
             tracker = DjangoMetastore(
                 conf.DATABASE,
-                system_key_id=system_key_id(service, product),
+                system_key_id=KeyIds(service, product).system,
                 integrity_tags=policy.key_integrity != "off",
             )
             metastore = tracker

@@ -76,11 +76,10 @@ from django.db import connections, transaction
 from ..core.aead import KEY_SIZE, NONCE_SIZE, new_key
 from ..core.errors import (
     DecryptionError,
-    InvalidPartitionError,
     KeyCreationError,
     MetastoreError,
 )
-from ..core.partition import MAX_KEY_ID_LENGTH
+from ..core.key_ids import INDEX_PREFIX, KeyIds, KeyKind
 from ..core.records import EnvelopeKeyRecord
 
 if TYPE_CHECKING:
@@ -89,7 +88,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asherah_django.blind_index")
 
 #: Every blind index key id starts with this.
-BIDX_PREFIX: Final = "_BIDX_"
+BIDX_PREFIX: Final = INDEX_PREFIX
 #: Domain separation of the per-field key derivation.
 DERIVATION_LABEL: Final = b"asherah_django blind index v1\x00"
 _DIGITS: Final = string.digits + string.ascii_lowercase
@@ -100,31 +99,16 @@ _MIN_RINGS: Final = 16
 def index_key_id(partition: str | None, service_name: str, product_id: str) -> str:
     """``_BIDX__{service}_{product}`` (``partition=None``: global) or
     ``_BIDX_{partition}_{service}_{product}``."""
-    if partition is None:
-        return f"{BIDX_PREFIX}_{service_name}_{product_id}"
-    if not isinstance(partition, str) or not partition:
-        raise InvalidPartitionError("partition id cannot be empty")
-    key_id = f"{BIDX_PREFIX}{partition}_{service_name}_{product_id}"
-    if len(key_id) > MAX_KEY_ID_LENGTH:
-        raise InvalidPartitionError(
-            f"partition id is too long: its blind index key id would exceed "
-            f"{MAX_KEY_ID_LENGTH} characters"
-        )
-    if not key_id.isprintable():
-        raise InvalidPartitionError("partition id must not contain control characters")
-    return key_id
+    return KeyIds(service_name, product_id).index(partition)
 
 
 def parse_index_key_id(key_id: str, service_name: str, product_id: str) -> tuple[bool, str | None]:
     """``(True, None)`` for this service's global key id, ``(True, partition)`` for a
     partition's, ``(False, None)`` for any other id."""
-    suffix = f"_{service_name}_{product_id}"
-    if not key_id.startswith(BIDX_PREFIX) or not key_id.endswith(suffix):
+    parsed = KeyIds(service_name, product_id).parse(key_id)
+    if parsed.kind is not KeyKind.INDEX or not parsed.ours:
         return False, None
-    if len(key_id) < len(BIDX_PREFIX) + len(suffix):
-        return False, None
-    middle = key_id[len(BIDX_PREFIX) : len(key_id) - len(suffix)]
-    return True, middle or None
+    return True, parsed.partition
 
 
 def version_tag(created: int) -> str:
@@ -239,8 +223,7 @@ class IndexKeys:
         return factory
 
     def key_id(self, partition: str | None) -> str:
-        factory = self.factory
-        return index_key_id(partition, factory.service_name, factory.product_id)
+        return self.factory.ids.index(partition)
 
     # -- what the fields use ---------------------------------------------------------------
 

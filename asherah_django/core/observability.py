@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .key_ids import KeyKind, kind_of
 from .protocols import BatchMetastore, KeyManagementService, Metastore
 from .records import EnvelopeKeyRecord, KeyMeta
 from .session import Session, SessionFactory
@@ -201,7 +202,8 @@ def _begin(observer: Observer, name: str, attrs: Attributes) -> Any:
 def _kind(factory: SessionFactory, key_id: str) -> str:
     if key_id == factory.system_key_id:
         return "system"
-    return "intermediate" if key_id.startswith("_IK_") else "other"  # other: blind index keys
+    # other: blind index keys
+    return "intermediate" if kind_of(key_id) is KeyKind.INTERMEDIATE else "other"
 
 
 class ObservedKMS:

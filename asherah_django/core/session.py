@@ -42,8 +42,8 @@ from .errors import (
     PayloadTooLargeError,
     SessionClosedError,
 )
+from .key_ids import KeyIds, check_names
 from .keys import CryptoKey
-from .partition import check_names, check_partition_id, intermediate_key_id, system_key_id
 from .policy import CryptoPolicy
 from .protocols import KeyManagementService, Metastore
 from .records import KeyMeta, padding_bits_zero, parse_data_row
@@ -111,14 +111,14 @@ class SessionFactory:
         check_names(service_name, product_id)
         self.service_name = service_name
         self.product_id = product_id
+        #: Builds and parses this service/product's key ids.
+        self.ids = KeyIds(service_name, product_id)
         self.policy = policy or CryptoPolicy()
         self.kms = kms
         self.metastore = metastore
         #: Wall clock in epoch seconds; tests substitute one to move time forward.
         self.clock = clock
-        self.keys = KeyHierarchy(
-            system_key_id(service_name, product_id), kms, metastore, self.policy, clock=clock
-        )
+        self.keys = KeyHierarchy(self.ids.system, kms, metastore, self.policy, clock=clock)
         self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
         self._sessions_lock = threading.Lock()
         _LIVE.add(self)
@@ -135,7 +135,7 @@ class SessionFactory:
         return self.keys.system_key_id
 
     def intermediate_key_id(self, partition_id: str) -> str:
-        return intermediate_key_id(partition_id, self.service_name, self.product_id)
+        return self.ids.intermediate(partition_id)
 
     def get_session(self, partition_id: str) -> Session:
         """The session for ``partition_id`` (cached; sessions are cheap and stateless)."""
@@ -196,9 +196,7 @@ class Session:
     )
 
     def __init__(self, factory: SessionFactory, partition_id: str) -> None:
-        self.partition_id = check_partition_id(
-            partition_id, factory.service_name, factory.product_id
-        )
+        self.partition_id = factory.ids.check_partition(partition_id)
         self._factory = factory
         self._keys = factory.keys
         self._ik_id = factory.intermediate_key_id(partition_id)
