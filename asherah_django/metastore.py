@@ -92,6 +92,7 @@ from django.db import (
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .core.errors import MalformedRecordError, MetastoreError, UnreadableKeyError
+from .core.forking import after_fork_in_child
 from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
 from .core.key_ids import KeyIds, KeyKind, is_internal_id
 from .core.protocols import BatchMetastore
@@ -749,12 +750,11 @@ def _abandon(wrapper: BaseDatabaseWrapper) -> None:
 _LIVE: weakref.WeakSet[DjangoMetastore] = weakref.WeakSet()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     for metastore in list(_LIVE):
         metastore._after_fork_in_child()
 
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 if TYPE_CHECKING:  # mypy verifies that DjangoMetastore fits the contract
     _fits: BatchMetastore = DjangoMetastore()

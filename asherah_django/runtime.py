@@ -11,7 +11,6 @@ parent's factory without touching it and builds its own on first use.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from django.core.signals import request_finished, request_started, setting_chang
 
 from .conf import asherah_settings
 from .core import observability
+from .core.forking import after_fork_in_child
 from .core.kms.static import StaticKMS
 from .core.policy import CryptoPolicy
 from .core.protocols import KeyManagementService, Metastore
@@ -199,10 +199,8 @@ def _close_old_connections(**kwargs: object) -> None:
             close_old()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     global _lock, _factory, _tracker
     _lock = threading.Lock()
     _factory = _tracker = None  # the parent's; never closed here (its locks may be held)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

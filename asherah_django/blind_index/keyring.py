@@ -79,6 +79,7 @@ from ..core.errors import (
     KeyCreationError,
     MetastoreError,
 )
+from ..core.forking import after_fork_in_child
 from ..core.key_ids import INDEX_PREFIX, KeyIds, KeyKind
 from ..core.records import EnvelopeKeyRecord
 
@@ -448,11 +449,9 @@ def index_keys(factory: SessionFactory) -> IndexKeys:
         return keys
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     for keys in list(_registry.values()):
         keys._lock = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

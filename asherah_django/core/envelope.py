@@ -50,6 +50,7 @@ from .errors import (
     MetastoreError,
     UnreadableKeyError,
 )
+from .forking import after_fork_in_child
 from .keys import CryptoKey
 from .policy import CryptoPolicy
 from .protocols import BatchMetastore, KeyManagementService, Metastore
@@ -498,14 +499,12 @@ class KeyHierarchy:
 _LIVE: weakref.WeakSet[KeyHierarchy] = weakref.WeakSet()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     """A forked child (gunicorn --preload) that goes on using a factory built before the
     fork: the lock stripes may be held by parent threads that do not exist in the child."""
     for hierarchy in list(_LIVE):
         hierarchy._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _FOREIGN_HINT = (

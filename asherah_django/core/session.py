@@ -42,6 +42,7 @@ from .errors import (
     PayloadTooLargeError,
     SessionClosedError,
 )
+from .forking import after_fork_in_child
 from .key_ids import KeyIds, check_names
 from .keys import CryptoKey
 from .policy import CryptoPolicy
@@ -431,9 +432,7 @@ class Session:
 _LIVE: weakref.WeakSet[SessionFactory] = weakref.WeakSet()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     for factory in list(_LIVE):
         factory._sessions_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
