@@ -95,7 +95,7 @@ from .core.errors import MalformedRecordError, MetastoreError, UnreadableKeyErro
 from .core.forking import after_fork_in_child
 from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
 from .core.key_ids import KeyIds, KeyKind, is_internal_id
-from .core.protocols import BatchMetastore
+from .core.protocols import KeyStore
 from .core.records import EnvelopeKeyRecord, KeyMeta
 
 logger = logging.getLogger("asherah_django.metastore")
@@ -405,7 +405,8 @@ class DjangoMetastore:
                 _close(item.wrapper)
         self._held = alive
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
+        """In a forked child: abandon the parent's connections (never closed here)."""
         for item in self._held:
             _abandon(item.wrapper)
         self._init_process_state()
@@ -425,6 +426,13 @@ class DjangoMetastore:
                 self._pending.append(pending)
             transaction.on_commit(pending.mark_committed, using=self.using)
         return inserted > 0
+
+    def is_uncommitted(self, key_id: str, created: int) -> bool:
+        """True while ``(key_id, created)`` was inserted in a caller's SQLite transaction
+        that has not committed (or has rolled back and was not taken yet)."""
+        meta = KeyMeta(key_id, created)
+        with self._lock:
+            return any(p.meta == meta and not p.committed for p in self._pending)
 
     @property
     def has_pending(self) -> bool:
@@ -753,9 +761,9 @@ _LIVE: weakref.WeakSet[DjangoMetastore] = weakref.WeakSet()
 @after_fork_in_child
 def _after_fork_in_child() -> None:
     for metastore in list(_LIVE):
-        metastore._after_fork_in_child()
+        metastore.after_fork_in_child()
 
 
 if TYPE_CHECKING:  # mypy verifies that DjangoMetastore fits the contract
-    _fits: BatchMetastore = DjangoMetastore()
+    _fits: KeyStore = DjangoMetastore()
     _unused: Callable[[], None] = _after_fork_in_child

@@ -21,7 +21,7 @@ from .core import observability
 from .core.forking import after_fork_in_child
 from .core.kms.static import StaticKMS
 from .core.policy import CryptoPolicy
-from .core.protocols import KeyManagementService, Metastore
+from .core.protocols import KeyManagementService, Metastore, close_kms
 from .core.records import KeyMeta
 from .core.session import SessionFactory
 from .signals import key_revoked, key_shredded
@@ -113,11 +113,9 @@ def _build() -> SessionFactory:
         try:
             factory = SessionFactory(service, product, kms, metastore, policy)
         except BaseException:
-            close = getattr(kms, "close", None)
-            if callable(close):
-                close()
+            close_kms(kms)
             raise
-        factory.keys.listeners.append(_send_key_signal)
+        factory.subscribe(_send_key_signal)
         observability.attach(factory)  # instrumented only while an observer is registered
         _factory, _tracker = factory, tracker
         logger.debug("asherah_django built %r", factory)
@@ -153,9 +151,7 @@ def _discard_rolled_back_keys(factory: SessionFactory, tracker: DjangoMetastore)
         "the caches",
         len(rolled_back),
     )
-    if any(key_id == factory.system_key_id for key_id, _ in rolled_back):
-        factory.keys.system_keys.clear()
-    factory.keys.intermediate_keys.clear()
+    factory.forget(system_keys=any(key_id == factory.system_key_id for key_id, _ in rolled_back))
 
 
 def _send_key_signal(event: str, key_id: str, created: int) -> None:
@@ -169,9 +165,7 @@ def _close(factory: SessionFactory) -> None:
     try:
         factory.close()
     finally:
-        close = getattr(factory.metastore, "close", None)
-        if callable(close):
-            close()
+        factory.key_store.close()
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
@@ -182,21 +176,19 @@ def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
 def _on_key_revoked(*, key_id: str, created: int, **kwargs: object) -> None:
     factory = _factory
     if factory is not None:
-        factory.keys.key_revoked(KeyMeta(key_id, created))
+        factory.key_revoked(KeyMeta(key_id, created))
 
 
 def _on_key_shredded(*, key_id: str, **kwargs: object) -> None:
     factory = _factory
     if factory is not None:
-        factory.keys.key_shredded(key_id)
+        factory.key_shredded(key_id)
 
 
 def _close_old_connections(**kwargs: object) -> None:
-    factory = _factory
-    if factory is not None:
-        close_old = getattr(factory.metastore, "close_old_connections", None)
-        if callable(close_old):
-            close_old()
+    tracker = _tracker
+    if tracker is not None:
+        tracker.close_old_connections()
 
 
 @after_fork_in_child

@@ -256,7 +256,7 @@ class _Writer:
         parsed = [_parse(row[1]) for row in rows]
         metas = {record.parent for record in parsed if record is not None}
         if metas and not dry_run:
-            self.factory.keys.preload_intermediate_keys(metas)
+            self.factory.preload(metas)
         for row, record in zip(rows, parsed, strict=True):
             stats.rows += 1
             pk, text, stored = row[0], row[1], row[2]

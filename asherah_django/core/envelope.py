@@ -53,7 +53,7 @@ from .errors import (
 from .forking import after_fork_in_child
 from .keys import CryptoKey
 from .policy import CryptoPolicy
-from .protocols import BatchMetastore, KeyManagementService, Metastore
+from .protocols import KeyManagementService, KeyStore
 from .records import EnvelopeKeyRecord, KeyMeta
 
 logger = logging.getLogger("asherah_django.core")
@@ -78,7 +78,7 @@ class KeyHierarchy:
         self,
         system_key_id: str,
         kms: KeyManagementService,
-        metastore: Metastore,
+        metastore: KeyStore,
         policy: CryptoPolicy,
         *,
         clock: Callable[[], float] = time.time,
@@ -171,6 +171,35 @@ class KeyHierarchy:
             f"{_CREATE_ATTEMPTS} attempts; check the metastore's clock and contents"
         )
 
+    def store_child_key(self, key_id: str, created: int) -> bool:
+        """Store under ``(key_id, created)`` a new random key wrapped (and, with
+        KEY_INTEGRITY, signed) by the latest system key, as an IK is; False if that row
+        exists. Listeners hear "created"."""
+        system_key = self.latest_system_key()
+        secret = bytearray(new_key())
+        try:
+            wrapped = system_key.wrap(secret, _nonce())
+        finally:
+            _zero(secret)
+        record = EnvelopeKeyRecord(created, wrapped, parent=system_key.meta)
+        self.sign_child(system_key, key_id, created, record)
+        if not self._store(key_id, created, record):
+            return False
+        self._notify("created", key_id, created)
+        return True
+
+    def open_child_key(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bytearray:
+        """The secret of a key row wrapped by this factory's system key, after the checks
+        every key row gets (parent, integrity tag). The caller zeroes it."""
+        if record.parent is None:
+            raise DecryptionError(f"{integrity.describe(key_id, created)} has no ParentKeyMeta")
+        self.check_parent(key_id, record)
+        return self._unwrap_child(self.system_key(record.parent), KeyMeta(key_id, created), record)
+
+    def load_versions(self, key_id: str) -> dict[KeyMeta, EnvelopeKeyRecord]:
+        """Every stored version of ``key_id`` (foreign exceptions become MetastoreError)."""
+        return self._call(lambda: dict(self.metastore.load_versions(key_id)))
+
     def _create_system_key(self, latest: EnvelopeKeyRecord | None, now: float) -> CryptoKey:
         sk_id = self.system_key_id
         for _ in range(_CREATE_ATTEMPTS):
@@ -248,9 +277,9 @@ class KeyHierarchy:
         raises.
         """
         missing = {meta for meta in metas if self.intermediate_keys.get(meta) is None}
-        if not missing or not isinstance(self.metastore, BatchMetastore):
+        if not missing:
             return
-        metastore: BatchMetastore = self.metastore
+        metastore = self.metastore
         try:
             records = self._call(lambda: dict(metastore.load_many(missing)))
         except UnreadableKeyError:
@@ -412,14 +441,7 @@ class KeyHierarchy:
     def _unwrap_with(
         self, system_key: CryptoKey, meta: KeyMeta, record: EnvelopeKeyRecord, now: float
     ) -> CryptoKey:
-        self.check_child(system_key, meta.key_id, meta.created, record)
-        try:
-            secret = bytearray(system_key.unwrap(record.encrypted_key))
-        except DecryptionError:
-            raise DecryptionError(
-                f"intermediate key {meta.key_id!r} created {meta.created} does not decrypt "
-                f"with system key {system_key.key_id!r} created {system_key.created}"
-            ) from None
+        secret = self._unwrap_child(system_key, meta, record)
         try:
             return CryptoKey(
                 meta, secret, parent=record.parent, revoked=record.revoked, checked_at=now
@@ -428,6 +450,18 @@ class KeyHierarchy:
             raise DecryptionError(f"intermediate key {meta.key_id!r} is not 32 bytes") from None
         finally:
             _zero(secret)
+
+    def _unwrap_child(
+        self, system_key: CryptoKey, meta: KeyMeta, record: EnvelopeKeyRecord
+    ) -> bytearray:
+        self.check_child(system_key, meta.key_id, meta.created, record)
+        try:
+            return bytearray(system_key.unwrap(record.encrypted_key))
+        except DecryptionError:
+            raise DecryptionError(
+                f"{integrity.describe(*meta)} does not decrypt "
+                f"with system key {system_key.key_id!r} created {system_key.created}"
+            ) from None
 
     def _kms_unwrap(self, meta: KeyMeta, record: EnvelopeKeyRecord, now: float) -> CryptoKey:
         mode = self.policy.key_integrity

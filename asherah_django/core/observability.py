@@ -51,10 +51,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .key_ids import KeyKind, kind_of
-from .protocols import BatchMetastore, KeyManagementService, Metastore
+from .protocols import BatchMetastore, KeyManagementService, KeyStore, Metastore
 from .records import EnvelopeKeyRecord, KeyMeta
 from .session import Session, SessionFactory
 
@@ -298,13 +298,10 @@ def _instrument(factory: SessionFactory) -> None:
         if factory in _instrumented:
             return
         _instrumented.add(factory)
-    keys = factory.keys
+    keys = factory._keys
     keys.kms = ObservedKMS(keys.kms)
-    keys.metastore = (
-        ObservedBatchMetastore(keys.metastore)
-        if isinstance(keys.metastore, BatchMetastore)
-        else ObservedMetastore(keys.metastore)
-    )
+    # (The wrapper forwards the KeyStore calls it does not time.)
+    keys.metastore = cast("KeyStore", ObservedBatchMetastore(keys.metastore))
 
     creations = [0]  # keys this factory created: tells key.latest whether it made one
 

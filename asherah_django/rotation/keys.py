@@ -149,8 +149,8 @@ def _revoke_latest(
 
 def forget_revoked(factory: SessionFactory, meta: KeyMeta) -> None:
     """Make this process stop using a revoked key for writes at once (see
-    :meth:`~asherah_django.core.envelope.KeyHierarchy.key_revoked`)."""
-    factory.keys.key_revoked(meta)
+    :meth:`~asherah_django.core.session.SessionFactory.key_revoked`)."""
+    factory.key_revoked(meta)
 
 
 # -- rewrap -------------------------------------------------------------------------------
@@ -287,4 +287,4 @@ def shred_partition(
 
 def _forget_key_id(factory: SessionFactory, key_id: str) -> None:
     """Drop and wipe every cached version of ``key_id`` (this process stops at once)."""
-    factory.keys.key_shredded(key_id)
+    factory.key_shredded(key_id)

@@ -74,7 +74,7 @@ def test_with_no_observer_nothing_is_wrapped() -> None:
     assert not core_observability.active()
     built = factory()
     kms = built.kms
-    assert built.keys.kms is kms and built.keys.metastore is built.metastore
+    assert built._keys.kms is kms and built._keys.metastore is built.metastore
     assert type(built.get_session("p")) is Session
     assert "get_session" not in vars(built)
 
@@ -303,5 +303,5 @@ def test_the_package_imports_and_works_without_the_optional_extras() -> None:
 def test_runtime_factory_is_attached(recorder: Recorder, db: None) -> None:
     reset_session_factory()
     built = get_session_factory()
-    assert isinstance(built.keys.kms, core_observability.ObservedKMS)
+    assert isinstance(built._keys.kms, core_observability.ObservedKMS)
     reset_session_factory()
