@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import keys as _keys
 from .aead import KEY_SIZE, NONCE_SIZE, TAG_SIZE
-from .envelope import KeyHierarchy, KeyListener
+from .envelope import KeyHierarchy
 from .errors import (
     DecryptionError,
     MalformedRecordError,
@@ -44,6 +44,7 @@ from .errors import (
 )
 from .forking import after_fork_in_child
 from .key_ids import KeyIds, check_names
+from .key_rows import KeyListener
 from .keys import CryptoKey
 from .keystore import key_store
 from .policy import CryptoPolicy

@@ -352,7 +352,7 @@ def test_transient_copies_of_key_bytes_are_zeroed(
 ) -> None:
     """The bytes a key is made from (new, unwrapped by the KMS, unwrapped by the SK) are
     zeroed once the CryptoKey holds its own copy (best effort, as keys.py says)."""
-    from asherah_django.core import envelope
+    from asherah_django.core import envelope, key_rows
 
     handed: list[object] = []
     real = envelope.CryptoKey
@@ -362,6 +362,7 @@ def test_transient_copies_of_key_bytes_are_zeroed(
         return real(meta, secret, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(envelope, "CryptoKey", capture)
+    monkeypatch.setattr(key_rows, "CryptoKey", capture)  # (system keys unwrapped by the KMS)
     record = make_factory().get_session("p").encrypt(b"x")  # SK and IK created
     assert make_factory().get_session("p").decrypt(record) == b"x"  # both unwrapped
     assert len(handed) == 4
