@@ -77,7 +77,12 @@ class KeyHierarchy(KeyRows):
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(system_key_id, kms, metastore, policy, clock=clock)
+        self.policy = policy
+        self.system_key_id = system_key_id
+        self.kms = kms
+        self.metastore = metastore
+        self.clock = clock
+        self.listeners = []
         self.system_keys = KeyCache(policy.system_key_cache_size, enabled=policy.cache_system_keys)
         self.intermediate_keys = KeyCache(
             policy.intermediate_key_cache_size, enabled=policy.cache_intermediate_keys

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -31,23 +30,15 @@ KeyListener = Callable[[str, str, int], None]
 
 
 class KeyRows:
-    """Checks, unwraps, loads and stores the key rows of one service's hierarchy."""
+    """Checks, unwraps, loads and stores the key rows of one service's hierarchy (a base
+    of :class:`~.envelope.KeyHierarchy`, which sets these attributes)."""
 
-    def __init__(
-        self,
-        system_key_id: str,
-        kms: KeyManagementService,
-        metastore: KeyStore,
-        policy: CryptoPolicy,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.policy = policy
-        self.system_key_id = system_key_id
-        self.kms = kms
-        self.metastore = metastore
-        self.clock = clock
-        self.listeners: list[KeyListener] = []
+    policy: CryptoPolicy
+    system_key_id: str
+    kms: KeyManagementService
+    metastore: KeyStore
+    clock: Callable[[], float]
+    listeners: list[KeyListener]
 
     # -- checks -----------------------------------------------------------------------
 
