@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Final
 
 from django.db.models import Q
 
-from .blind_index.keyring import BIDX_PREFIX, parse_index_key_id
 from .core import integrity
 from .core.errors import AsherahError, DecryptionError
+from .core.key_ids import KeyKind
 from .core.keys import CryptoKey
-from .core.partition import intermediate_key_id
 from .core.records import EnvelopeKeyRecord, KeyMeta
 from .metastore import BATCH_SIZE, DjangoMetastore
 
@@ -184,13 +183,14 @@ def _key_metas(factory: SessionFactory, using: str) -> Iterator[KeyMeta]:
     """This service's key rows, system keys first, each id's versions oldest first."""
     from .models import EncryptionKey
 
-    suffix = intermediate_key_id("", factory.service_name, factory.product_id)[len("_IK_") :]
+    ik_prefix, suffix = factory.ids.like(KeyKind.INTERMEDIATE)
+    index_prefix, _ = factory.ids.like(KeyKind.INDEX)
     rows = (
         EncryptionKey.objects.using(using)
         .filter(
             Q(id=factory.system_key_id)
-            | Q(id__startswith="_IK_", id__endswith=suffix)
-            | Q(id__startswith=BIDX_PREFIX, id__endswith=suffix)
+            | Q(id__startswith=ik_prefix, id__endswith=suffix)
+            | Q(id__startswith=index_prefix, id__endswith=suffix)
         )
         .order_by("id", "created")
         .values_list("id", "created")
@@ -200,10 +200,7 @@ def _key_metas(factory: SessionFactory, using: str) -> Iterator[KeyMeta]:
         meta = KeyMeta(key_id, _epoch(created))
         if key_id == factory.system_key_id:
             system.append(meta)
-        elif (
-            key_id.startswith("_IK_")
-            or parse_index_key_id(key_id, factory.service_name, factory.product_id)[0]
-        ):
+        elif factory.ids.parse(key_id).ours:
             others.append(meta)
     yield from system
     yield from others

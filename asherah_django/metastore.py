@@ -67,77 +67,44 @@ itself is never answered from that prefetch, so a reload after a lost race sees 
 
 from __future__ import annotations
 
-import asyncio
-import calendar
-import datetime
-import logging
-import os
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final
 
 from django.db import (
     DEFAULT_DB_ALIAS,
-    DatabaseError,
     IntegrityError,
-    InterfaceError,
-    OperationalError,
     connections,
     transaction,
 )
-from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .core.errors import MalformedRecordError, MetastoreError, UnreadableKeyError
-from .core.integrity import ADD_TAG_COLUMN_SQL, TAG_COLUMN
-from .core.partition import is_internal_id
-from .core.protocols import BatchMetastore
+from .core.errors import MetastoreError
+from .core.forking import after_fork_in_child
+from .core.key_ids import KeyIds, KeyKind, is_internal_id
+from .core.protocols import KeyStore
 from .core.records import EnvelopeKeyRecord, KeyMeta
+from .metastore_connections import KeyConnections
+from .metastore_pending import PendingKeys
+from .metastore_sql import (
+    MYSQL_DUPLICATE,
+    MYSQL_RETRYABLE,
+    Row,
+    build_sql,
+    created_param,
+    in_range,
+    mysql_code,
+    parse_rows,
+)
 
-logger = logging.getLogger("asherah_django.metastore")
-
-Row = tuple[Any, ...]
-
+_REVOKE_ATTEMPTS: Final = 5
 #: Seconds a system key row fetched along with an intermediate key may answer ``load``.
 PREFETCH_TTL: Final = 5.0
 #: ``(id, created)`` pairs per ``load_many`` query.
 BATCH_SIZE: Final = 200
-_MYSQL_DUPLICATE: Final = 1062
-_REVOKE_ATTEMPTS: Final = 5
-_MYSQL_RETRYABLE: Final = frozenset({1205, 1213})  # lock wait timeout, deadlock
-_EPOCH: Final = datetime.datetime(1970, 1, 1)
-_MIN_CREATED: Final = calendar.timegm((1000, 1, 1, 0, 0, 0))
-_MAX_CREATED: Final = calendar.timegm((9999, 12, 31, 23, 59, 59))
-_HINT: Final = (
-    "check that the database is reachable and that the encryption_key table exists "
-    "(manage.py migrate asherah_django)"
-)
 
 
-@dataclass
-class _Held:
-    """A dedicated connection and the thread that owns it."""
-
-    wrapper: BaseDatabaseWrapper
-    thread: threading.Thread
-
-
-@dataclass
-class _Pending:
-    """A key inserted inside the caller's SQLite transaction, not yet committed."""
-
-    meta: KeyMeta
-    connection: BaseDatabaseWrapper
-    committed: bool = False
-
-    def mark_committed(self) -> None:
-        self.committed = True
-
-
-class DjangoMetastore:
+class DjangoMetastore(KeyConnections):
     """Asherah's Metastore (and BatchMetastore) on the ``encryption_key`` table."""
 
     def __init__(
@@ -157,22 +124,15 @@ class DjangoMetastore:
         #: The table: the EncryptionKey model's ``db_table`` unless given.
         self.table = table or EncryptionKey._meta.db_table
         self.system_key_id = system_key_id
-        self._ik_suffix = system_key_id[len("_SK") :] if system_key_id else None
+        self._ids = KeyIds.of_system_key(system_key_id) if system_key_id else None
         #: Statements executed (for tests and metrics).
         self.queries = 0
         self._prefetched: dict[KeyMeta, tuple[EnvelopeKeyRecord, float]] = {}
-        self._pending: list[_Pending] = []
+        self._pending = PendingKeys()
         self._vendor: str | None = None
         self._sql: dict[str, str] = {}
         self._init_process_state()
         _LIVE.add(self)
-
-    def _init_process_state(self) -> None:
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._held: list[_Held] = []
-        #: Runs key queries asked for from a thread with a running event loop (see _run).
-        self._loop_helper: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"<DjangoMetastore using={self.using!r} table={self.table!r}>"
@@ -184,7 +144,7 @@ class DjangoMetastore:
         if is_internal_id(key_id):
             return None
         meta = KeyMeta(key_id, created)
-        if not _in_range(created):
+        if not in_range(created):
             return None  # no timestamp column can hold it: no such key (ParentKeyMeta fuzz)
         record = self._take_prefetched(meta)
         if record is not None:
@@ -213,7 +173,7 @@ class DjangoMetastore:
         found: dict[KeyMeta, EnvelopeKeyRecord] = {}
         wanted: list[KeyMeta] = []
         for meta in {KeyMeta(*m) for m in metas}:
-            if is_internal_id(meta.key_id) or not _in_range(meta.created):
+            if is_internal_id(meta.key_id) or not in_range(meta.created):
                 continue
             record = self._take_prefetched(meta)
             if record is not None:
@@ -265,10 +225,10 @@ class DjangoMetastore:
             try:
                 self._execute(self._sql_for("insert"), params)
             except MetastoreError as exc:
-                code = _mysql_code(exc.__cause__)
-                if code == _MYSQL_DUPLICATE:
+                code = mysql_code(exc.__cause__)
+                if code == MYSQL_DUPLICATE:
                     return False
-                if code not in _MYSQL_RETRYABLE or attempt == 2:
+                if code not in MYSQL_RETRYABLE or attempt == 2:
                     raise
                 time.sleep(0.05 * (attempt + 1))
             else:
@@ -345,71 +305,18 @@ class DjangoMetastore:
 
     # -- connections ------------------------------------------------------------------------
 
-    @property
-    def vendor(self) -> str:
-        vendor = self._vendor
-        if vendor is None:
-            vendor = self._vendor = connections[self.using].vendor
-        return vendor
-
-    def _shares_caller_connection(self) -> bool:
-        return self.vendor == "sqlite"
-
-    def connection(self) -> BaseDatabaseWrapper:
-        """The connection key queries of this thread use (opened lazily)."""
-        if self._shares_caller_connection():
-            return connections[self.using]
-        held: _Held | None = getattr(self._local, "held", None)
-        if held is None:
-            main = connections[self.using]
-            settings_dict = {**main.settings_dict, "AUTOCOMMIT": True}
-            wrapper = type(main)(settings_dict, alias=self.using)
-            held = _Held(wrapper, threading.current_thread())
-            with self._lock:
-                self._prune_dead_threads()
-                self._held.append(held)
-            self._local.held = held
-        return held.wrapper
-
-    def close_old_connections(self) -> None:
-        """Django's request-boundary rule for this thread's connection; closes those of
-        threads that have ended."""
-        held: _Held | None = getattr(self._local, "held", None)
-        if held is not None:
-            held.wrapper.close_if_unusable_or_obsolete()
-        with self._lock:
-            self._prune_dead_threads()
-
     def close(self) -> None:
         """Close every dedicated connection (all threads) and forget prefetched rows."""
         with self._lock:
-            held, self._held = self._held, []
-            helper, self._loop_helper = self._loop_helper, None
             self._prefetched.clear()
             self._pending.clear()
-        self._local = threading.local()
-        for item in held:
-            _close(item.wrapper)
-        if helper is not None:
-            if self._shares_caller_connection():  # the helper thread's own connection
-                helper.submit(connections[self.using].close)
-            helper.shutdown(wait=False)
+        self._close_connections()
 
-    def _prune_dead_threads(self) -> None:
-        alive = []
-        for item in self._held:
-            if item.thread.is_alive():
-                alive.append(item)
-            else:
-                _close(item.wrapper)
-        self._held = alive
-
-    def _after_fork_in_child(self) -> None:
-        for item in self._held:
-            _abandon(item.wrapper)
-        self._init_process_state()
+    def after_fork_in_child(self) -> None:
+        """In a forked child: abandon the parent's connections (never closed here)."""
+        self._abandon_connections()
         self._prefetched = {}
-        self._pending = []
+        self._pending = PendingKeys()
 
     # -- SQLite: keys inside the caller's transaction ------------------------------------------
 
@@ -419,11 +326,13 @@ class DjangoMetastore:
         with transaction.atomic(using=self.using):
             inserted = self._execute(self._sql_for("insert-if-absent"), params)
         if inserted and outer:
-            pending = _Pending(meta, conn)
-            with self._lock:
-                self._pending.append(pending)
-            transaction.on_commit(pending.mark_committed, using=self.using)
+            self._pending.add(meta, conn, self.using)
         return inserted > 0
+
+    def is_uncommitted(self, key_id: str, created: int) -> bool:
+        """True while ``(key_id, created)`` was inserted in a caller's SQLite transaction
+        that has not committed (or has rolled back and was not taken yet)."""
+        return self._pending.is_uncommitted(KeyMeta(key_id, created))
 
     @property
     def has_pending(self) -> bool:
@@ -432,172 +341,48 @@ class DjangoMetastore:
 
     def take_rolled_back(self) -> list[KeyMeta]:
         """Keys inserted in a caller's transaction that has since rolled back (SQLite)."""
-        rolled_back: list[KeyMeta] = []
-        with self._lock:
-            still = []
-            for pending in self._pending:
-                if pending.committed:
-                    continue
-                hooks = pending.connection.run_on_commit
-                if any(hook[1] == pending.mark_committed for hook in hooks):
-                    still.append(pending)
-                else:
-                    rolled_back.append(pending.meta)
-            self._pending = still
-        return rolled_back
+        return self._pending.take_rolled_back()
 
-    # -- queries ------------------------------------------------------------------------------
-
-    def _query(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        """Run one query and return its rows."""
-        return self._run(sql, params, fetch=True)[0]
-
-    def _execute(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one statement and return how many rows it changed."""
-        return self._run(sql, params, fetch=False)[1]
-
-    def _run(self, sql: str, params: Sequence[Any], *, fetch: bool) -> tuple[list[Row], int]:
-        if _loop_running():
-            # An encrypted attribute read in async code (an async view, ``async for`` over a
-            # queryset) whose key is not cached yet. Django forbids database calls from a
-            # thread running an event loop (SynchronousOnlyOperation), so the query runs on
-            # a helper thread with its own key connection; the caller waits for it, as it
-            # waits for Vault. Only cold keys get here: cached ones need no query.
-            return self._helper().submit(self._run_on_helper, sql, params, fetch).result()
-        return self._run_here(sql, params, fetch)
-
-    def _run_on_helper(self, sql: str, params: Sequence[Any], fetch: bool) -> tuple[list[Row], int]:
-        try:
-            return self._run_here(sql, params, fetch)
-        finally:
-            if self._shares_caller_connection():
-                # SQLite: the helper thread's own connection to the caller's database.
-                # Closed now rather than left to the garbage collector when the helper
-                # ends (unclosed, Python 3.13 warns); cold keys only come here.
-                connections[self.using].close()
-
-    def _helper(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._loop_helper is None:
-                self._loop_helper = ThreadPoolExecutor(1, thread_name_prefix="asherah-keys")
-            return self._loop_helper
-
-    def _run_here(self, sql: str, params: Sequence[Any], fetch: bool) -> tuple[list[Row], int]:
-        for attempt in (0, 1):
-            conn = self.connection()
-            reused = conn.connection is not None
-            try:
-                with conn.cursor() as cursor:
-                    self.queries += 1
-                    cursor.execute(sql, params)
-                    rows = list(cursor.fetchall()) if fetch else []
-                    return rows, cursor.rowcount
-            except (OperationalError, InterfaceError) as exc:
-                dedicated = not self._shares_caller_connection()
-                if dedicated and not conn.is_usable():
-                    _close(conn)
-                    if reused and attempt == 0 and _mysql_code(exc) not in _MYSQL_RETRYABLE:
-                        logger.info("asherah key connection was stale; reconnecting once")
-                        continue
-                raise MetastoreError(
-                    f"metastore query failed on database {self.using!r}: {exc}",
-                    hint=self._hint_for(exc),
-                ) from exc
-            except DatabaseError as exc:
-                raise MetastoreError(
-                    f"metastore query failed on database {self.using!r}: {exc}",
-                    hint=self._hint_for(exc),
-                ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _hint_for(self, exc: Exception) -> str:
-        if self.integrity_tags and TAG_COLUMN in str(exc):
-            return (
-                f"KEY_INTEGRITY is sign or require, which needs the {TAG_COLUMN} column: run "
-                f"manage.py migrate asherah_django, or on a table you manage yourself "
-                f"{ADD_TAG_COLUMN_SQL.replace('encryption_key', self.table)}"
-            )
-        return _HINT
+    # -- statements ------------------------------------------------------------------------
 
     def _sql_for(self, name: str) -> str:
         sql = self._sql.get(name)
         if sql is None:
-            sql = self._sql[name] = self._build_sql(name)
+            sql = self._sql[name] = build_sql(
+                name,
+                quote=connections[self.using].ops.quote_name,
+                vendor=self.vendor,
+                table=self.table,
+                integrity_tags=self.integrity_tags,
+            )
         return sql
 
     def _column(self, name: str) -> str:
         return connections[self.using].ops.quote_name(name)
 
-    def _build_sql(self, name: str) -> str:
-        # Only quoted identifiers (the model's table and columns) are interpolated; every
-        # value is a parameter.
-        names = {
-            "t": connections[self.using].ops.quote_name(self.table),
-            **{key: self._column(column) for key, column in _COLUMN_KEYS.items()},
-        }
-        if self.vendor == "mysql":  # byte-exact (the column's collation may ignore case)
-            names["rt"], names["pt"] = f"CAST({names['r']} AS BINARY)", "CAST(%s AS BINARY)"
-        else:
-            names["rt"], names["pt"] = f"CAST({names['r']} AS TEXT)", "%s"
-        template = _SQL[name]
-        if name == "revoke" and self.vendor == "mysql":
-            # Assigning created to itself stops MySQL's ON UPDATE CURRENT_TIMESTAMP, which
-            # an old-style TIMESTAMP column may carry, from moving the key.
-            template = _SQL["revoke-mysql"]
-        if self.integrity_tags:  # the tag column goes along wherever rows are read or written
-            template = template.replace("{id}, {c}, {r}", "{id}, {c}, {r}, {g}")
-            template = template.replace("{id}, {c}, {rt}", "{id}, {c}, {rt}, {g}")
-            template = template.replace("(%s, %s, %s)", "(%s, %s, %s, %s)")
-        return template.format(**names)
-
     def _created_param(self, created: int) -> object:
-        """``created`` as the naive UTC wall-clock Go and the Rust core bind."""
-        if not _in_range(created):
-            raise MetastoreError(
-                f"created {created} is outside the years 1000 to 9999 that the encryption_key "
-                "table's timestamp column holds"
-            )
-        value = _EPOCH + datetime.timedelta(seconds=created)
-        if self.vendor == "sqlite":  # TEXT, exactly as the Rust core's datetime(x,'unixepoch')
-            return value.strftime("%Y-%m-%d %H:%M:%S")
-        return value
+        return created_param(created, self.vendor)
 
     # -- rows and the system-key prefetch ------------------------------------------------------
 
     def _prefetches_for(self, key_id: str) -> bool:
-        suffix = self._ik_suffix
-        return suffix is not None and key_id.startswith("_IK_") and key_id.endswith(suffix)
+        if self._ids is None:
+            return False
+        parsed = self._ids.parse(key_id)
+        return parsed.ours and parsed.kind is KeyKind.INTERMEDIATE
 
     def _collect(
         self, rows: Iterable[Row], *, prefetching: bool = False
     ) -> dict[KeyMeta, EnvelopeKeyRecord]:
         """Parse rows by ``(id, created)``. With ``prefetching``, the system key rows that
         came along are kept for :meth:`load` (malformed ones are skipped, not raised)."""
-        collected: dict[KeyMeta, EnvelopeKeyRecord] = {}
-        extra: dict[KeyMeta, EnvelopeKeyRecord] = {}
-        for key_id, created, key_record, *tag in rows:
-            if tag and tag[0] == TAG_COLUMN:
-                # SQLite reads a double-quoted name that is no column as a string literal:
-                # the table has no integrity_tag column (a real tag starts with "v1:").
-                raise MetastoreError(
-                    f"the metastore table {self.table!r} in database {self.using!r} has no "
-                    f"{TAG_COLUMN} column",
-                    hint=self._hint_for(DatabaseError(TAG_COLUMN)),
-                )
-            if is_internal_id(key_id):
-                continue
-            lenient = prefetching and key_id == self.system_key_id
-            try:
-                meta = KeyMeta(key_id, _epoch(created))
-                record = _record(key_record)
-                record.tag = _tag(tag[0]) if tag else None
-                (extra if lenient else collected)[meta] = record
-            except (MalformedRecordError, ValueError, TypeError, OverflowError) as exc:
-                if lenient:
-                    continue
-                raise UnreadableKeyError(
-                    f"key record {key_id!r} in table {self.table!r} is malformed: {exc}"
-                ) from exc
+        collected, extra = parse_rows(
+            rows,
+            table=self.table,
+            using=self.using,
+            integrity_tags=self.integrity_tags,
+            lenient_id=self.system_key_id if prefetching else None,
+        )
         if extra:
             now = time.monotonic()
             with self._lock:
@@ -624,136 +409,15 @@ class DjangoMetastore:
                 del self._prefetched[meta]
 
 
-_COLUMN_KEYS: Final = {"id": "id", "c": "created", "r": "key_record", "g": TAG_COLUMN}
-# Templates; only the quoted table and column names are filled in with str.format.
-_SQL: Final = {
-    "select": "SELECT {id}, {c}, {r} FROM {t}",
-    "pair": "({id} = %s AND {c} = %s)",
-    "load": "SELECT {id}, {c}, {r} FROM {t} WHERE ({id} = %s AND {c} = %s)",
-    "load+sk": "SELECT {id}, {c}, {r} FROM {t} WHERE ({id} = %s AND {c} = %s) OR {id} = %s",
-    "latest": "SELECT {id}, {c}, {r} FROM {t} WHERE {id} = %s ORDER BY {c} DESC LIMIT 1",
-    "latest+sk": (
-        "SELECT {id}, {c}, {r} FROM "
-        "(SELECT {id}, {c}, {r} FROM {t} WHERE {id} = %s ORDER BY {c} DESC LIMIT 1) latest_key "
-        "UNION ALL SELECT {id}, {c}, {r} FROM {t} WHERE {id} = %s"
-    ),
-    "insert": "INSERT INTO {t} ({id}, {c}, {r}) VALUES (%s, %s, %s)",
-    "insert-if-absent": (
-        "INSERT INTO {t} ({id}, {c}, {r}) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
-    ),
-    # Revocation is a compare-and-swap on the record text read ({rt}: the column as text
-    # or bytes, whatever its type), so a concurrent rewrap is never undone.
-    "load-text": "SELECT {id}, {c}, {rt} FROM {t} WHERE ({id} = %s AND {c} = %s)",
-    "revoke": "UPDATE {t} SET {r} = %s WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})",
-    "revoke-mysql": (
-        "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})"
-    ),
-    "delete": "DELETE FROM {t} WHERE {id} = %s",
-    "versions": "SELECT {id}, {c}, {r} FROM {t} WHERE {id} = %s",
-    # (created = created: see revoke-mysql; harmless elsewhere.)
-    "set-tag": (
-        "UPDATE {t} SET {g} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s) AND {g} IS NULL"
-    ),
-}
-
-
-def _loop_running() -> bool:
-    """True in a thread that runs an asyncio event loop (Django's async-unsafe test)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _in_range(created: int) -> bool:
-    """Whether ``created`` is a time every supported database's timestamp column holds
-    (MySQL's DATETIME starts at year 1000); a key outside it cannot exist."""
-    return _MIN_CREATED <= created <= _MAX_CREATED
-
-
-def _epoch(value: object) -> int:
-    """A ``created`` column value (naive UTC wall-clock) as epoch seconds."""
-    if isinstance(value, bytes):
-        value = value.decode("ascii")
-    if isinstance(value, str):
-        value = datetime.datetime.fromisoformat(value.strip())
-    if isinstance(value, datetime.datetime):
-        return calendar.timegm(value.replace(tzinfo=None).timetuple())
-    raise TypeError(f"unexpected created column value of type {type(value).__name__}")
-
-
-def _record(value: object) -> EnvelopeKeyRecord:
-    """Parse ``key_record`` whether the column is text, bytes or JSON(B)."""
-    if isinstance(value, dict):
-        return EnvelopeKeyRecord.from_dict(value, "key record")
-    if isinstance(value, memoryview):
-        value = bytes(value)
-    if isinstance(value, str | bytes):
-        return EnvelopeKeyRecord.from_json(value)
-    raise MalformedRecordError(f"key record has unexpected type {type(value).__name__}")
-
-
-def _tag(value: object) -> str | None:
-    """The ``integrity_tag`` column as text (None when the row has none)."""
-    if isinstance(value, bytes | memoryview):
-        value = bytes(value).decode("ascii", "replace")
-    return value if isinstance(value, str) and value else None
-
-
-def _mysql_code(exc: BaseException | None) -> int | None:
-    """The MySQL error number behind a (possibly wrapped) driver exception."""
-    while exc is not None:
-        args = getattr(exc, "args", ())
-        if args and isinstance(args[0], int):
-            return args[0]
-        exc = exc.__cause__
-    return None
-
-
-def _close(wrapper: BaseDatabaseWrapper) -> None:
-    """Close a connection possibly owned by another thread."""
-    wrapper.inc_thread_sharing()
-    try:
-        wrapper.close()
-    except DatabaseError:
-        logger.warning("could not close an asherah key connection cleanly", exc_info=True)
-    finally:
-        wrapper.dec_thread_sharing()
-
-
-_GRAVEYARD: list[BaseDatabaseWrapper] = []
-
-
-def _abandon(wrapper: BaseDatabaseWrapper) -> None:
-    """In a forked child: never use nor close the parent's connection. Its socket is pointed
-    at /dev/null so that a driver's goodbye at exit cannot end the parent's session."""
-    raw = wrapper.connection
-    if raw is None:
-        return
-    try:
-        fd = raw.fileno()
-    except Exception:  # sqlite3 and others have no socket
-        fd = None
-    if isinstance(fd, int) and fd >= 0:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
-    _GRAVEYARD.append(wrapper)
-
-
 _LIVE: weakref.WeakSet[DjangoMetastore] = weakref.WeakSet()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     for metastore in list(_LIVE):
-        metastore._after_fork_in_child()
+        metastore.after_fork_in_child()
 
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 if TYPE_CHECKING:  # mypy verifies that DjangoMetastore fits the contract
-    _fits: BatchMetastore = DjangoMetastore()
+    _fits: KeyStore = DjangoMetastore()
     _unused: Callable[[], None] = _after_fork_in_child

@@ -25,7 +25,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .core.errors import MalformedRecordError
-from .core.partition import INTERNAL_ID_PREFIX, intermediate_key_id, system_key_id
+from .core.key_ids import KeyKind, kind_of
 from .core.records import EnvelopeKeyRecord, KeyMeta
 
 UTC = datetime.UTC
@@ -122,36 +122,16 @@ class EncryptionKey(models.Model):
     def kind(self) -> str:
         """``system``, ``intermediate``, ``blind_index``, ``internal`` (Rust core bookkeeping)
         or ``unknown``."""
-        if self.id.startswith(INTERNAL_ID_PREFIX):
-            return "internal"
-        if self.id.startswith("_SK_"):
-            return "system"
-        if self.id.startswith("_IK_"):
-            return "intermediate"
-        if self.id.startswith("_BIDX_"):
-            return "blind_index"
-        return "unknown"
+        return kind_of(self.id)
 
     @property
     def is_internal(self) -> bool:
-        return self.kind == "internal"
+        return self.kind is KeyKind.INTERNAL
 
     @property
     def created_epoch(self) -> int:
         """The ``created`` column as epoch seconds."""
         return int(self.created.replace(tzinfo=UTC).timestamp())
-
-    def partition_id_for(self, service_name: str, product_id: str) -> str | None:
-        """The partition this intermediate key belongs to under ``service_name``/``product_id``;
-        ``None`` for other keys, including intermediate keys of other services."""
-        suffix = intermediate_key_id("", service_name, product_id)[len("_IK_") :]
-        if self.kind != "intermediate" or not self.id.endswith(suffix):
-            return None
-        partition = self.id[len("_IK_") : len(self.id) - len(suffix)]
-        return partition or None
-
-    def is_system_key_for(self, service_name: str, product_id: str) -> bool:
-        return self.id == system_key_id(service_name, product_id)
 
     @property
     def info(self) -> KeyRecordInfo | None:

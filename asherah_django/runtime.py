@@ -11,7 +11,6 @@ parent's factory without touching it and builds its own on first use.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -19,9 +18,10 @@ from django.core.signals import request_finished, request_started, setting_chang
 
 from .conf import asherah_settings
 from .core import observability
+from .core.forking import after_fork_in_child
 from .core.kms.static import StaticKMS
 from .core.policy import CryptoPolicy
-from .core.protocols import KeyManagementService, Metastore
+from .core.protocols import KeyManagementService, Metastore, close_kms
 from .core.records import KeyMeta
 from .core.session import SessionFactory
 from .signals import key_revoked, key_shredded
@@ -100,12 +100,12 @@ def _build() -> SessionFactory:
             metastore = InMemoryMetastore()
             tracker: DjangoMetastore | None = None
         else:
-            from .core.partition import system_key_id
+            from .core.key_ids import KeyIds
             from .metastore import DjangoMetastore
 
             tracker = DjangoMetastore(
                 conf.DATABASE,
-                system_key_id=system_key_id(service, product),
+                system_key_id=KeyIds(service, product).system,
                 integrity_tags=policy.key_integrity != "off",
             )
             metastore = tracker
@@ -113,11 +113,9 @@ def _build() -> SessionFactory:
         try:
             factory = SessionFactory(service, product, kms, metastore, policy)
         except BaseException:
-            close = getattr(kms, "close", None)
-            if callable(close):
-                close()
+            close_kms(kms)
             raise
-        factory.keys.listeners.append(_send_key_signal)
+        factory.subscribe(_send_key_signal)
         observability.attach(factory)  # instrumented only while an observer is registered
         _factory, _tracker = factory, tracker
         logger.debug("asherah_django built %r", factory)
@@ -153,9 +151,7 @@ def _discard_rolled_back_keys(factory: SessionFactory, tracker: DjangoMetastore)
         "the caches",
         len(rolled_back),
     )
-    if any(key_id == factory.system_key_id for key_id, _ in rolled_back):
-        factory.keys.system_keys.clear()
-    factory.keys.intermediate_keys.clear()
+    factory.forget(system_keys=any(key_id == factory.system_key_id for key_id, _ in rolled_back))
 
 
 def _send_key_signal(event: str, key_id: str, created: int) -> None:
@@ -169,9 +165,7 @@ def _close(factory: SessionFactory) -> None:
     try:
         factory.close()
     finally:
-        close = getattr(factory.metastore, "close", None)
-        if callable(close):
-            close()
+        factory.key_store.close()
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
@@ -182,27 +176,23 @@ def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
 def _on_key_revoked(*, key_id: str, created: int, **kwargs: object) -> None:
     factory = _factory
     if factory is not None:
-        factory.keys.key_revoked(KeyMeta(key_id, created))
+        factory.key_revoked(KeyMeta(key_id, created))
 
 
 def _on_key_shredded(*, key_id: str, **kwargs: object) -> None:
     factory = _factory
     if factory is not None:
-        factory.keys.key_shredded(key_id)
+        factory.key_shredded(key_id)
 
 
 def _close_old_connections(**kwargs: object) -> None:
-    factory = _factory
-    if factory is not None:
-        close_old = getattr(factory.metastore, "close_old_connections", None)
-        if callable(close_old):
-            close_old()
+    tracker = _tracker
+    if tracker is not None:
+        tracker.close_old_connections()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     global _lock, _factory, _tracker
     _lock = threading.Lock()
     _factory = _tracker = None  # the parent's; never closed here (its locks may be held)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -19,21 +19,20 @@ from typing import Final
 
 from django.db.models import Max, Q, QuerySet
 
-from ..blind_index.keyring import BIDX_PREFIX, parse_index_key_id
 from ..conf import asherah_settings
 from ..core.errors import ConfigurationError, MalformedRecordError
-from ..core.partition import INTERNAL_ID_PREFIX, intermediate_key_id, system_key_id
+from ..core.key_ids import KeyIds, KeyKind, kind_of, prefix_of
 from ..core.policy import DEFAULT_CHECK_INTERVAL, DEFAULT_EXPIRE_AFTER
 from ..core.records import EnvelopeKeyRecord, KeyMeta
 from ..models import EncryptionKey
 
 UTC = datetime.UTC
 
-SYSTEM: Final = "system"
-INTERMEDIATE: Final = "intermediate"
-BLIND_INDEX: Final = "blind_index"
-INTERNAL: Final = "internal"
-UNKNOWN: Final = "unknown"
+SYSTEM: Final[str] = KeyKind.SYSTEM
+INTERMEDIATE: Final[str] = KeyKind.INTERMEDIATE
+BLIND_INDEX: Final[str] = KeyKind.INDEX
+INTERNAL: Final[str] = KeyKind.INTERNAL
+UNKNOWN: Final[str] = KeyKind.FOREIGN
 KINDS: Final = {
     SYSTEM: "System",
     INTERMEDIATE: "Intermediate",
@@ -57,12 +56,6 @@ PAGE_SIZE: Final = 100
 #: The list counts matching keys up to this many and then says "more than".
 COUNT_LIMIT: Final = 10_000
 
-_KIND_PREFIXES: Final = {
-    SYSTEM: "_SK_",
-    INTERMEDIATE: "_IK_",
-    BLIND_INDEX: BIDX_PREFIX,
-    INTERNAL: INTERNAL_ID_PREFIX,
-}
 # "Revoked": true with any JSON whitespace. The literal whitespace characters (not escapes)
 # mean the same to SQLite (Python re), PostgreSQL and MySQL/MariaDB regular expressions.
 _WS = "[ \t\r\n]*"
@@ -80,18 +73,19 @@ class Names:
     product: str
 
     @property
+    def ids(self) -> KeyIds:
+        return KeyIds(self.service, self.product)
+
+    @property
     def system_key_id(self) -> str:
-        return system_key_id(self.service, self.product)
+        return self.ids.system
 
     def partition_of(self, key_id: str) -> str | None:
         """The partition of this service's intermediate key ``key_id``, else ``None``."""
-        suffix = intermediate_key_id("", self.service, self.product)[len("_IK_") :]
-        if not key_id.startswith("_IK_") or not key_id.endswith(suffix):
-            return None
-        return key_id[len("_IK_") : len(key_id) - len(suffix)] or None
+        return self.ids.partition_of(key_id)
 
     def intermediate_key_id(self, partition: str) -> str:
-        return intermediate_key_id(partition, self.service, self.product)
+        return self.ids.intermediate(partition)
 
 
 @dataclass(frozen=True)
@@ -172,18 +166,6 @@ def parse_object_id(value: str) -> tuple[str, datetime.datetime]:
 # -- rows ------------------------------------------------------------------------------------
 
 
-def kind_of(key_id: str) -> str:
-    if key_id.startswith(INTERNAL_ID_PREFIX):
-        return INTERNAL
-    if key_id.startswith("_SK_"):
-        return SYSTEM
-    if key_id.startswith("_IK_"):
-        return INTERMEDIATE
-    if key_id.startswith(BIDX_PREFIX):
-        return BLIND_INDEX
-    return UNKNOWN
-
-
 def vault_key_version(encrypted_key: bytes) -> int | None:
     """N of a Vault Transit ciphertext ``vault:vN:...`` (what an SK's Key holds with Vault)."""
     match = _VAULT_VERSION.match(encrypted_key)
@@ -251,10 +233,6 @@ class KeyRow:
         )
 
     @property
-    def is_key(self) -> bool:
-        return self.kind != INTERNAL
-
-    @property
     def revocable(self) -> bool:
         # Blind index key versions are retired by asherah_reindex once no index uses them;
         # retiring one still in use would make its rows unfindable.
@@ -299,9 +277,7 @@ def to_row(
     """Classify one stored row; its key bytes are parsed but never kept."""
     kind = kind_of(key.id)
     created = key.created if key.created.tzinfo else key.created.replace(tzinfo=UTC)
-    partition = policy.names.partition_of(key.id) if policy.names else None
-    if kind == BLIND_INDEX and policy.names:
-        partition = parse_index_key_id(key.id, policy.names.service, policy.names.product)[1]
+    partition = policy.names.ids.parse(key.id).partition if policy.names else None
     if kind == INTERNAL:
         return KeyRow(key.id, created, kind, None, INTERNAL, is_latest)
     try:
@@ -401,7 +377,7 @@ def revoked_q() -> Q:
 
 
 def internal_q() -> Q:
-    return Q(id__startswith=INTERNAL_ID_PREFIX)
+    return Q(id__startswith=prefix_of(KeyKind.INTERNAL))
 
 
 def newer_exists_q(policy: Policy) -> Q:
@@ -413,13 +389,9 @@ def newer_exists_q(policy: Policy) -> Q:
 
 def kind_q(kind: str) -> Q:
     if kind == UNKNOWN:
-        return (
-            ~Q(id__startswith="_SK_")
-            & ~Q(id__startswith="_IK_")
-            & ~Q(id__startswith=BIDX_PREFIX)
-            & ~internal_q()
-        )
-    return Q(id__startswith=_KIND_PREFIXES[kind])
+        known = [k for k in KeyKind if k is not KeyKind.FOREIGN]
+        return ~Q(*[Q(id__startswith=prefix_of(k)) for k in known], _connector=Q.OR)
+    return Q(id__startswith=prefix_of(KeyKind(kind)))
 
 
 def status_q(status: str, policy: Policy, now: datetime.datetime) -> Q:
@@ -428,7 +400,7 @@ def status_q(status: str, policy: Policy, now: datetime.datetime) -> Q:
     if status == REVOKED:
         return key & revoked_q()
     expired = Q(created__lt=now - datetime.timedelta(seconds=policy.expire_after)) & ~Q(
-        id__startswith=BIDX_PREFIX
+        id__startswith=prefix_of(KeyKind.INDEX)
     )
     if status == EXPIRED:
         return key & ~revoked_q() & expired
@@ -443,7 +415,9 @@ def status_q(status: str, policy: Policy, now: datetime.datetime) -> Q:
 def parent_q(parent: KeyMeta) -> Q:
     """A superset of the rows whose ParentKeyMeta is ``parent``: the exact test is
     :func:`has_parent`, made on the rows fetched."""
-    q = Q(id__startswith="_IK_") & Q(key_record__contains=str(parent.created))
+    q = Q(id__startswith=prefix_of(KeyKind.INTERMEDIATE)) & Q(
+        key_record__contains=str(parent.created)
+    )
     if _SAFE_JSON_ID.fullmatch(parent.key_id):  # spelled the same in every JSON encoder
         q &= Q(key_record__contains=json.dumps(parent.key_id))
     return q

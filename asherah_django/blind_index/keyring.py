@@ -63,24 +63,21 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import string
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from django.db import connections, transaction
-
-from ..core.aead import KEY_SIZE, NONCE_SIZE, new_key
+from ..core.aead import KEY_SIZE
 from ..core.errors import (
     DecryptionError,
-    InvalidPartitionError,
     KeyCreationError,
     MetastoreError,
 )
-from ..core.partition import MAX_KEY_ID_LENGTH
+from ..core.forking import after_fork_in_child
+from ..core.key_ids import INDEX_PREFIX, KeyIds, KeyKind
 from ..core.records import EnvelopeKeyRecord
 
 if TYPE_CHECKING:
@@ -89,7 +86,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asherah_django.blind_index")
 
 #: Every blind index key id starts with this.
-BIDX_PREFIX: Final = "_BIDX_"
+BIDX_PREFIX: Final = INDEX_PREFIX
 #: Domain separation of the per-field key derivation.
 DERIVATION_LABEL: Final = b"asherah_django blind index v1\x00"
 _DIGITS: Final = string.digits + string.ascii_lowercase
@@ -100,31 +97,16 @@ _MIN_RINGS: Final = 16
 def index_key_id(partition: str | None, service_name: str, product_id: str) -> str:
     """``_BIDX__{service}_{product}`` (``partition=None``: global) or
     ``_BIDX_{partition}_{service}_{product}``."""
-    if partition is None:
-        return f"{BIDX_PREFIX}_{service_name}_{product_id}"
-    if not isinstance(partition, str) or not partition:
-        raise InvalidPartitionError("partition id cannot be empty")
-    key_id = f"{BIDX_PREFIX}{partition}_{service_name}_{product_id}"
-    if len(key_id) > MAX_KEY_ID_LENGTH:
-        raise InvalidPartitionError(
-            f"partition id is too long: its blind index key id would exceed "
-            f"{MAX_KEY_ID_LENGTH} characters"
-        )
-    if not key_id.isprintable():
-        raise InvalidPartitionError("partition id must not contain control characters")
-    return key_id
+    return KeyIds(service_name, product_id).index(partition)
 
 
 def parse_index_key_id(key_id: str, service_name: str, product_id: str) -> tuple[bool, str | None]:
     """``(True, None)`` for this service's global key id, ``(True, partition)`` for a
     partition's, ``(False, None)`` for any other id."""
-    suffix = f"_{service_name}_{product_id}"
-    if not key_id.startswith(BIDX_PREFIX) or not key_id.endswith(suffix):
+    parsed = KeyIds(service_name, product_id).parse(key_id)
+    if parsed.kind is not KeyKind.INDEX or not parsed.ours:
         return False, None
-    if len(key_id) < len(BIDX_PREFIX) + len(suffix):
-        return False, None
-    middle = key_id[len(BIDX_PREFIX) : len(key_id) - len(suffix)]
-    return True, middle or None
+    return True, parsed.partition
 
 
 def version_tag(created: int) -> str:
@@ -227,7 +209,6 @@ class IndexKeys:
     def __init__(self, factory: SessionFactory) -> None:
         self._factory = weakref.ref(factory)
         self._rings: OrderedDict[str, KeyRing] = OrderedDict()
-        self._uncommitted: set[tuple[str, int]] = set()
         self._lock = threading.RLock()
         self._max_rings = max(factory.policy.intermediate_key_cache_size, _MIN_RINGS)
 
@@ -239,8 +220,7 @@ class IndexKeys:
         return factory
 
     def key_id(self, partition: str | None) -> str:
-        factory = self.factory
-        return index_key_id(partition, factory.service_name, factory.product_id)
+        return self.factory.ids.index(partition)
 
     # -- what the fields use ---------------------------------------------------------------
 
@@ -303,11 +283,7 @@ class IndexKeys:
 
     def retire(self, key_id: str, created: int) -> bool:
         """Mark a version retired (``"Revoked":true``); False if it is not stored."""
-        store = self.factory.metastore
-        revoke: Callable[[str, int], bool] | None = getattr(store, "revoke", None)
-        if revoke is None:
-            raise MetastoreError(f"{type(store).__name__} cannot mark keys revoked")
-        done = revoke(key_id, created)
+        done = self.factory.key_store.revoke(key_id, created)
         self.forget(key_id)
         if done:
             logger.info("asherah_django: retired blind index key %s created %s", key_id, created)
@@ -320,6 +296,10 @@ class IndexKeys:
                 self._rings.clear()
             else:
                 self._rings.pop(key_id, None)
+
+    def after_fork_in_child(self) -> None:
+        """A lock a parent thread held at the fork would never be released in the child."""
+        self._lock = threading.RLock()
 
     def close(self) -> None:
         """Wipe every cached key version."""
@@ -334,11 +314,19 @@ class IndexKeys:
     def _reload(self, key_id: str) -> KeyRing | None:
         factory = self.factory
         now = factory.clock()
-        versions = [self._unwrap(key_id, c, record) for c, record in self._stored(key_id)]
+        try:
+            stored = factory.load_versions(key_id)
+        except MetastoreError as exc:
+            raise MetastoreError(
+                f"loading blind index key {key_id!r} failed: {exc}", hint=exc.hint
+            ) from exc
+        versions = [self._unwrap(meta.key_id, meta.created, r) for meta, r in stored.items()]
         if not versions:
             self._rings.pop(key_id, None)
             return None
-        provisional = any((key_id, v.created) in self._uncommitted for v in versions)
+        # A version stored inside a caller's SQLite transaction may still roll back: until
+        # it commits, the ring is reloaded on every use.
+        provisional = any(factory.key_store.is_uncommitted(*meta) for meta in stored)
         ring = KeyRing(key_id, versions, now, provisional)
         self._rings[key_id] = ring
         self._rings.move_to_end(key_id)
@@ -346,45 +334,11 @@ class IndexKeys:
             self._rings.popitem(last=False)
         return ring
 
-    def _stored(self, key_id: str) -> list[tuple[int, EnvelopeKeyRecord]]:
-        """Every stored version of ``key_id``: its ``created`` column and its record."""
-        from ..metastore import DjangoMetastore
-
-        store = self.factory.metastore
-        if isinstance(store, DjangoMetastore):
-            try:
-                found = store.load_versions(key_id)
-            except MetastoreError as exc:
-                raise MetastoreError(
-                    f"loading blind index key {key_id!r} failed: {exc}", hint=exc.hint
-                ) from exc
-            return [(meta.created, record) for meta, record in found.items()]
-        items = getattr(store, "items", None)
-        if callable(items):  # the in-memory metastore
-            return [(created, record) for kid, created, record in items() if kid == key_id]
-        latest = store.load_latest(key_id)
-        return [(latest.created, latest)] if latest is not None else []
-
     def _unwrap(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> KeyVersion:
         """Unwrap one version after the checks every key row gets (issue #13): the parent
         must be this service's system key (KeyParentMismatchError) and, with
         KEY_INTEGRITY, the row's tag must verify (KeyIntegrityError)."""
-        factory = self.factory
-        parent = record.parent
-        if parent is None:
-            raise DecryptionError(
-                f"blind index key {key_id!r} created {record.created} has no ParentKeyMeta"
-            )
-        factory.keys.check_parent(key_id, record)
-        system_key = factory.keys.system_key(parent)
-        factory.keys.check_child(system_key, key_id, created, record)
-        try:
-            secret = bytearray(system_key.unwrap(record.encrypted_key))
-        except DecryptionError:
-            raise DecryptionError(
-                f"blind index key {key_id!r} created {record.created} does not decrypt with "
-                f"system key {parent.key_id!r} created {parent.created}"
-            ) from None
+        secret = self.factory.open_child_key(key_id, created, record)
         try:
             return KeyVersion(record.created, secret, retired=record.revoked)
         except ValueError:
@@ -403,46 +357,10 @@ class IndexKeys:
 
     def _create(self, key_id: str, created: int) -> bool:
         """Store a new version under ``(key_id, created)``; False if that row exists."""
-        factory = self.factory
-        system_key = factory.keys.latest_system_key()
-        secret = bytearray(new_key())
-        try:
-            wrapped = system_key.wrap(secret, os.urandom(NONCE_SIZE))
-        finally:
-            for index in range(len(secret)):
-                secret[index] = 0
-        record = EnvelopeKeyRecord(created, wrapped, parent=system_key.meta)
-        factory.keys.sign_child(system_key, key_id, created, record)
-        store = factory.metastore
-        stored = store.store(key_id, created, record)
-        if not stored:
+        if not self.factory.store_child_key(key_id, created):
             return False
-        self._track_uncommitted(key_id, created)
         logger.info("asherah_django: created blind index key %s created %s", key_id, created)
-        for listener in list(factory.keys.listeners):
-            try:
-                listener("created", key_id, created)
-            except Exception:  # a metrics hook must never break indexing
-                logger.exception("asherah key listener failed for a blind index key")
         return True
-
-    def _track_uncommitted(self, key_id: str, created: int) -> None:
-        """On SQLite a key is stored inside the caller's transaction, which may roll back:
-        until it commits, the ring is reloaded on every use."""
-        from ..metastore import DjangoMetastore
-
-        store = self.factory.metastore
-        if not isinstance(store, DjangoMetastore) or store.vendor != "sqlite":
-            return
-        if not connections[store.using].in_atomic_block:
-            return
-        entry = (key_id, created)
-        self._uncommitted.add(entry)
-
-        def committed() -> None:
-            self._uncommitted.discard(entry)
-
-        transaction.on_commit(committed, using=store.using)
 
 
 _registry: weakref.WeakKeyDictionary[SessionFactory, IndexKeys] = weakref.WeakKeyDictionary()
@@ -465,11 +383,9 @@ def index_keys(factory: SessionFactory) -> IndexKeys:
         return keys
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     for keys in list(_registry.values()):
-        keys._lock = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+        keys.after_fork_in_child()

@@ -40,11 +40,12 @@ from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import ExpressionWrapper, F
 
 from ..core.errors import AsherahError, MalformedRecordError
+from ..core.key_ids import KeyKind
 from ..core.records import parse_data_row
 from ..fields.base import EncryptedField, encrypted_fields
 from ..fields.blind import BlindIndexField, index_input
 from ..rotation.reencrypt import ROW_ERRORS, UNREADABLE
-from .keyring import BIDX_PREFIX, IndexKeys, index_keys, parse_index_key_id, version_tag
+from .keyring import IndexKeys, index_keys, version_tag
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
@@ -237,7 +238,6 @@ class _Writer:
         self.recompute = recompute
         self.keys: IndexKeys = index_keys(factory)
         self.config = target.field.blind_config
-        self.suffix = factory.intermediate_key_id("")[len("_IK_") :]
         quote = connections[using].ops.quote_name
         pk = target.model._meta.pk
         assert pk is not None
@@ -256,7 +256,7 @@ class _Writer:
         parsed = [_parse(row[1]) for row in rows]
         metas = {record.parent for record in parsed if record is not None}
         if metas and not dry_run:
-            self.factory.keys.preload_intermediate_keys(metas)
+            self.factory.preload(metas)
         for row, record in zip(rows, parsed, strict=True):
             stats.rows += 1
             pk, text, stored = row[0], row[1], row[2]
@@ -314,10 +314,7 @@ class _Writer:
                 stats.indexed += 1
 
     def _partition_of(self, key_id: str) -> str | None:
-        suffix = self.suffix
-        if key_id.startswith("_IK_") and key_id.endswith(suffix) and len(key_id) > 4 + len(suffix):
-            return key_id[4 : -len(suffix)]
-        return None
+        return self.factory.ids.partition_of(key_id)
 
     def _plaintext(self, text: str, record: Any, partition: str | None) -> Any:
         field = self.target.field
@@ -388,18 +385,18 @@ def stored_key_ids(factory: SessionFactory) -> list[str]:
     from ..rotation import keys as rotation_keys
 
     store = rotation_keys.metastore_of(factory)
-    suffix = f"_{factory.service_name}_{factory.product_id}"
+    prefix, suffix = factory.ids.like(KeyKind.INDEX)
     ids = (
         EncryptionKey.objects.using(store.using)
-        .filter(id__startswith=BIDX_PREFIX, id__endswith=suffix)
+        .filter(id__startswith=prefix, id__endswith=suffix)
         .values_list("id", flat=True)
         .distinct()
     )
     ours = []
     for key_id in ids:
-        is_ours, partition = parse_index_key_id(key_id, factory.service_name, factory.product_id)
-        if is_ours:
-            ours.append((partition is not None, key_id))
+        parsed = factory.ids.parse(key_id)
+        if parsed.ours:
+            ours.append((parsed.partition is not None, key_id))
     return [key_id for _, key_id in sorted(ours)]
 
 
@@ -468,8 +465,7 @@ def retire_unused(factory: SessionFactory, summary: Summary, *, dry_run: bool = 
         current = ring.write_version(now)
         if current is None:
             continue
-        _, partition = parse_index_key_id(key_id, factory.service_name, factory.product_id)
-        scope = "global" if partition is None else "partition"
+        scope = "global" if factory.ids.parse(key_id).partition is None else "partition"
         users = [f for f in fields if f.field.blind_config.scope == scope]
         for version in ring.versions:
             if version.retired or version.created >= current.created:

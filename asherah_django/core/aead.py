@@ -65,13 +65,3 @@ class Cipher:
             raise DecryptionError(
                 "authentication failed: wrong key, or the record was modified"
             ) from None
-
-
-def seal(key: bytes | bytearray, plaintext: bytes) -> bytes:
-    """One-shot :meth:`Cipher.seal` for a key used once."""
-    return Cipher(key).seal(plaintext)
-
-
-def open_blob(key: bytes | bytearray, blob: bytes) -> bytes:
-    """One-shot :meth:`Cipher.open` for a key used once."""
-    return Cipher(key).open(blob)

@@ -9,10 +9,10 @@ evicted key is wiped. A child process made by ``fork()`` gives every cache a new
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 
+from .forking import after_fork_in_child
 from .keys import CryptoKey
 from .records import KeyMeta
 
@@ -126,9 +126,7 @@ class KeyCache:
 _LIVE: weakref.WeakSet[KeyCache] = weakref.WeakSet()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     for cache in list(_LIVE):
         cache._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

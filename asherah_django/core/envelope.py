@@ -30,18 +30,15 @@ refused with :class:`KeyParentMismatchError` (honest Asherah data never has eith
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TypeVar
 
 from . import integrity
-from .aead import NONCE_SIZE, new_key
+from .aead import new_key
 from .cache import KeyCache
 from .errors import (
-    AsherahError,
     DecryptionError,
     KeyCreationError,
     KeyNotFoundError,
@@ -50,14 +47,15 @@ from .errors import (
     MetastoreError,
     UnreadableKeyError,
 )
+from .forking import after_fork_in_child
+from .key_rows import FOREIGN_HINT, KeyRows, new_nonce, zero
 from .keys import CryptoKey
 from .policy import CryptoPolicy
-from .protocols import BatchMetastore, KeyManagementService, Metastore
+from .protocols import KeyManagementService, KeyStore
 from .records import EnvelopeKeyRecord, KeyMeta
 
 logger = logging.getLogger("asherah_django.core")
 
-_T = TypeVar("_T")
 _CREATE_ATTEMPTS = 5
 _LOCK_STRIPES = 64
 #: Seconds before a read-path re-check that failed (metastore unreachable) is tried again.
@@ -66,18 +64,15 @@ RECHECK_RETRY = 10.0
 #: Why a stored key cannot be used (as opposed to the metastore being unreachable).
 _UNUSABLE_KEY = (DecryptionError, KMSError, UnreadableKeyError)
 
-#: Called as ``listener(event, key_id, created)`` for "created" keys; set by the Django layer.
-KeyListener = Callable[[str, str, int], None]
 
-
-class KeyHierarchy:
+class KeyHierarchy(KeyRows):
     """Owns the key caches of one factory and applies Asherah's key rules."""
 
     def __init__(
         self,
         system_key_id: str,
         kms: KeyManagementService,
-        metastore: Metastore,
+        metastore: KeyStore,
         policy: CryptoPolicy,
         *,
         clock: Callable[[], float] = time.time,
@@ -87,13 +82,13 @@ class KeyHierarchy:
         self.kms = kms
         self.metastore = metastore
         self.clock = clock
+        self.listeners = []
         self.system_keys = KeyCache(policy.system_key_cache_size, enabled=policy.cache_system_keys)
         self.intermediate_keys = KeyCache(
             policy.intermediate_key_cache_size, enabled=policy.cache_intermediate_keys
         )
         self._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         _LIVE.add(self)
-        self.listeners: list[KeyListener] = []
 
     def _lock_for(self, key_id: str) -> threading.RLock:
         return self._locks[hash(key_id) % _LOCK_STRIPES]
@@ -146,7 +141,7 @@ class KeyHierarchy:
             secret = bytearray(new_key())
             try:
                 record = EnvelopeKeyRecord(
-                    created, system_key.wrap(secret, _nonce()), parent=system_key.meta
+                    created, system_key.wrap(secret, new_nonce()), parent=system_key.meta
                 )
                 self.sign_child(system_key, ik_id, created, record)
                 if self._store(ik_id, created, record):
@@ -156,7 +151,7 @@ class KeyHierarchy:
                     self._notify("created", ik_id, created)
                     return self._remember(self.intermediate_keys, key, system_key, now)
             finally:
-                _zero(secret)
+                zero(secret)
             # Lost the insert race: use the winner when it is valid, else try again.
             latest = self._load_latest(ik_id)
             if latest is not None:
@@ -169,6 +164,31 @@ class KeyHierarchy:
             f"failed to create or load intermediate key {ik_id!r} after "
             f"{_CREATE_ATTEMPTS} attempts; check the metastore's clock and contents"
         )
+
+    def store_child_key(self, key_id: str, created: int) -> bool:
+        """Store under ``(key_id, created)`` a new random key wrapped (and, with
+        KEY_INTEGRITY, signed) by the latest system key, as an IK is; False if that row
+        exists. Listeners hear "created"."""
+        system_key = self.latest_system_key()
+        secret = bytearray(new_key())
+        try:
+            wrapped = system_key.wrap(secret, new_nonce())
+        finally:
+            zero(secret)
+        record = EnvelopeKeyRecord(created, wrapped, parent=system_key.meta)
+        self.sign_child(system_key, key_id, created, record)
+        if not self._store(key_id, created, record):
+            return False
+        self._notify("created", key_id, created)
+        return True
+
+    def open_child_key(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bytearray:
+        """The secret of a key row wrapped by this factory's system key, after the checks
+        every key row gets (parent, integrity tag). The caller zeroes it."""
+        if record.parent is None:
+            raise DecryptionError(f"{integrity.describe(key_id, created)} has no ParentKeyMeta")
+        self.check_parent(key_id, record)
+        return self._unwrap_child(self.system_key(record.parent), KeyMeta(key_id, created), record)
 
     def _create_system_key(self, latest: EnvelopeKeyRecord | None, now: float) -> CryptoKey:
         sk_id = self.system_key_id
@@ -185,7 +205,7 @@ class KeyHierarchy:
                     self._notify("created", sk_id, created)
                     return self._remember(self.system_keys, key, None, now)
             finally:
-                _zero(secret)
+                zero(secret)
             latest = self._load_latest(sk_id)
             if latest is not None and not self._record_invalid(latest, now):
                 return self._install_system(sk_id, latest, now, None)
@@ -223,7 +243,7 @@ class KeyHierarchy:
             raise KeyParentMismatchError(
                 f"refusing system key {meta.key_id!r}: this service's system key is "
                 f"{self.system_key_id!r}",
-                hint=_FOREIGN_HINT,
+                hint=FOREIGN_HINT,
             )
         cached = self.system_keys.get(meta)
         if cached is not None:
@@ -247,9 +267,9 @@ class KeyHierarchy:
         raises.
         """
         missing = {meta for meta in metas if self.intermediate_keys.get(meta) is None}
-        if not missing or not isinstance(self.metastore, BatchMetastore):
+        if not missing:
             return
-        metastore: BatchMetastore = self.metastore
+        metastore = self.metastore
         try:
             records = self._call(lambda: dict(metastore.load_many(missing)))
         except UnreadableKeyError:
@@ -325,31 +345,6 @@ class KeyHierarchy:
 
     # -- helpers -------------------------------------------------------------------
 
-    def check_parent(self, key_id: str, record: EnvelopeKeyRecord) -> None:
-        """Refuse a key record (IK or blind index) whose parent is not this factory's SK."""
-        parent = record.parent
-        if parent is not None and parent.key_id != self.system_key_id:
-            raise KeyParentMismatchError(
-                f"{integrity.describe(key_id, record.created)} names the parent "
-                f"{parent.key_id!r}, not this service's system key {self.system_key_id!r}",
-                hint=_FOREIGN_HINT,
-            )
-
-    def sign_child(
-        self, system_key: CryptoKey, key_id: str, created: int, record: EnvelopeKeyRecord
-    ) -> None:
-        """Set ``record.tag`` (unless KEY_INTEGRITY is off) for a key wrapped by ``system_key``."""
-        if self.policy.key_integrity != "off":
-            record.tag = integrity.make_tag(_secret(system_key), "child", key_id, created, record)
-
-    def check_child(
-        self, system_key: CryptoKey, key_id: str, created: int, record: EnvelopeKeyRecord
-    ) -> None:
-        """Refuse a key row wrapped by ``system_key`` whose tag KEY_INTEGRITY rejects."""
-        mode = self.policy.key_integrity
-        if mode != "off":
-            integrity.check(mode, _secret(system_key), "child", key_id, created, record)
-
     def _valid_parent_system_key(self, record: EnvelopeKeyRecord, now: float) -> CryptoKey | None:
         """The record's parent SK if it exists, unwraps and is still valid (canon rule)."""
         if record.parent is None:
@@ -411,14 +406,7 @@ class KeyHierarchy:
     def _unwrap_with(
         self, system_key: CryptoKey, meta: KeyMeta, record: EnvelopeKeyRecord, now: float
     ) -> CryptoKey:
-        self.check_child(system_key, meta.key_id, meta.created, record)
-        try:
-            secret = bytearray(system_key.unwrap(record.encrypted_key))
-        except DecryptionError:
-            raise DecryptionError(
-                f"intermediate key {meta.key_id!r} created {meta.created} does not decrypt "
-                f"with system key {system_key.key_id!r} created {system_key.created}"
-            ) from None
+        secret = self._unwrap_child(system_key, meta, record)
         try:
             return CryptoKey(
                 meta, secret, parent=record.parent, revoked=record.revoked, checked_at=now
@@ -426,21 +414,7 @@ class KeyHierarchy:
         except ValueError:
             raise DecryptionError(f"intermediate key {meta.key_id!r} is not 32 bytes") from None
         finally:
-            _zero(secret)
-
-    def _kms_unwrap(self, meta: KeyMeta, record: EnvelopeKeyRecord, now: float) -> CryptoKey:
-        mode = self.policy.key_integrity
-        integrity.check_present(mode, meta.key_id, meta.created, record)
-        secret = bytearray(self.kms.decrypt_key(record.encrypted_key))
-        try:
-            integrity.check(mode, secret, "self", meta.key_id, meta.created, record)
-            return CryptoKey(meta, secret, revoked=record.revoked, checked_at=now)
-        except ValueError:
-            raise DecryptionError(
-                f"system key {meta.key_id!r} created {meta.created} did not unwrap to 32 bytes"
-            ) from None
-        finally:
-            _zero(secret)
+            zero(secret)
 
     def _remember(
         self, cache: KeyCache, key: CryptoKey, system_key: CryptoKey | None, now: float
@@ -462,34 +436,6 @@ class KeyHierarchy:
             created = latest.created + 1
         return created
 
-    def _load(self, meta: KeyMeta) -> EnvelopeKeyRecord | None:
-        return self._call(lambda: self.metastore.load(meta.key_id, meta.created))
-
-    def _load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
-        return self._call(lambda: self.metastore.load_latest(key_id))
-
-    def _store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
-        return self._call(lambda: self.metastore.store(key_id, created, record))
-
-    def _call(self, operation: Callable[[], _T]) -> _T:
-        """Run a metastore operation, translating foreign exceptions into MetastoreError."""
-        try:
-            return operation()
-        except AsherahError:
-            raise
-        except Exception as exc:
-            raise MetastoreError(
-                f"metastore operation failed: {type(exc).__name__}",
-                hint="check the database connection and that the encryption_key table exists",
-            ) from exc
-
-    def _notify(self, event: str, key_id: str, created: int) -> None:
-        for listener in self.listeners:
-            try:
-                listener(event, key_id, created)
-            except Exception:  # a metrics hook must never break encryption
-                logger.exception("asherah key listener failed for event %s", event)
-
     def close(self) -> None:
         self.intermediate_keys.clear()
         self.system_keys.clear()
@@ -498,33 +444,9 @@ class KeyHierarchy:
 _LIVE: weakref.WeakSet[KeyHierarchy] = weakref.WeakSet()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     """A forked child (gunicorn --preload) that goes on using a factory built before the
     fork: the lock stripes may be held by parent threads that do not exist in the child."""
     for hierarchy in list(_LIVE):
         hierarchy._locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-_FOREIGN_HINT = (
-    "honest Asherah data never has this: someone with write access to the metastore "
-    "substituted a key row; restore it from a trusted backup"
-)
-
-
-def _secret(key: CryptoKey) -> bytes:
-    secret = key.secret_bytes
-    if secret is None:
-        raise RuntimeError("this key was wiped (evicted or its factory closed)")
-    return secret
-
-
-def _nonce() -> bytes:
-    return os.urandom(NONCE_SIZE)
-
-
-def _zero(buffer: bytearray) -> None:
-    for index in range(len(buffer)):
-        buffer[index] = 0

@@ -38,9 +38,15 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import KeyIntegrityError
+from .key_ids import KeyKind, kind_of
 from .records import EnvelopeKeyRecord
 
 Purpose = Literal["child", "self"]
+_DESCRIBED: Final = {
+    KeyKind.SYSTEM: "system key",
+    KeyKind.INTERMEDIATE: "intermediate key",
+    KeyKind.INDEX: "blind index key",
+}
 TAG_PREFIX: Final = "v1:"
 #: Where tags live: a nullable column of ``encryption_key`` that no other Asherah
 #: implementation names (they list their columns in every INSERT and SELECT).
@@ -66,13 +72,7 @@ _HINT_INVALID: Final = (
 
 def describe(key_id: str, created: int) -> str:
     """``intermediate key '_IK_...' created N`` for messages (ids only, no key bytes)."""
-    kind = "key"
-    if key_id.startswith("_SK_"):
-        kind = "system key"
-    elif key_id.startswith("_IK_"):
-        kind = "intermediate key"
-    elif key_id.startswith("_BIDX_"):
-        kind = "blind index key"
+    kind = _DESCRIBED.get(kind_of(key_id), "key")
     return f"{kind} {key_id!r} created {created}"
 
 

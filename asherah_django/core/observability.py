@@ -51,9 +51,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .protocols import BatchMetastore, KeyManagementService, Metastore
+from .key_ids import KeyKind, kind_of
+from .protocols import BatchMetastore, KeyManagementService, KeyStore, Metastore
 from .records import EnvelopeKeyRecord, KeyMeta
 from .session import Session, SessionFactory
 
@@ -201,7 +202,8 @@ def _begin(observer: Observer, name: str, attrs: Attributes) -> Any:
 def _kind(factory: SessionFactory, key_id: str) -> str:
     if key_id == factory.system_key_id:
         return "system"
-    return "intermediate" if key_id.startswith("_IK_") else "other"  # other: blind index keys
+    # other: blind index keys
+    return "intermediate" if kind_of(key_id) is KeyKind.INTERMEDIATE else "other"
 
 
 class ObservedKMS:
@@ -296,13 +298,10 @@ def _instrument(factory: SessionFactory) -> None:
         if factory in _instrumented:
             return
         _instrumented.add(factory)
-    keys = factory.keys
+    keys = factory._keys
     keys.kms = ObservedKMS(keys.kms)
-    keys.metastore = (
-        ObservedBatchMetastore(keys.metastore)
-        if isinstance(keys.metastore, BatchMetastore)
-        else ObservedMetastore(keys.metastore)
-    )
+    # (The wrapper forwards the KeyStore calls it does not time.)
+    keys.metastore = cast("KeyStore", ObservedBatchMetastore(keys.metastore))
 
     creations = [0]  # keys this factory created: tells key.latest whether it made one
 

@@ -1,4 +1,8 @@
-"""The two contracts the engine depends on: a key management service and a metastore.
+"""The contracts the engine depends on: a key management service and a metastore.
+
+:class:`Metastore` is the least a user's store implements; :class:`KeyStore` is everything
+the Django layer asks of one (the built-in stores implement it; a plain Metastore is adapted
+by :func:`~asherah_django.core.keystore.key_store`).
 
 Implementations state that they fit with a module-level assignment such as
 ``_: Metastore = InMemoryMetastore()`` or ``if TYPE_CHECKING`` checks, so mypy
@@ -59,7 +63,49 @@ class BatchMetastore(Metastore, Protocol):
 
 
 @runtime_checkable
+class KeyStore(BatchMetastore, Protocol):
+    """Everything the Django layer needs from a metastore: the engine's three calls and
+    ``load_many``, plus the versions of one id, revocation, crypto-shredding, closing,
+    the fork reset and the keys still inside a caller's uncommitted transaction."""
+
+    def load_versions(self, key_id: str) -> Mapping[KeyMeta, EnvelopeKeyRecord]:
+        """Every stored version of ``key_id``."""
+        ...
+
+    def revoke(self, key_id: str, created: int) -> bool:
+        """Mark a key ``"Revoked":true`` as Asherah's revoke scripts do; False if absent."""
+        ...
+
+    def delete_key_id(self, key_id: str) -> int:
+        """Delete every version of ``key_id`` (crypto-shredding); returns how many."""
+        ...
+
+    def is_uncommitted(self, key_id: str, created: int) -> bool:
+        """True while ``(key_id, created)`` was stored inside a caller's transaction that
+        has not committed yet (it may still roll back; SQLite only)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and forget anything cached."""
+        ...
+
+    def after_fork_in_child(self) -> None:
+        """Drop the parent's locks and connections in a forked child (never close them)."""
+        ...
+
+
+@runtime_checkable
 class ClosableKMS(Protocol):
-    """A KMS holding resources (connections, tokens) that ``close()`` releases."""
+    """A KMS holding resources (connections, tokens) that ``close()`` releases.
+
+    ``close()`` is optional in :class:`KeyManagementService`: a KMS without one holds
+    nothing to release; :func:`close_kms` is the one place that applies this default.
+    """
 
     def close(self) -> None: ...
+
+
+def close_kms(kms: KeyManagementService) -> None:
+    """Close ``kms`` if it holds resources (the documented default: nothing to close)."""
+    if isinstance(kms, ClosableKMS):
+        kms.close()

@@ -42,11 +42,14 @@ from .errors import (
     PayloadTooLargeError,
     SessionClosedError,
 )
+from .forking import after_fork_in_child
+from .key_ids import KeyIds, check_names
+from .key_rows import KeyListener
 from .keys import CryptoKey
-from .partition import check_names, check_partition_id, intermediate_key_id, system_key_id
+from .keystore import key_store
 from .policy import CryptoPolicy
-from .protocols import KeyManagementService, Metastore
-from .records import KeyMeta, padding_bits_zero, parse_data_row
+from .protocols import KeyManagementService, KeyStore, Metastore, close_kms
+from .records import EnvelopeKeyRecord, KeyMeta, padding_bits_zero, parse_data_row
 
 #: The largest plaintext every Asherah implementation accepts (the Rust core's limit).
 MAX_PLAINTEXT_SIZE = 64 * 1024 * 1024
@@ -111,14 +114,16 @@ class SessionFactory:
         check_names(service_name, product_id)
         self.service_name = service_name
         self.product_id = product_id
+        #: Builds and parses this service/product's key ids.
+        self.ids = KeyIds(service_name, product_id)
         self.policy = policy or CryptoPolicy()
         self.kms = kms
+        #: The store as given; :attr:`key_store` is the same seen as a KeyStore.
         self.metastore = metastore
+        self.key_store: KeyStore = key_store(metastore)
         #: Wall clock in epoch seconds; tests substitute one to move time forward.
         self.clock = clock
-        self.keys = KeyHierarchy(
-            system_key_id(service_name, product_id), kms, metastore, self.policy, clock=clock
-        )
+        self._keys = KeyHierarchy(self.ids.system, kms, self.key_store, self.policy, clock=clock)
         self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
         self._sessions_lock = threading.Lock()
         _LIVE.add(self)
@@ -132,10 +137,10 @@ class SessionFactory:
 
     @property
     def system_key_id(self) -> str:
-        return self.keys.system_key_id
+        return self._keys.system_key_id
 
     def intermediate_key_id(self, partition_id: str) -> str:
-        return intermediate_key_id(partition_id, self.service_name, self.product_id)
+        return self.ids.intermediate(partition_id)
 
     def get_session(self, partition_id: str) -> Session:
         """The session for ``partition_id`` (cached; sessions are cheap and stateless)."""
@@ -163,14 +168,69 @@ class SessionFactory:
         self._closed = True
         with self._sessions_lock:
             self._sessions.clear()
-        self.keys.close()
-        close = getattr(self.kms, "close", None)
-        if callable(close):
-            close()
+        self._keys.close()
+        close_kms(self.kms)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    # -- the front: what the Django layer asks of the key hierarchy -------------------------
+
+    def subscribe(self, listener: KeyListener) -> None:
+        """Call ``listener(event, key_id, created)`` for every key this factory creates."""
+        self._keys.listeners.append(listener)
+
+    def unsubscribe(self, listener: KeyListener) -> None:
+        if listener in self._keys.listeners:
+            self._keys.listeners.remove(listener)
+
+    def forget(self, *, system_keys: bool = False) -> None:
+        """Drop (and wipe) the cached intermediate keys, and the system keys too when asked:
+        the next use reloads them (keys the database lost, e.g. rolled back)."""
+        if system_keys:
+            self._keys.system_keys.clear()
+        self._keys.intermediate_keys.clear()
+
+    def key_revoked(self, meta: KeyMeta) -> None:
+        """Stop writing with a key revoked in the metastore, at once (see
+        :meth:`KeyHierarchy.key_revoked`)."""
+        self._keys.key_revoked(meta)
+
+    def key_shredded(self, key_id: str) -> int:
+        """Forget and wipe every cached version of a deleted key id; how many were cached."""
+        return self._keys.key_shredded(key_id)
+
+    def preload(self, metas: Iterable[KeyMeta]) -> None:
+        """Load the uncached intermediate keys ``metas`` names in as few queries as possible."""
+        self._keys.preload_intermediate_keys(metas)
+
+    def latest_intermediate_key(self, partition_id: str) -> KeyMeta:
+        """The partition's current write key (created, or replaced when revoked or expired,
+        as an encryption would)."""
+        if self._closed:
+            raise SessionClosedError("this SessionFactory is closed")
+        return self._keys.latest_intermediate_key(self.intermediate_key_id(partition_id)).meta
+
+    def use_kms(self, kms: KeyManagementService) -> KeyManagementService:
+        """Unwrap and wrap system keys with ``kms`` from now on; returns the one in use
+        (the testing plugin counts calls through a wrapper)."""
+        previous, self._keys.kms = self._keys.kms, kms
+        return previous
+
+    def store_child_key(self, key_id: str, created: int) -> bool:
+        """Store a new random key under ``(key_id, created)``, wrapped and signed by the
+        system key as an intermediate key is (blind index keys); False if the row exists."""
+        return self._keys.store_child_key(key_id, created)
+
+    def load_versions(self, key_id: str) -> dict[KeyMeta, EnvelopeKeyRecord]:
+        """Every stored version of ``key_id`` (a blind index key ring)."""
+        return self._keys.load_versions(key_id)
+
+    def open_child_key(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bytearray:
+        """The secret of a stored key wrapped by the system key, after the parent and
+        integrity checks; the caller zeroes it."""
+        return self._keys.open_child_key(key_id, created, record)
 
     def __enter__(self) -> SessionFactory:
         return self
@@ -196,17 +256,15 @@ class Session:
     )
 
     def __init__(self, factory: SessionFactory, partition_id: str) -> None:
-        self.partition_id = check_partition_id(
-            partition_id, factory.service_name, factory.product_id
-        )
+        self.partition_id = factory.ids.check_partition(partition_id)
         self._factory = factory
-        self._keys = factory.keys
+        self._keys = factory._keys
         self._ik_id = factory.intermediate_key_id(partition_id)
-        self._latest = factory.keys.intermediate_keys.latest
+        self._latest = factory._keys.intermediate_keys.latest
         # The cache's dict itself: a hit on the read path is one dict lookup.
         # (KeyMeta is a NamedTuple, so a plain (id, created) tuple finds the same entry.)
         self._ik_cache = cast(
-            "dict[tuple[str, int], CryptoKey]", factory.keys.intermediate_keys.entries
+            "dict[tuple[str, int], CryptoKey]", factory._keys.intermediate_keys.entries
         )
         self._clock = factory.clock
         #: A cached key older than this (since its last metastore check) is re-checked.
@@ -433,9 +491,7 @@ class Session:
 _LIVE: weakref.WeakSet[SessionFactory] = weakref.WeakSet()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     for factory in list(_LIVE):
         factory._sessions_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -138,7 +138,7 @@ class ReadBatch:
 
 def preload(factory: SessionFactory, records: Iterable[str]) -> None:
     """Load, in one batched round trip, the intermediate keys ``records`` need."""
-    factory.keys.preload_intermediate_keys(key_metas(records))
+    factory.preload(key_metas(records))
 
 
 def key_metas(records: Iterable[str]) -> set[KeyMeta]:

@@ -119,11 +119,7 @@ class Context:
         assert factory is not None
         sk_id = factory.system_key_id
         if not self.django_metastore:
-            items = getattr(factory.metastore, "items", None)
-            if not callable(items):
-                latest = factory.metastore.load_latest(sk_id)
-                return [StoredSystemKey(latest.created, latest)] if latest is not None else []
-            found = [StoredSystemKey(c, r) for key_id, c, r in items() if key_id == sk_id]
+            found = [StoredSystemKey(m.created, r) for m, r in factory.load_versions(sk_id).items()]
             return sorted(found, key=lambda key: key.created)
         from ..models import EncryptionKey
 

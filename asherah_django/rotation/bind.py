@@ -158,9 +158,7 @@ def _window(
 ) -> None:
     count = len(target.fields)
     parsed = [[parse(text) for text in row[1 : 1 + count]] for row in rows]
-    factory.keys.preload_intermediate_keys(
-        {r.parent for records in parsed for r in records if r is not None}
-    )
+    factory.preload({r.parent for records in parsed for r in records if r is not None})
     for row, records in zip(rows, parsed, strict=True):
         stats.rows += 1
         values = dict(zip(target.extra, row[1 + count :], strict=True))

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core.errors import AsherahError, UnreadableKeyError
+from ..core.key_ids import KeyKind
 from ..core.kms.vault_errors import VaultKMSError
-from ..core.partition import check_partition_id
 from ..core.records import EnvelopeKeyRecord, KeyMeta
 from .summary import Summary, when
 
@@ -95,23 +95,23 @@ def revoke_partitions(
 
 def _ik_id(factory: SessionFactory, partition: str) -> str:
     """The intermediate key id of ``partition`` (InvalidPartitionError if it is not one)."""
-    check_partition_id(partition, factory.service_name, factory.product_id)
-    return factory.intermediate_key_id(partition)
+    return factory.ids.intermediate(factory.ids.check_partition(partition))
 
 
 def all_partitions(factory: SessionFactory) -> list[str]:
     """Every partition of this service and product that has an intermediate key."""
     from ..models import EncryptionKey
 
-    suffix = factory.intermediate_key_id("")[len("_IK_") :]
+    prefix, suffix = factory.ids.like(KeyKind.INTERMEDIATE)
     ids = (
         EncryptionKey.objects.using(metastore_of(factory).using)
-        .filter(id__startswith="_IK_", id__endswith=suffix)
+        .filter(id__startswith=prefix, id__endswith=suffix)
         .values_list("id", flat=True)
         .distinct()
         .order_by("id")
     )
-    return [key_id[4 : -len(suffix)] for key_id in ids if len(key_id) > 4 + len(suffix)]
+    found = (factory.ids.partition_of(key_id) for key_id in ids)
+    return [partition for partition in found if partition is not None]
 
 
 def _revoke_latest(
@@ -149,8 +149,8 @@ def _revoke_latest(
 
 def forget_revoked(factory: SessionFactory, meta: KeyMeta) -> None:
     """Make this process stop using a revoked key for writes at once (see
-    :meth:`~asherah_django.core.envelope.KeyHierarchy.key_revoked`)."""
-    factory.keys.key_revoked(meta)
+    :meth:`~asherah_django.core.session.SessionFactory.key_revoked`)."""
+    factory.key_revoked(meta)
 
 
 # -- rewrap -------------------------------------------------------------------------------
@@ -244,13 +244,13 @@ def shred_partition(
 
     Returns how many keys were (or, in a dry run, would be) destroyed.
     """
-    from ..blind_index.keyring import index_key_id, index_keys
+    from ..blind_index.keyring import index_keys
     from ..blind_index.shred import clear_shredded_indexes
 
     key_id = _ik_id(factory, partition)
     # The partition's blind-index key too (per-partition scope): otherwise whoever can still
     # compute its index values could test which values the partition held.
-    bidx_id = index_key_id(partition, factory.service_name, factory.product_id)
+    bidx_id = factory.ids.index(partition)
     store = metastore_of(factory)
     destroyed = [KeyMeta(key_id, created) for created, _ in stored_versions(factory, key_id)]
     if dry_run:
@@ -287,4 +287,4 @@ def shred_partition(
 
 def _forget_key_id(factory: SessionFactory, key_id: str) -> None:
     """Drop and wipe every cached version of ``key_id`` (this process stops at once)."""
-    factory.keys.key_shredded(key_id)
+    factory.key_shredded(key_id)

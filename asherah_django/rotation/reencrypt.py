@@ -308,7 +308,7 @@ def _window(
     status.load(r.parent for records in parsed for r in records if r is not None)
     stale = {r.parent for records in parsed for r in records if r and status.why_stale(r.parent)}
     if not dry_run:
-        factory.keys.preload_intermediate_keys(stale)
+        factory.preload(stale)
     for row, records in zip(rows, parsed, strict=True):
         stats.rows += 1
         changes: dict[int, tuple[str, str]] = {}
@@ -384,8 +384,7 @@ class _Writer:
             return True
         fresh = self._fresh.get(partition)
         if fresh is None:
-            key_id = self.factory.intermediate_key_id(partition)
-            key = self.factory.keys.latest_intermediate_key(key_id)
+            key = self.factory.latest_intermediate_key(partition)
             fresh = self._fresh[partition] = key.created >= self.cutoff
         return fresh
 

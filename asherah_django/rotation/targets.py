@@ -147,7 +147,4 @@ def parse(text: object) -> DataRowRecord | None:
 def partition_of(factory: SessionFactory, key_id: str) -> str | None:
     """The partition an intermediate key id belongs to under this factory's service and
     product; None for another service's key."""
-    suffix = factory.intermediate_key_id("")[len("_IK_") :]
-    if key_id.startswith("_IK_") and key_id.endswith(suffix) and len(key_id) > 4 + len(suffix):
-        return key_id[4 : -len(suffix)]
-    return None
+    return factory.ids.partition_of(key_id)

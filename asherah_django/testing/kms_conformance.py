@@ -33,7 +33,7 @@ from typing import Any
 
 from ..core.errors import KMSError
 from ..core.metastore.memory import InMemoryMetastore
-from ..core.protocols import KeyManagementService
+from ..core.protocols import KeyManagementService, close_kms
 from ..core.session import SessionFactory
 
 __all__ = ["KMSConformance", "check_kms"]
@@ -47,8 +47,8 @@ def check_kms(make_kms: Callable[[], KeyManagementService], *, rounds: int = 8) 
         _check(kms, other, rounds)
     finally:
         for k in (kms, other):
-            _close(k)
-            _close(k)  # rule 7: idempotent
+            close_kms(k)
+            close_kms(k)  # rule 7: idempotent
 
 
 def _check(kms: KeyManagementService, other: KeyManagementService, rounds: int) -> None:
@@ -102,12 +102,6 @@ def _corruptions(wrapped: bytes) -> list[bytes]:
     last = bytearray(wrapped)
     last[-2] ^= 0x01
     return [bytes(flipped), bytes(last), wrapped[:middle], b"", b"\x00" * 60, b"not a key"]
-
-
-def _close(kms: object) -> None:
-    close = getattr(kms, "close", None)
-    if callable(close):
-        close()
 
 
 class KMSConformance:

@@ -147,12 +147,12 @@ def asherah_assert_kms_calls(
         from .counting import CountingKMS
 
         factory: SessionFactory = get_session_factory()
-        counter = CountingKMS(factory.keys.kms)
-        factory.keys.kms = counter
+        counter = CountingKMS(factory.use_kms(factory.kms))
+        factory.use_kms(counter)
         try:
             yield counter
         finally:
-            factory.keys.kms = counter.inner
+            factory.use_kms(counter.inner)
         if counter.calls != expected:
             pytest.fail(
                 f"expected {expected} KMS call(s), got {counter.calls} "

@@ -75,7 +75,7 @@ def test_the_key_is_an_asherah_record_wrapped_by_the_system_key() -> None:
     assert record.parent.key_id == "_SK_testsvc_testprod"
     assert len(record.encrypted_key) == 60  # AES-256-GCM: 32 + tag 16 + nonce 12
     assert not record.revoked
-    system_key = factory().keys.system_key(record.parent)
+    system_key = factory()._keys.system_key(record.parent)
     assert system_key.unwrap(record.encrypted_key) == bytes(index_key()._secret or b"")
     assert rows[0].key_record.startswith('{"Created":')  # Asherah's compact JSON
     assert "Key" in rows[0].key_record and "ParentKeyMeta" in rows[0].key_record

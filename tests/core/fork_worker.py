@@ -23,7 +23,7 @@ def main() -> None:
         "service", "product", StaticKMS.from_hex(TEST_MASTER_KEY_HEX), InMemoryMetastore()
     )
     records = {p: factory.get_session(p).encrypt(p.encode()) for p in ("a", "b")}
-    keys = factory.keys
+    keys = factory._keys
     locks = [*keys._locks, keys.intermediate_keys._lock, keys.system_keys._lock,
              factory._sessions_lock]  # fmt: skip
     held, release = threading.Event(), threading.Event()
@@ -45,7 +45,7 @@ def main() -> None:
         for index in range(3):
             session = factory.get_session(f"new-{index}")
             assert session.decrypt(session.encrypt(b"child")) == b"child"
-        factory.keys.intermediate_keys.clear()  # reloads, under the caches' locks
+        factory._keys.intermediate_keys.clear()  # reloads, under the caches' locks
         assert all(factory.get_session(p).decrypt(r) == p.encode() for p, r in records.items())
         os._exit(0)
     release.set()

@@ -148,7 +148,7 @@ def test_require_refuses_an_untagged_system_key_before_asking_the_kms() -> None:
         value = writer.get_session("a").encrypt(b"x")
     for key_id, created, record in store.items():
         if key_id.startswith("_SK_"):
-            store.delete(key_id)
+            store.delete_key_id(key_id)
             store.store(key_id, created, _copy(record, tag=None))
     kms = _CountingKMS.from_hex(TEST_MASTER_KEY_HEX)
     assert isinstance(kms, _CountingKMS)

@@ -196,7 +196,7 @@ def test_system_key_asked_under_another_id_is_refused() -> None:
         other.get_session("p").encrypt(b"x")
         (sk_meta,) = [KeyMeta(k, c) for k, c, _ in store.items() if k.startswith("_SK_")]
         with pytest.raises(KeyParentMismatchError):
-            svc.keys.system_key(sk_meta)
+            svc._keys.system_key(sk_meta)
 
 
 @pytest.mark.parametrize("mode", ["off", "sign", "require"])
@@ -251,7 +251,7 @@ def test_an_intermediate_key_of_the_wrong_length_is_a_typed_error(path: str) -> 
     ((sk_id, sk_created, sk_record),) = [i for i in store.items() if i[0].startswith("_SK_")]
     system_key = StaticKMS.from_hex(TEST_MASTER_KEY_HEX).decrypt_key(sk_record.encrypted_key)
     ik_id, ik_created = "_IK_t_svc_prod", sk_created + 10
-    short = aead.seal(system_key, bytes(16))
+    short = aead.Cipher(system_key).seal(bytes(16))
     store.store(ik_id, ik_created, EnvelopeKeyRecord(ik_created, short, KeyMeta(sk_id, sk_created)))
     cold = _factory("svc", store)
     with pytest.raises(DecryptionError, match=f"intermediate key '{ik_id}' is not 32 bytes"):

@@ -58,16 +58,16 @@ def test_key_deleted_elsewhere_stops_decrypting_after_the_interval(
     kept = writer.get_session("kept").encrypt(b"k")
     assert reader.get_session("victim").decrypt(record) == b"v"
     assert reader.get_session("kept").decrypt(kept) == b"k"
-    metastore.delete(writer.intermediate_key_id("victim"))  # shredded by another process
+    metastore.delete_key_id(writer.intermediate_key_id("victim"))  # shredded by another process
     clock.advance(60)
     assert reader.get_session("victim").decrypt(record) == b"v"  # not yet re-checked
     clock.advance(1)
     with pytest.raises(KeyNotFoundError, match="shredded"):
         reader.get_session("victim").decrypt(record)
-    assert reader.keys.intermediate_keys.cached() != []  # "kept" is still cached...
+    assert reader._keys.intermediate_keys.cached() != []  # "kept" is still cached...
     assert all(
         k.key_id != writer.intermediate_key_id("victim")
-        for k in reader.keys.intermediate_keys.cached()
+        for k in reader._keys.intermediate_keys.cached()
     )
     assert reader.get_session("kept").decrypt(kept) == b"k"  # ...and still readable
 
@@ -79,7 +79,7 @@ def test_revocation_elsewhere_is_noticed_on_the_read_path(
     record = writer.get_session("p").encrypt(b"v")
     assert reader.get_session("p").decrypt(record) == b"v"
     ik_id = writer.intermediate_key_id("p")
-    (cached,) = [k for k in reader.keys.intermediate_keys.cached() if k.key_id == ik_id]
+    (cached,) = [k for k in reader._keys.intermediate_keys.cached() if k.key_id == ik_id]
     metastore.revoke(ik_id, cached.created)
     clock.advance(61)
     assert reader.get_session("p").decrypt(record) == b"v"  # revoked keys still decrypt

@@ -183,15 +183,15 @@ def test_a_key_found_revoked_is_marked_revoked_for_every_holder(
     object itself is marked revoked, so code holding it sees it too."""
     factory = make_factory(CryptoPolicy(check_interval=600))
     first = parse_data_row(factory.get_session("p").encrypt(b"1")).parent
-    old_ik = factory.keys.intermediate_keys.latest[IK_ID]
-    old_sk = factory.keys.system_keys.latest[SK_ID]
+    old_ik = factory._keys.intermediate_keys.latest[IK_ID]
+    old_sk = factory._keys.system_keys.latest[SK_ID]
     assert metastore.revoke(old_sk.key_id, old_sk.created)
     assert metastore.revoke(first.key_id, first.created)
     clock.advance(601)
-    new_sk = factory.keys.latest_system_key()
+    new_sk = factory._keys.latest_system_key()
     assert new_sk is not old_sk and new_sk.created > old_sk.created
     assert old_sk.revoked  # the object other holders have
-    assert factory.keys.system_key(old_sk.meta).revoked
+    assert factory._keys.system_key(old_sk.meta).revoked
     second = parse_data_row(factory.get_session("p").encrypt(b"2")).parent
     assert second != first and old_ik.revoked
 
@@ -274,7 +274,7 @@ def test_caching_disabled_reads_the_metastore_every_time(
     assert session.decrypt(record) == b"x"
     session.encrypt(b"y")
     assert metastore.loads > loads
-    assert len(factory.keys.intermediate_keys) == 0
+    assert len(factory._keys.intermediate_keys) == 0
 
 
 def test_key_cache_is_bounded_and_evicted_keys_are_wiped(make_factory: MakeFactory) -> None:
@@ -282,26 +282,26 @@ def test_key_cache_is_bounded_and_evicted_keys_are_wiped(make_factory: MakeFacto
     records, held = {}, []
     for i in range(10):
         records[f"p{i}"] = factory.get_session(f"p{i}").encrypt(b"v")
-        held += factory.keys.intermediate_keys.cached()
-    assert len(factory.keys.intermediate_keys) == 3
-    assert len(factory.keys.intermediate_keys.latest) <= 3
-    kept = {id(key) for key in factory.keys.intermediate_keys.cached()}
+        held += factory._keys.intermediate_keys.cached()
+    assert len(factory._keys.intermediate_keys) == 3
+    assert len(factory._keys.intermediate_keys.latest) <= 3
+    kept = {id(key) for key in factory._keys.intermediate_keys.cached()}
     evicted = list({id(key): key for key in held if id(key) not in kept}.values())
     assert len(evicted) == 7
     for key in evicted:  # every byte zeroed and the key unusable, not merely dropped
         assert not key.usable
         assert key._secret is not None and len(key._secret) == 32 and not any(key._secret)
-    assert all(any(key._secret or b"") for key in factory.keys.intermediate_keys.cached())
+    assert all(any(key._secret or b"") for key in factory._keys.intermediate_keys.cached())
     for partition, record in records.items():
         assert factory.get_session(partition).decrypt(record) == b"v"
-    assert len(factory.keys.intermediate_keys) == 3
+    assert len(factory._keys.intermediate_keys) == 3
 
 
 def test_key_created_listener(make_factory: MakeFactory) -> None:
     factory = make_factory()
     events: list[tuple[str, str, int]] = []
-    factory.keys.listeners.append(lambda *event: events.append(event))  # type: ignore[arg-type]
-    factory.keys.listeners.append(lambda *event: 1 / 0)  # a broken hook never breaks writes
+    factory._keys.listeners.append(lambda *event: events.append(event))  # type: ignore[arg-type]
+    factory._keys.listeners.append(lambda *event: 1 / 0)  # a broken hook never breaks writes
     factory.get_session("p").encrypt(b"x")
     assert [(e, k) for e, k, _ in events] == [("created", SK_ID), ("created", IK_ID)]
 
@@ -313,7 +313,7 @@ def test_revocation_seen_by_this_process_applies_at_once(
     session = factory.get_session("p")
     first = parse_data_row(session.encrypt(b"1")).parent
     metastore.revoke(first.key_id, first.created)
-    factory.keys.key_revoked(first)  # what the Django layer does on the key_revoked signal
+    factory._keys.key_revoked(first)  # what the Django layer does on the key_revoked signal
     second = parse_data_row(session.encrypt(b"2")).parent
     assert second != first
 
@@ -327,7 +327,7 @@ def test_system_key_revocation_seen_by_this_process_rotates_its_intermediate_key
     sk = metastore.load_latest(SK_ID)
     assert sk is not None
     metastore.revoke(SK_ID, sk.created)
-    factory.keys.key_revoked(KeyMeta(SK_ID, sk.created))
+    factory._keys.key_revoked(KeyMeta(SK_ID, sk.created))
     second = parse_data_row(session.encrypt(b"2")).parent
     assert second != first
     assert _count(metastore, SK_ID) == 2
@@ -339,9 +339,9 @@ def test_shredded_key_is_forgotten_and_wiped(
     factory = make_factory()
     session = factory.get_session("p")
     record = session.encrypt(b"gone")
-    cached = factory.keys.intermediate_keys.cached()
-    metastore.delete(IK_ID)
-    assert factory.keys.key_shredded(IK_ID) == 1
+    cached = factory._keys.intermediate_keys.cached()
+    metastore.delete_key_id(IK_ID)
+    assert factory._keys.key_shredded(IK_ID) == 1
     assert all(not key.usable for key in cached)
     with pytest.raises(KeyNotFoundError):
         session.decrypt(record)
@@ -352,7 +352,7 @@ def test_transient_copies_of_key_bytes_are_zeroed(
 ) -> None:
     """The bytes a key is made from (new, unwrapped by the KMS, unwrapped by the SK) are
     zeroed once the CryptoKey holds its own copy (best effort, as keys.py says)."""
-    from asherah_django.core import envelope
+    from asherah_django.core import envelope, key_rows
 
     handed: list[object] = []
     real = envelope.CryptoKey
@@ -362,6 +362,7 @@ def test_transient_copies_of_key_bytes_are_zeroed(
         return real(meta, secret, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(envelope, "CryptoKey", capture)
+    monkeypatch.setattr(key_rows, "CryptoKey", capture)  # (system keys unwrapped by the KMS)
     record = make_factory().get_session("p").encrypt(b"x")  # SK and IK created
     assert make_factory().get_session("p").decrypt(record) == b"x"  # both unwrapped
     assert len(handed) == 4
@@ -379,7 +380,7 @@ def test_decrypt_many_loads_the_keys_of_all_records_in_one_batch(
         records.append(session.encrypt(f"v{index}".encode()))
         meta = parse_data_row(records[-1]).parent
         metastore.revoke(meta.key_id, meta.created)
-        writer.keys.key_revoked(meta)
+        writer._keys.key_revoked(meta)
     assert len({parse_data_row(r).parent for r in records}) == 3
     before = metastore.loads
     cold = make_factory().get_session("p")

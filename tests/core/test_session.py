@@ -61,7 +61,7 @@ def test_each_encrypt_uses_a_fresh_data_key(factory: SessionFactory, path: str) 
         optional.c_path()
     session = factory.get_session("p1")
     rows = [parse_data_row(encrypt(session, b"same")) for _ in range(2)]
-    ik = factory.keys.intermediate_key(rows[0].parent)
+    ik = factory._keys.intermediate_key(rows[0].parent)
     data_keys = [ik.unwrap(row.encrypted_key) for row in rows]
     assert len(data_keys[0]) == 32 and data_keys[0] != data_keys[1]
     # Fresh nonces too (a fresh key alone would hide a constant nonce): tests/core/test_nonces.py
@@ -152,7 +152,7 @@ def test_the_payload_limit_is_asherahs_64_mib(factory: SessionFactory) -> None:
 def test_closed_factory_refuses_work_and_wipes_keys(factory: SessionFactory) -> None:
     session = factory.get_session("p1")
     record = session.encrypt(b"x")
-    cached = factory.keys.intermediate_keys.cached() + factory.keys.system_keys.cached()
+    cached = factory._keys.intermediate_keys.cached() + factory._keys.system_keys.cached()
     assert cached
     factory.close()
     assert all(not key.usable for key in cached)
@@ -184,9 +184,9 @@ def test_reprs_hide_key_material(factory: SessionFactory) -> None:
     session = factory.get_session("p1")
     record = session.encrypt(b"super secret plaintext")
     row = parse_data_row(record)
-    key = factory.keys.intermediate_keys.latest["_IK_p1_service_product"]
+    key = factory._keys.intermediate_keys.latest["_IK_p1_service_product"]
     texts = [repr(factory), repr(session), repr(row), repr(key), str(key), repr(factory.kms)]
-    texts += [repr(factory.keys.intermediate_keys), repr(factory.metastore)]
+    texts += [repr(factory._keys.intermediate_keys), repr(factory.metastore)]
     texts += [repr(r) for _, _, r in factory.metastore.items()]  # type: ignore[attr-defined]
     secrets = [row.encrypted_key.hex(), row.data.hex(), bytes(key._secret).hex()]
     b64 = json.loads(record)
@@ -248,7 +248,7 @@ def test_short_blobs_are_refused_saying_what_was_expected() -> None:
 
 def test_a_wiped_key_fails_loudly_not_silently(factory: SessionFactory) -> None:
     factory.get_session("p1").encrypt(b"x")
-    key = factory.keys.intermediate_keys.cached()[0]
+    key = factory._keys.intermediate_keys.cached()[0]
     key.wipe()
     assert not key.usable and key.secret_bytes is None
     with pytest.raises(RuntimeError, match="wiped"):

@@ -292,7 +292,7 @@ def test_wiped_keys_fail_loudly_never_with_zeros() -> None:
         "service", "product", StaticKMS.from_hex(TEST_MASTER_KEY_HEX), InMemoryMetastore()
     ) as factory:
         factory.get_session("wipe").encrypt(b"x")
-        key = factory.keys.intermediate_keys.latest["_IK_wipe_service_product"]
+        key = factory._keys.intermediate_keys.latest["_IK_wipe_service_product"]
         secret = key.secret_bytes
         assert secret is not None and len(secret) == 32
         key.wipe()
@@ -314,7 +314,7 @@ def test_a_key_wiped_under_a_session_is_replaced(path: str) -> None:
     ) as factory:
         session = factory.get_session("wipe")
         record = session.encrypt(b"before")
-        cache = factory.keys.intermediate_keys
+        cache = factory._keys.intermediate_keys
         key = cache.latest[session.intermediate_key_id]
         cache.entries.pop(key.meta)  # what an eviction does: out of the cache, then wiped
         cache.latest.pop(key.key_id)

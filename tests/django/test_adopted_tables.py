@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 
 from asherah_django.core import KeyMeta
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.core.partition import system_key_id
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
@@ -131,7 +132,8 @@ def test_hand_made_reference_table_works_as_the_metastore(adopted: str, service:
         rows = list(EncryptionKey.objects.order_by("id"))  # the ORM reads the same table
         kinds = {row.id: row.kind for row in rows}
         assert kinds[system_key_id(service, "prod")] == "system"
-        partitions_found = {row.partition_id_for(service, "prod") for row in rows} - {None}
+        ids = KeyIds(service, "prod")
+        partitions_found = {ids.partition_of(row.id) for row in rows} - {None}
         assert partitions_found == set(partitions)
         for row in rows:
             info = row.info

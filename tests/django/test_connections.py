@@ -10,8 +10,7 @@ from django.core.signals import request_finished
 from django.db import connection
 from django.test import override_settings
 
-from asherah_django import metastore as metastore_module
-from asherah_django import runtime
+from asherah_django import metastore_connections, runtime
 from asherah_django.metastore import DjangoMetastore
 
 from .conftest import NOT_SQLITE, unique, vendor
@@ -106,7 +105,7 @@ def test_a_forked_child_never_touches_the_parents_connection(metastore: DjangoMe
             assert metastore._held == []
             assert metastore.load_latest(key_id) == record(MINUTE)  # its own connection
             child_backend = backend_id(metastore)
-            for wrapper in metastore_module._GRAVEYARD:  # a driver goodbye goes nowhere
+            for wrapper in metastore_connections.GRAVEYARD:  # a driver goodbye goes nowhere
                 if wrapper.connection is not None:
                     wrapper.connection.close()
             metastore.close()

@@ -10,6 +10,7 @@ from django.db import connection
 from django.test import override_settings
 
 from asherah_django.core import KeyMeta
+from asherah_django.core.key_ids import KeyIds, KeyKind, ParsedKeyId
 from asherah_django.models import EncryptionKey, KeyRecordInfo, UTCDateTimeField, to_naive_utc
 
 from .conftest import unique, vendor
@@ -95,10 +96,11 @@ def test_read_only_helpers() -> None:
     assert intermediate.info == KeyRecordInfo(
         1795866780, False, KeyMeta("_SK_service_product", 1795866780), 60
     )
-    assert intermediate.partition_id_for("service", "product") == "a_b"  # underscores kept
-    assert intermediate.partition_id_for("other", "product") is None
-    assert system.partition_id_for("service", "product") is None
-    assert system.is_system_key_for("service", "product")
+    ids = KeyIds("service", "product")
+    assert ids.partition_of(intermediate.id) == "a_b"  # underscores kept
+    assert KeyIds("other", "product").partition_of(intermediate.id) is None
+    assert ids.partition_of(system.id) is None
+    assert ids.parse(system.id) == ParsedKeyId(KeyKind.SYSTEM, ours=True)
     assert broken.info is None and not broken.revoked
     assert system.created_epoch == 1795866780
     assert str(system) == "_SK_service_product @ 2026-11-28 11:53:00Z"

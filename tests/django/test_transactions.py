@@ -168,10 +168,10 @@ def test_sqlite_rolled_back_keys_leave_the_caches(service: str) -> None:
         with pytest.raises(Boom), transaction.atomic():
             factory.get_session("p").encrypt(b"x")
             raise Boom
-        assert len(factory.keys.intermediate_keys) == 1
+        assert len(factory._keys.intermediate_keys) == 1
         assert get_session_factory() is factory
-        assert len(factory.keys.intermediate_keys) == 0
-        assert len(factory.keys.system_keys) == 0
+        assert len(factory._keys.intermediate_keys) == 0
+        assert len(factory._keys.system_keys) == 0
         value = factory.get_session("p").encrypt(b"y")
     fresh_store = DjangoMetastore(system_key_id=factory.system_key_id)
     try:

@@ -15,8 +15,8 @@ from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
 from asherah_django.core.kms.vault import VaultTransitKMS
 from asherah_django.testing.kms_conformance import KMSConformance, check_kms
 from asherah_django.testing.moto import MotoServer, aws_test_credentials
+from asherah_django.testing.openbao import OpenBaoServer
 from tests.kms_conformance.toy import ToyKMS
-from tests.support.openbao import OpenBaoServer
 
 
 @pytest.fixture(scope="module")

@@ -52,4 +52,4 @@ def test_concurrent_rewrap_survives_revoke(
     runtime.reset_session_factory()
     # The revoked, rewrapped key still unwraps (in a cold factory):
     fresh = runtime.get_session_factory()
-    assert fresh.keys.system_key(rotation.keys.KeyMeta(sk_id, before.created)).usable
+    assert fresh._keys.system_key(rotation.keys.KeyMeta(sk_id, before.created)).usable

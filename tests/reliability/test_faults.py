@@ -280,8 +280,8 @@ def test_login_token_revoked_while_running_logs_in_again(
     scene.cached_partitions_work("during")
     # Work that needs Vault in the same factory: its system key is no longer cached (as
     # after an eviction). The KMS sees 403, finds its token dead, logs in, repeats once.
-    factory.keys.system_keys.clear()
-    factory.keys.intermediate_keys.clear()
+    factory._keys.system_keys.clear()
+    factory._keys.intermediate_keys.clear()
     started = time.monotonic()
     scene.cached_partitions_work("relogin")
     seconds = time.monotonic() - started

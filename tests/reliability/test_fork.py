@@ -93,7 +93,7 @@ def held_by_another_thread(locks: list[Any]) -> Iterator[None]:
 
 
 def factory_locks(factory: SessionFactory) -> list[Any]:
-    keys = factory.keys
+    keys = factory._keys
     kms: VaultTransitKMS = factory.kms  # type: ignore[assignment]
     metastore: DjangoMetastore = factory.metastore  # type: ignore[assignment]
     return [
@@ -168,7 +168,7 @@ def test_preforked_django_workers(vault_asherah: dict[str, Any], rel_bao: OpenBa
     parent = runtime.get_session_factory()
     metastore: DjangoMetastore = parent.metastore  # type: ignore[assignment]
     kms: VaultTransitKMS = parent.kms  # type: ignore[assignment]
-    parent.keys.system_keys.clear()  # one more Vault call: the parent's connection is open
+    parent._keys.system_keys.clear()  # one more Vault call: the parent's connection is open
     TenantNote.objects.get(tenant_id=partitions[0]).body  # noqa: B018
     before = len(transit_log(rel_bao))
     parent_port = transit_log(rel_bao)[-1]
@@ -203,8 +203,8 @@ def test_preforked_django_workers(vault_asherah: dict[str, Any], rel_bao: OpenBa
     child_ports = transit_log(rel_bao)[before:]
 
     # The parent: same Vault connection, same key connection, both still working.
-    parent.keys.system_keys.clear()
-    parent.keys.intermediate_keys.clear()
+    parent._keys.system_keys.clear()
+    parent._keys.intermediate_keys.clear()
     assert TenantNote.objects.filter(tenant_id=partitions[1], title="parent").get().body
     assert transit_log(rel_bao)[-1] == parent_port
     assert key_session(metastore) == parent_session
@@ -255,15 +255,15 @@ def test_a_factory_of_ones_own_built_before_fork(
             session = factory.get_session(f"new-{index}")  # a new partition: new key, stored
             assert session.decrypt(session.encrypt(b"child")) == b"child"
             assert all(factory.get_session(p).decrypt(r) == p.encode() for p, r in records.items())
-            factory.keys.system_keys.clear()  # and a Vault call over its own connection
-            factory.keys.intermediate_keys.clear()
+            factory._keys.system_keys.clear()  # and a Vault call over its own connection
+            factory._keys.intermediate_keys.clear()
             assert factory.get_session("a").decrypt(records["a"]) == b"a"
             answer = {"key_session": key_session(metastore), "vault_decrypts": kms.stats.decrypt}
             metastore.close()
             connections.close_all()
             return answer
 
-        keys = factory.keys
+        keys = factory._keys
         locks = [*keys._locks, keys.intermediate_keys._lock, keys.system_keys._lock,
                  factory._sessions_lock, metastore._lock, kms._tokens.lock, kms._http._lock,
                  kms._http._stats_lock]  # fmt: skip

@@ -134,7 +134,7 @@ def test_eight_threads(vault_asherah: dict[str, Any], rel_bao: OpenBaoServer, tr
     elapsed = time.monotonic() - started
     rows, bad = full_scan(prefix)
     stats = factory.kms.stats  # type: ignore[attr-defined]
-    keys = factory.keys
+    keys = factory._keys
     audit_after = audit(rel_bao)
     report(
         f"load, {THREADS} threads x {OPS} ops, {PARTITIONS} partitions (PostgreSQL, Vault)",
@@ -209,7 +209,7 @@ def test_eight_threads_with_caches_smaller_than_the_working_set(
         marks.append(memory())
     elapsed = time.monotonic() - started
     rows, bad = full_scan(prefix)
-    keys = factory.keys
+    keys = factory._keys
     stats = factory.kms.stats  # type: ignore[attr-defined]
     reloads = factory.metastore.queries - warm_queries  # type: ignore[attr-defined]
     report(
@@ -480,8 +480,8 @@ def test_async_views_read_values_whose_keys_are_not_cached(
             ).pk
         TenantNote.objects.create(tenant_id=partition, title="n", body=plaintext(partition, "n"))
     factory = get_session_factory()
-    factory.keys.intermediate_keys.clear()  # as in a process that never used these keys
-    factory.keys.system_keys.clear()
+    factory._keys.intermediate_keys.clear()  # as in a process that never used these keys
+    factory._keys.system_keys.clear()
     before = factory.metastore.queries  # type: ignore[attr-defined]
 
     async def main() -> list[tuple[int, Any]]:

@@ -105,7 +105,7 @@ def factory() -> Iterator[SessionFactory]:
 
 
 def cached(factory: SessionFactory) -> list[CryptoKey]:
-    keys = factory.keys
+    keys = factory._keys
     return [*keys.intermediate_keys.entries.values(), *keys.system_keys.entries.values()]
 
 
@@ -124,8 +124,8 @@ def test_core_objects_and_errors_show_no_key_material(factory: SessionFactory) -
     session = made.get_session("tenant")
     record = session.encrypt(PLAINTEXT.encode())
     row = parse_data_row(record)
-    ik = next(iter(made.keys.intermediate_keys.entries.values()))
-    sk = next(iter(made.keys.system_keys.entries.values()))
+    ik = next(iter(made._keys.intermediate_keys.entries.values()))
+    sk = next(iter(made._keys.system_keys.entries.values()))
     sk_record = metastore.load(sk.key_id, sk.created)
     ik_record = metastore.load(ik.key_id, ik.created)
     assert sk_record is not None and ik_record is not None
@@ -143,7 +143,7 @@ def test_core_objects_and_errors_show_no_key_material(factory: SessionFactory) -
         raised(lambda: made.get_session("x" * 300)),
         raised(lambda: session.encrypt(b"\0" * (64 * 1024 * 1024 + 1))),
     ]
-    metastore.delete(ik.key_id)  # shredded
+    metastore.delete_key_id(ik.key_id)  # shredded
     cold = SessionFactory("svc", "prod", kms, metastore)
     errors.append(raised(lambda: cold.get_session("tenant").decrypt(record)))
     broken = InMemoryMetastore()  # an intermediate key record that does not unwrap
@@ -157,7 +157,7 @@ def test_core_objects_and_errors_show_no_key_material(factory: SessionFactory) -
     errors.append(raised(lambda: session.encrypt(b"after close")))
 
     objects: list[object] = [
-        made, session, made.keys, made.keys.intermediate_keys, made.keys.system_keys,
+        made, session, made._keys, made._keys.intermediate_keys, made._keys.system_keys,
         ik, sk, sk_record, ik_record, row, row.parent, made.policy, kms, metastore,
         Cipher(master), *errors,
     ]  # fmt: skip
@@ -250,11 +250,11 @@ def test_evicted_keys_are_wiped_in_place() -> None:
     policy = CryptoPolicy(intermediate_key_cache_size=2)
     with SessionFactory("svc", "prod", StaticKMS.random(), InMemoryMetastore(), policy) as f:
         records = {p: f.get_session(p).encrypt(b"v") for p in ("a", "b")}
-        first = {k.key_id: (k, k._secret) for k in f.keys.intermediate_keys.entries.values()}
+        first = {k.key_id: (k, k._secret) for k in f._keys.intermediate_keys.entries.values()}
         assert not zeroed([buffer for _, buffer in first.values()])
         for partition in ("c", "d", "e", "f"):  # CLOCK: each key gets a second chance once
             f.get_session(partition).encrypt(b"v")
-        still = list(f.keys.intermediate_keys.entries.values())
+        still = list(f._keys.intermediate_keys.entries.values())
         evicted = [(k, b) for k, b in first.values() if k not in still]
         assert evicted and zeroed([buffer for _, buffer in evicted])
         assert all(not key.usable for key, _ in evicted)
@@ -265,9 +265,9 @@ def test_evicted_keys_are_wiped_in_place() -> None:
 def test_a_duplicate_key_put_in_the_cache_is_wiped() -> None:
     with SessionFactory("svc", "prod", StaticKMS.random(), InMemoryMetastore()) as f:
         record = f.get_session("a").encrypt(b"v")
-        cached = next(iter(f.keys.intermediate_keys.entries.values()))
+        cached = next(iter(f._keys.intermediate_keys.entries.values()))
         twin = CryptoKey(cached.meta, bytes(cached._secret), parent=cached.parent)
-        assert f.keys.intermediate_keys.put(twin) is cached
+        assert f._keys.intermediate_keys.put(twin) is cached
         assert zeroed([twin._secret]) and not twin.usable and cached.usable
         assert f.get_session("a").decrypt(record) == b"v"
 
@@ -280,7 +280,7 @@ def test_closing_the_factory_wipes_every_key() -> None:
     assert len(buffers) == 4 and not zeroed(buffers)
     f.close()
     assert zeroed(buffers)
-    assert len(f.keys.intermediate_keys) == 0 and len(f.keys.system_keys) == 0
+    assert len(f._keys.intermediate_keys) == 0 and len(f._keys.system_keys) == 0
 
 
 def test_transient_key_buffers_are_zeroed(monkeypatch: pytest.MonkeyPatch) -> None:

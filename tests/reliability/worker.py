@@ -88,8 +88,8 @@ def load(job: dict[str, Any]) -> dict[str, Any]:
         },
         "memory": memory,
         "caches": {
-            "intermediate_keys": len(factory.keys.intermediate_keys),
-            "system_keys": len(factory.keys.system_keys),
+            "intermediate_keys": len(factory._keys.intermediate_keys),
+            "system_keys": len(factory._keys.system_keys),
             "sessions": len(factory._sessions),
         },
     }

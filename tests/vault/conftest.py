@@ -19,9 +19,9 @@ import pytest
 
 from asherah_django.core import CryptoPolicy, InMemoryMetastore, SessionFactory
 from asherah_django.core.kms.vault import VaultTransitKMS
+from asherah_django.testing.openbao import ROTATE_POLICY, TRANSIT_POLICY, OpenBaoServer
+from asherah_django.testing.tls import CertificateAuthority
 from tests.support.kubernetes import TokenReviewServer
-from tests.support.openbao import ROTATE_POLICY, TRANSIT_POLICY, OpenBaoServer
-from tests.support.tls import CertificateAuthority
 
 K8S_ROLE = "asherah-role"
 K8S_NAMESPACE = "default"

@@ -17,9 +17,9 @@ import pytest
 
 from asherah_django.core.kms.vault import VaultTransitKMS
 from asherah_django.core.kms.vault_errors import VaultAuthError
+from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
 from asherah_django.testing.openbao_agent import OpenBaoAgent
 from tests.hygiene import register_secret
-from tests.support.openbao import TRANSIT_POLICY, OpenBaoServer
 
 pytestmark = [pytest.mark.vault, pytest.mark.topology]
 MakeKMS = Callable[[dict[str, object]], VaultTransitKMS]

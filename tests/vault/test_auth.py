@@ -18,9 +18,9 @@ from asherah_django.core.kms.vault_errors import (
     VaultConnectionError,
     VaultPermissionError,
 )
+from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
+from asherah_django.testing.tls import CertificateAuthority
 from tests.support.kubernetes import TokenReviewServer
-from tests.support.openbao import TRANSIT_POLICY, OpenBaoServer
-from tests.support.tls import CertificateAuthority
 
 from .conftest import (
     K8S_NAMESPACE,

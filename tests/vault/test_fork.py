@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from asherah_django.core.kms.vault import VaultTransitKMS
-from tests.support.openbao import OpenBaoServer
+from asherah_django.testing.openbao import OpenBaoServer
 
 from .conftest import approle_role
 

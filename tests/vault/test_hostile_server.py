@@ -19,8 +19,8 @@ from asherah_django.core.kms.vault_errors import (
     VaultKMSError,
     VaultUnavailableError,
 )
+from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
 from tests.support.loopback_http import LoopbackHTTP, Reply, Request, forward
-from tests.support.openbao import TRANSIT_POLICY, OpenBaoServer
 
 from .conftest import approle_role
 

@@ -18,15 +18,15 @@ import pytest
 from asherah_django.core import ConfigurationError
 from asherah_django.core.kms.vault import VaultTransitConfig, VaultTransitKMS
 from asherah_django.core.kms.vault_errors import VaultAuthError, VaultKMSError
-from tests.support.kubernetes import TokenReviewServer
-from tests.support.openbao import (
+from asherah_django.testing.openbao import (
     ROTATE_POLICY,
     TRANSIT_POLICY,
     OpenBaoServer,
     rotate_policy,
     transit_policy,
 )
-from tests.support.tls import CertificateAuthority
+from asherah_django.testing.tls import CertificateAuthority
+from tests.support.kubernetes import TokenReviewServer
 
 from .conftest import K8S_NAMESPACE, K8S_SERVICE_ACCOUNT
 

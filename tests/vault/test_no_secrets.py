@@ -13,8 +13,8 @@ import pytest
 
 from asherah_django.core import AsherahError
 from asherah_django.core.kms.vault import VaultTransitKMS
+from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
 from tests.support.kubernetes import TokenReviewServer
-from tests.support.openbao import TRANSIT_POLICY, OpenBaoServer
 
 from .conftest import K8S_NAMESPACE, K8S_ROLE, K8S_SERVICE_ACCOUNT, approle_role, factory_for
 

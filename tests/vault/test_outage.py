@@ -14,7 +14,7 @@ import pytest
 from asherah_django.core import InMemoryMetastore, KMSError, SessionFactory
 from asherah_django.core.kms.vault import VaultTransitKMS
 from asherah_django.core.kms.vault_errors import VaultConnectionError, VaultUnavailableError
-from tests.support.openbao import TRANSIT_POLICY, OpenBaoServer
+from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
 
 from .conftest import factory_for
 

@@ -23,7 +23,7 @@ from asherah_django.core.kms.vault_errors import (
     VaultPermissionError,
     VaultRequestError,
 )
-from tests.support.openbao import TRANSIT_POLICY, OpenBaoServer
+from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
 from tests.support.sqlite_metastore import SqliteMetastore
 
 from .conftest import factory_for, unique

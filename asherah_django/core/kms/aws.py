@@ -21,7 +21,6 @@ package imports without it. Building the KMS does no network I/O.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..aead import KEY_SIZE, Cipher
 from ..errors import ConfigurationError, DecryptionError
+from ..forking import after_fork_in_child
 from .aws_config import AwsKMSConfig
 from .aws_envelope import (
     HINT_CREDENTIALS,
@@ -417,12 +417,10 @@ def redact_botocore_debug_logs() -> None:
 _FORK_AWARE: weakref.WeakSet[AwsClients] = weakref.WeakSet()
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     for clients in list(_FORK_AWARE):
         clients.after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _reason(exc: AwsKMSError) -> str:

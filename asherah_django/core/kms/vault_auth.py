@@ -49,9 +49,6 @@ class TokenLease:
     def expired(self, now: float) -> bool:
         return now >= self.expires_at - min(EXPIRY_MARGIN, self.ttl / 10)
 
-    def remaining(self, now: float) -> float:
-        return max(0.0, self.expires_at - now)
-
 
 def lease_from_auth(auth: object, now: float, *, from_login: bool) -> TokenLease | None:
     """The lease described by a login or renew-self response's ``auth`` object."""

@@ -32,6 +32,7 @@ from typing import Any, Final
 import requests
 import urllib3.exceptions
 
+from ..forking import after_fork_in_child
 from .vault_config import VaultTransitConfig
 from .vault_errors import (
     HINT_CONNECTION,
@@ -237,9 +238,7 @@ def on_fork(obj: Any) -> None:
     _FORK_AWARE.add(obj)
 
 
+@after_fork_in_child
 def _after_fork_in_child() -> None:
     for obj in list(_FORK_AWARE):
         obj.after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ..protocols import BatchMetastore
+from ..protocols import KeyStore
 from ..records import EnvelopeKeyRecord, KeyMeta
 
 
@@ -63,10 +63,24 @@ class InMemoryMetastore:
             self._records[key_id][created] = record.revoked_copy()
             return True
 
-    def delete(self, key_id: str) -> int:
+    def delete_key_id(self, key_id: str) -> int:
         """Remove every version of ``key_id`` (crypto-shredding); returns how many."""
         with self._lock:
             return len(self._records.pop(key_id, {}))
+
+    def load_versions(self, key_id: str) -> dict[KeyMeta, EnvelopeKeyRecord]:
+        with self._lock:
+            versions = dict(self._records.get(key_id, {}))
+        return {KeyMeta(key_id, created): record for created, record in versions.items()}
+
+    def is_uncommitted(self, key_id: str, created: int) -> bool:
+        return False  # every store is final at once
+
+    def close(self) -> None:
+        """Nothing to release: the records stay (tests share one store between factories)."""
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     def items(self) -> list[tuple[str, int, EnvelopeKeyRecord]]:
         with self._lock:
@@ -78,4 +92,4 @@ class InMemoryMetastore:
 
 
 if TYPE_CHECKING:  # mypy verifies that InMemoryMetastore fits the contract
-    _fits: BatchMetastore = InMemoryMetastore()
+    _fits: KeyStore = InMemoryMetastore()

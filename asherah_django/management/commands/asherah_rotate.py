@@ -36,6 +36,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import rotation
 from ...core.errors import AsherahError
+from ...core.protocols import close_kms
 from ...rotation.bind import bind_target, bind_values
 from ...runtime import get_session_factory
 
@@ -161,9 +162,7 @@ class Command(BaseCommand):
             try:
                 migrate_system_keys(factory, source, summary, dry_run=dry_run)
             finally:
-                close = getattr(source, "close", None)
-                if callable(close):
-                    close()
+                close_kms(source)
         elif options["rewrap"]:
             rotation.rewrap_system_keys(factory, summary, dry_run=dry_run)
         if options["system"]:
