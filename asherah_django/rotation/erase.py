@@ -293,7 +293,7 @@ class Erasure:
             self.say(f"  master-key versions below {self.state.floor} deleted for good (trim)")
         for created, _ in wrappings:
             rows.delete(self.store, KeyMeta(self.sk_id, created))
-        self.factory.keys.key_shredded(self.sk_id)
+        self.factory.key_shredded(self.sk_id)
         self._count_meanwhile(self.sweep(quiet=True))
         self.state.save()
         self.say(f"  {len(wrappings)} old system key(s) retired; their wrappings no longer open")
@@ -377,7 +377,7 @@ class Erasure:
     def _destroy(self, meta: KeyMeta) -> None:
         if rows.delete(self.store, meta):
             self.state.destroyed.append([meta.key_id, meta.created])
-            self.factory.keys.key_shredded(meta.key_id)
+            self.factory.key_shredded(meta.key_id)
             logger.warning("asherah_erase: destroyed %s created %s", meta.key_id, meta.created)
 
     def _clear_indexes(self) -> None:
