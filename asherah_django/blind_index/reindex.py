@@ -42,9 +42,10 @@ from django.db.models import ExpressionWrapper, F
 from ..core.errors import AsherahError, MalformedRecordError
 from ..core.records import parse_data_row
 from ..fields.base import EncryptedField, encrypted_fields
-from ..fields.blind import BlindIndexField, index_input
 from ..rotation.reencrypt import ROW_ERRORS, UNREADABLE
+from .column import BlindIndexField
 from .keyring import BIDX_PREFIX, IndexKeys, index_keys, parse_index_key_id, version_tag
+from .options import index_input
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory

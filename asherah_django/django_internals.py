@@ -62,7 +62,7 @@ from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.models import query
 from django.db.models.sql.compiler import SQLUpdateCompiler
 
-from ..core.errors import AsherahError
+from .core.errors import AsherahError
 
 #: The Django feature releases these assumptions were checked on (by the tests).
 VERIFIED_DJANGO: Final = ((5, 2), (6, 0), (6, 1))
