@@ -169,7 +169,7 @@ def _check_blind_index(field: EncryptedField) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = [
         checks.Error(
             f"blind_index: {problem}",
-            hint="see asherah_django.fields.blind for the options",
+            hint="see asherah_django.blind_index for the options",
             obj=field,
             id="asherah.E308",
         )
