@@ -2,7 +2,7 @@
 # The whole test suite, on every tested combination of Python and Django (scripts/matrix.sh,
 # the same matrix as tox.ini): on the main one (the newest Django on the newest Python,
 # .venv) everything on SQLite, then every test that uses the database again on PostgreSQL
-# and on MariaDB, then lint and types (ruff, mypy); on each other combination the whole
+# and on MariaDB, then lint, types and import contracts (ruff, mypy, lint-imports); on each other combination the whole
 # SQLite suite. Real servers only: OpenBao is started by the tests themselves; the
 # databases by bootstrap.sh. A combination whose Python is missing fails the run.
 #
@@ -85,10 +85,11 @@ case " $combos " in
         *) echo "unknown database '$db' in ASHERAH_TEST_DATABASES" >&2; exit 2 ;;
       esac
     done
-    echo "== lint: ruff and mypy ($MATRIX_MAIN)"
+    echo "== lint: ruff, mypy and the import contracts ($MATRIX_MAIN)"
     .venv/bin/ruff check . || status=1
     .venv/bin/ruff format --check . || status=1
     .venv/bin/mypy || status=1
+    .venv/bin/lint-imports || status=1
     { echo "== mutation testing: scripts/mutate.sh (mutation.toml)"; scripts/mutate.sh; } || status=1
     ;;
 esac
