@@ -17,6 +17,8 @@ after upgrading). A row substituted before signing would be signed too.
 
 from __future__ import annotations
 
+import calendar
+import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -30,6 +32,7 @@ from .core.keys import CryptoKey
 from .core.partition import intermediate_key_id
 from .core.records import EnvelopeKeyRecord, KeyMeta
 from .metastore import BATCH_SIZE, DjangoMetastore
+from .models import EncryptionKey
 
 if TYPE_CHECKING:
     from .core.session import SessionFactory
@@ -182,8 +185,6 @@ def _system_key(
 
 def _key_metas(factory: SessionFactory, using: str) -> Iterator[KeyMeta]:
     """This service's key rows, system keys first, each id's versions oldest first."""
-    from .models import EncryptionKey
-
     suffix = intermediate_key_id("", factory.service_name, factory.product_id)[len("_IK_") :]
     rows = (
         EncryptionKey.objects.using(using)
@@ -221,8 +222,5 @@ def _batches(metas: Iterator[KeyMeta]) -> Iterator[list[KeyMeta]]:
 
 
 def _epoch(created: object) -> int:
-    import calendar
-    import datetime
-
     assert isinstance(created, datetime.datetime)
     return calendar.timegm(created.astimezone(datetime.UTC).timetuple())
