@@ -128,8 +128,8 @@ class ReadingField(OptionsField):
         """:meth:`open_sealed` of a field with ``bind=``: the record's header must be the
         one of this column and ``instance``'s row. The usual case inline; anything else
         (unbound or moved records, legacy plaintext, errors) through :meth:`_read_record`."""
-        no_session = self.partition is None and _current_partition() is None
-        if no_session and self._is_legacy_readable(sealed.record):  # plaintext needs no key
+        no_scope = self.partition is None and _current_partition() is None
+        if no_scope and self._is_legacy_readable(sealed.record):  # plaintext needs no key
             sealed.value = value = self._legacy_value(sealed.record)
             sealed.partition = None
             return value
