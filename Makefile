@@ -24,6 +24,7 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 bench: venv
 	.venv/bin/python benchmarks/core_bench.py

@@ -11,8 +11,7 @@ class AsherahDjangoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, health, runtime
-        from .fields import django_internals
+        from . import checks, django_internals, health, runtime
 
         # Django internals the fields lean on where Django has no hook: refuse to start
         # on a Django where one that guards data no longer holds (fails closed).

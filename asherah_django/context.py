@@ -31,6 +31,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
+from . import runtime
 from .core.errors import InvalidPartitionError, NoActiveSessionError
 
 if TYPE_CHECKING:
@@ -72,9 +73,7 @@ def current_session() -> Session:
 
     Raises :class:`NoActiveSessionError` when no scope is open.
     """
-    from .runtime import get_session_factory
-
-    return get_session_factory().get_session(require_partition("current_session()"))
+    return runtime.get_session_factory().get_session(require_partition("current_session()"))
 
 
 class session:

@@ -17,6 +17,8 @@ after upgrading). A row substituted before signing would be signed too.
 
 from __future__ import annotations
 
+import calendar
+import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -29,6 +31,7 @@ from .core.key_ids import KeyKind
 from .core.keys import CryptoKey
 from .core.records import EnvelopeKeyRecord, KeyMeta
 from .metastore import BATCH_SIZE, DjangoMetastore
+from .models import EncryptionKey
 
 if TYPE_CHECKING:
     from .core.session import SessionFactory
@@ -181,8 +184,6 @@ def _system_key(
 
 def _key_metas(factory: SessionFactory, using: str) -> Iterator[KeyMeta]:
     """This service's key rows, system keys first, each id's versions oldest first."""
-    from .models import EncryptionKey
-
     ik_prefix, suffix = factory.ids.like(KeyKind.INTERMEDIATE)
     index_prefix, _ = factory.ids.like(KeyKind.INDEX)
     rows = (
@@ -218,8 +219,5 @@ def _batches(metas: Iterator[KeyMeta]) -> Iterator[list[KeyMeta]]:
 
 
 def _epoch(created: object) -> int:
-    import calendar
-    import datetime
-
     assert isinstance(created, datetime.datetime)
     return calendar.timegm(created.astimezone(datetime.UTC).timetuple())

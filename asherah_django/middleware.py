@@ -75,6 +75,8 @@ class AsherahSessionMiddleware:
         no session) is rendered as EncryptedFieldsAdminMixin would, instead of a 500."""
         if getattr(request, "resolver_match", None) is None:
             return None
+        # Imported here: importing the admin registers its ModelAdmin and needs
+        # django.contrib.admin, which a project using this middleware may not install.
         from .admin.fields import render_locked
 
         return render_locked(request, exception)

@@ -89,10 +89,11 @@ case " $combos " in
     done
     echo "== docs: sphinx -W --keep-going (docs/_build/html)"
     .venv/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html || status=1
-    echo "== lint: ruff and mypy ($MATRIX_MAIN)"
+    echo "== lint: ruff, mypy and the import contracts ($MATRIX_MAIN)"
     .venv/bin/ruff check . || status=1
     .venv/bin/ruff format --check . || status=1
     .venv/bin/mypy || status=1
+    .venv/bin/lint-imports || status=1
     { echo "== mutation testing: scripts/mutate.sh (mutation.toml)"; scripts/mutate.sh; } || status=1
     ;;
 esac

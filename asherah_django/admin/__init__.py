@@ -2,7 +2,7 @@
 
 - Key inspection under "Asherah encryption > Encryption keys": list, detail with lineage,
   revoke with confirmation, and a health panel on the app's admin index
-  (:mod:`asherah_django.admin.views`). Registered on ``django.contrib.admin.site``; call
+  (:mod:`asherah_django.admin.model_admin`). Registered on ``django.contrib.admin.site``; call
   :func:`register` for another AdminSite.
 - :class:`EncryptedFieldsAdminMixin` for the ModelAdmins of your models with encrypted
   fields: plaintext where the row's key is available, a placeholder otherwise
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import erasure
 from .fields import EncryptedFieldsAdminMixin
-from .views import REVOKE_PERMISSION, EncryptionKeyAdmin, register
+from .model_admin import REVOKE_PERMISSION, EncryptionKeyAdmin, register
 
 __all__ = ["REVOKE_PERMISSION", "EncryptedFieldsAdminMixin", "EncryptionKeyAdmin", "register"]
 

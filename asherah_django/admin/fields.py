@@ -46,6 +46,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
+from ..context import session
 from ..core.errors import (
     AsherahError,
     BindingMismatchError,
@@ -57,11 +58,10 @@ from ..core.errors import (
     PartitionMismatchError,
     UnboundRecordError,
 )
+from ..fields import EncryptedField, PlaintextValueError, encrypted_fields
 
 if TYPE_CHECKING:
     from django.contrib import admin
-
-    from ..fields import EncryptedField
 
     _MixinBase = admin.ModelAdmin[Any]
 else:
@@ -76,8 +76,6 @@ _request: ContextVar[HttpRequest | None] = ContextVar("asherah_admin_request", d
 
 def reason(exc: BaseException) -> str:
     """A short, secret-free reason why a value is not shown."""
-    from ..fields import PlaintextValueError
-
     for kind, text in (
         (NoActiveSessionError, "no session for this partition"),
         (PartitionMismatchError, "encrypted for another partition"),
@@ -115,16 +113,12 @@ class EncryptedFieldsAdminMixin(_MixinBase):
     # -- helpers ------------------------------------------------------------------------------
 
     def _encrypted(self) -> list[EncryptedField]:
-        from ..fields import encrypted_fields
-
         return list(encrypted_fields(self.model))
 
     @contextlib.contextmanager
     def _scope(self, request: HttpRequest | None, obj: Model | None) -> Iterator[None]:
         partition = self.get_asherah_partition(request, obj) if request is not None else None
         if partition:
-            from ..context import session
-
             with session(partition):
                 yield
         else:
@@ -357,8 +351,6 @@ def render_locked(request: HttpRequest, exc: BaseException) -> HttpResponse | No
     Called by ``AsherahSessionMiddleware.process_exception``; the ModelAdmin is the one
     Django's ``ModelAdmin.get_urls()`` attaches to its views as ``model_admin``.
     """
-    from ..fields import PlaintextValueError
-
     decryption = (NoActiveSessionError, PartitionMismatchError, KeyNotFoundError)
     if not isinstance(exc, (*decryption, PlaintextValueError)) or request.method not in (
         "GET",

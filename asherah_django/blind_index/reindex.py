@@ -43,9 +43,10 @@ from ..core.errors import AsherahError, MalformedRecordError
 from ..core.key_ids import KeyKind
 from ..core.records import parse_data_row
 from ..fields.base import EncryptedField, encrypted_fields
-from ..fields.blind import BlindIndexField, index_input
 from ..rotation.reencrypt import ROW_ERRORS, UNREADABLE
+from .column import BlindIndexField
 from .keyring import IndexKeys, index_keys, version_tag
+from .options import index_input
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory

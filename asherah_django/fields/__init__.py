@@ -9,10 +9,9 @@
         email = EncryptedEmailField(blind_index=True, unique=True)  # searchable: email=...
         diagnosis = EncryptedTextField(bind=("id",))  # decrypts only in this row and column
 
-See :mod:`asherah_django.fields.base` for how values are written and read (sessions,
-row partitions, lazy decryption with batched key loads, legacy plaintext), and
-:mod:`asherah_django.fields.types` for the encodings, :mod:`asherah_django.fields.blind`
-for blind indexes (exact-match lookups).
+See :mod:`asherah_django.fields.base` for the field and the modules it is built from
+(options and partitions, reading, writing), :mod:`asherah_django.fields.types` for the
+encodings, :mod:`asherah_django.blind_index` for blind indexes (exact-match lookups).
 """
 
 from __future__ import annotations
@@ -22,6 +21,10 @@ from typing import Any, TypeVar, cast
 
 from django.db.models import Model, QuerySet, Value
 
+# BlindIndex and BlindIndexField live in asherah_django.blind_index; migrations name them
+# by these paths (asherah_django.fields.BlindIndex...), so they stay importable here.
+from ..blind_index.column import BlindIndexField as BlindIndexField
+from ..blind_index.options import BlindIndex as BlindIndex
 from .base import (
     EncryptedField,
     PlaintextValueError,
@@ -29,9 +32,7 @@ from .base import (
     encrypted_fields,
 )
 from .bind import Bind, BindingValueError, BoundRowRequiredError
-from .blind import BlindIndex, BlindIndexField  # (the index column: added, not declared)
-from .checks import FIELD_CHECK_IDS
-from .descriptors import EncryptedAttribute
+from .declaration_checks import FIELD_CHECK_IDS
 from .sealed import SealedValue, VerbatimValue
 from .types import (
     EncryptedBigIntegerField,
@@ -51,9 +52,7 @@ __all__ = [
     "FIELD_CHECK_IDS",
     "Bind",
     "BindingValueError",
-    "BlindIndex",
     "BoundRowRequiredError",
-    "EncryptedAttribute",
     "EncryptedBigIntegerField",
     "EncryptedBinaryField",
     "EncryptedBooleanField",

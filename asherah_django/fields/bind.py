@@ -48,7 +48,7 @@ from .sql import label as field_label
 if TYPE_CHECKING:
     from django.db.models import Field
 
-    from .base import EncryptedField
+    from .options import OptionsField
 
 __all__ = ["UNBOUND_CHOICES", "Bind", "Binder", "BindingValueError", "BoundRowRequiredError"]
 
@@ -172,7 +172,7 @@ class Binder:
         return self.binding.header()
 
 
-def resolve(field: EncryptedField) -> Binder:
+def resolve(field: OptionsField) -> Binder:
     """The :class:`Binder` of a field with ``bind=`` (after contribute_to_class)."""
     options = field.bind
     assert options is not None

@@ -7,7 +7,7 @@
     report.to_dict()                                 # the JSON document (REPORT_SCHEMA)
     health.run_checks()                              # [CheckResult(name, status, detail, hint...)]
 
-Used by ``manage.py asherah_check``, the readiness view (:mod:`asherah_django.views`), the
+Used by ``manage.py asherah_check``, the readiness view (:mod:`.views`), the
 admin's health panel, and ``manage.py check --deploy --tag asherah``
 (:mod:`.system_checks`). The checks, in order (the Vault ones only with ``KMS=vault``):
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..core.kms.aws import AwsKMS
 from ..core.kms.aws_envelope import AwsKMSError, describe
 from .context import Context, Outcome, combine, fail, ok, warn
 
 if TYPE_CHECKING:
-    from ..core.kms.aws import AwsKMS
     from ..core.records import EnvelopeKeyRecord
 
 _KEY_HINT = "check the key ARN in REGION_MAP, and enable the key (aws kms enable-key)"
@@ -26,8 +26,6 @@ _KEY_HINT = "check the key ARN in REGION_MAP, and enable the key (aws kms enable
 
 def aws_kms(ctx: Context) -> AwsKMS | None:
     """The factory's KMS when it is the AWS KMS."""
-    from ..core.kms.aws import AwsKMS
-
     kms = ctx.factory.kms if ctx.factory is not None else None
     return kms if isinstance(kms, AwsKMS) else None
 

@@ -7,14 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import runtime
 from ..conf import asherah_settings
 from ..core.errors import AsherahError, MalformedRecordError
+from ..core.kms.vault_errors import VaultKMSError
 from ..core.records import EnvelopeKeyRecord
+from ..models import EncryptionKey
 from .model import Data, Status
 
 if TYPE_CHECKING:
     from ..core.kms.vault import VaultTransitKMS
-    from ..core.kms.vault_errors import VaultKMSError
     from ..core.kms.vault_inspect import TransitKeyInfo
     from ..core.session import SessionFactory
 
@@ -77,15 +79,14 @@ class Context:
         self._lock = threading.Lock()
         self._key_info: tuple[TransitKeyInfo | None, VaultKMSError | None] | None = None
         try:
-            from ..runtime import get_session_factory
-
-            self.factory = get_session_factory()
+            self.factory = runtime.get_session_factory()
         except AsherahError as exc:
             self.factory_error = exc
 
     @property
     def vault(self) -> VaultTransitKMS | None:
         """The factory's KMS when it is the Vault Transit KMS."""
+        # Imported here: hvac and requests load only in processes that use Vault.
         from ..core.kms.vault import VaultTransitKMS
 
         kms = self.factory.kms if self.factory is not None else None
@@ -101,8 +102,6 @@ class Context:
 
     def key_info(self) -> tuple[TransitKeyInfo | None, VaultKMSError | None]:
         """``<mount>/keys/<key>`` read once per run: (info, None) or (None, the error)."""
-        from ..core.kms.vault_errors import VaultKMSError
-
         with self._lock:
             if self._key_info is None:
                 kms = self.vault
@@ -121,8 +120,6 @@ class Context:
         if not self.django_metastore:
             found = [StoredSystemKey(m.created, r) for m, r in factory.load_versions(sk_id).items()]
             return sorted(found, key=lambda key: key.created)
-        from ..models import EncryptionKey
-
         keys = []
         rows = EncryptionKey.objects.using(self.alias).filter(id=sk_id).order_by("created")
         for row in rows:

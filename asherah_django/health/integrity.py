@@ -5,6 +5,7 @@ each system key version once through the KMS."""
 from __future__ import annotations
 
 from ..conf import asherah_settings
+from ..key_tags import scan
 from .context import Context, Outcome, fail, ok, warn
 
 _SIGN_HINT = "verify and sign them with manage.py asherah_sign_keys (see SECURITY.md)"
@@ -18,8 +19,6 @@ def key_integrity(ctx: Context) -> Outcome:
     mode = asherah_settings.KEY_INTEGRITY  # (not run when off)
     if not ctx.django_metastore:
         return ok(f"KEY_INTEGRITY is {mode!r} (METASTORE=memory: nothing stored)", mode=mode)
-    from ..key_tags import scan
-
     factory = ctx.factory
     assert factory is not None
     counts = scan(factory, ctx.alias)

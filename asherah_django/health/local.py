@@ -11,10 +11,13 @@ from django.core.checks import ERROR, CheckMessage
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
+from ..checks import check_deployment, check_settings
 from ..conf import asherah_settings
 from ..core.errors import AsherahError
 from ..core.kms.vault_errors import HINT_BLOB, VaultKMSError
 from ..core.records import parse_data_row
+from ..models import EncryptionKey
+from .aws import system_key_findings  # issue 24: the AWS regions wrapping the key
 from .context import Context, Outcome, combine, fail, ok, warn
 from .vault import duration
 
@@ -39,8 +42,6 @@ def crypto_path() -> str:
 
 def settings(ctx: Context) -> Outcome:
     """The static system checks (settings, and deployment ones when DEBUG is off)."""
-    from ..checks import check_deployment, check_settings
-
     messages: list[CheckMessage] = [*check_settings(), *check_deployment()]
     errors = [m for m in messages if m.level >= ERROR]
     warnings = [m for m in messages if m.level < ERROR]
@@ -88,8 +89,6 @@ def metastore(ctx: Context) -> Outcome:
             "METASTORE=memory: keys live in this process only and are lost when it exits",
             "set METASTORE to django (the in-memory metastore is for tests only)",
         )
-    from ..models import EncryptionKey
-
     alias = ctx.alias
     connection = connections[alias]
     table = EncryptionKey._meta.db_table
@@ -191,7 +190,6 @@ def system_key(ctx: Context) -> Outcome:
         data["vault_key_versions"] = counts
         histogram = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items()))
         detail += f"; stored versions by Vault key version: {histogram}"
-    from .aws import system_key_findings  # issue 24: the AWS regions wrapping the key
 
     aws_detail, aws_data, aws_findings = system_key_findings(ctx, record)
     detail += aws_detail

@@ -18,6 +18,7 @@ from typing import Final
 
 from django.db import DatabaseError, connections
 
+from ..conf import asherah_settings
 from ..core.errors import AsherahError
 from ..core.kms.vault_errors import HINT_TIMEOUT
 from . import aws, integrity, local, vault
@@ -152,8 +153,6 @@ def run_checks(
 
 
 def _vault_configured() -> bool:
-    from ..conf import asherah_settings
-
     try:
         return asherah_settings.KMS == "vault"
     except AsherahError:
@@ -161,8 +160,6 @@ def _vault_configured() -> bool:
 
 
 def _integrity_on() -> bool:
-    from ..conf import asherah_settings
-
     try:
         return asherah_settings.KEY_INTEGRITY != "off"
     except AsherahError:

@@ -20,6 +20,7 @@ from django.core.checks import CheckMessage, Error, Warning
 
 from ..conf import asherah_settings
 from .model import Status
+from .runner import run
 
 TAG: Final = "asherah"
 
@@ -60,8 +61,6 @@ def check_live(
     """Run the live checks and report failures as Errors and warnings as Warnings."""
     if asherah_settings.errors():
         return []  # the static checks report the settings
-    from .runner import run
-
     database = bool(databases) and asherah_settings.DATABASE in (databases or ())
     report = run(list(_NUMBERS), database=database)
     messages: list[CheckMessage] = []

@@ -12,6 +12,9 @@ import os
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from ..core.kms.aws import AwsKMS
+from ..core.kms.secrets_manager import SecretsManagerKMS
+from ..core.kms.static import StaticKMS
 from ..core.kms.vault_errors import (
     HINT_BLOB,
     HINT_UNAVAILABLE,
@@ -339,10 +342,6 @@ def round_trip(ctx: Context) -> Outcome:
 
 def _kms_kind(kms: object) -> tuple[str, str]:
     """How the round trip names a KMS other than Vault, and its tag (issue 24)."""
-    from ..core.kms.aws import AwsKMS
-    from ..core.kms.secrets_manager import SecretsManagerKMS
-    from ..core.kms.static import StaticKMS
-
     if isinstance(kms, AwsKMS):
         return f"AWS KMS (regions {', '.join(kms.regions)})", "aws"
     if isinstance(kms, SecretsManagerKMS):

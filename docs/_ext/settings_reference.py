@@ -40,7 +40,7 @@ class Row:
 def _token_setting() -> str:
     """The readiness view's token setting, wherever the view lives (it is moving into
     ``asherah_django.health``)."""
-    for module in ("asherah_django.health.views", "asherah_django.views"):
+    for module in ("asherah_django.health.views",):
         try:
             return str(importlib.import_module(module).TOKEN_SETTING)
         except ModuleNotFoundError:
@@ -71,7 +71,7 @@ def settings_rows() -> list[Row]:
             (token,),
             "none",
             "*string.* The bearer token that lets a request read the readiness view's full "
-            "report (``asherah_django.views.ReadinessView``); a Django setting, or the "
+            "report (``asherah_django.health.views.ReadinessView``); a Django setting, or the "
             "environment variable.",
             "settings",
         )

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from asherah_django.views import ReadinessView
+from asherah_django.health.views import ReadinessView
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -25,8 +25,8 @@ from django.utils.timezone import now
 import asherah_django
 from asherah_django.admin import keys as admin_keys
 from asherah_django.blind_index import IndexKeys, KeyVersion, index_key_id, parse_index_key_id
+from asherah_django.blind_index.options import normalise_text
 from asherah_django.core.records import EnvelopeKeyRecord, KeyMeta
-from asherah_django.fields.blind import normalise_text
 from asherah_django.models import EncryptionKey
 from asherah_django.rotation import all_partitions
 from tests.bidxapp.models import Customer, Subscriber

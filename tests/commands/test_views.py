@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from asherah_django import health, views
+from asherah_django import health
+from asherah_django.health import views
 from tests.commands.conftest import Vault
 from tests.commands.jsonshape import problems
 

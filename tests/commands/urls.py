@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from asherah_django.views import ReadinessView
+from asherah_django.health.views import ReadinessView
 
 urlpatterns = [
     path("ready/", ReadinessView.as_view(cache_seconds=0)),

@@ -1,4 +1,4 @@
-"""The Django internals the fields lean on (asherah_django/fields/django_internals.py): each
+"""The Django internals the fields lean on (asherah_django/django_internals.py): each
 assumption holds on the Django this combination runs (5.2, 6.0 or 6.1), what the app does
 when one stops holding, and that nothing else in the package looks at the call stack.
 
@@ -30,8 +30,9 @@ from django.core.serializers.json import Serializer as JSONSerializer
 from django.db.models.sql.compiler import SQLUpdateCompiler
 
 import asherah_django
+from asherah_django import django_internals
 from asherah_django.core.records import looks_like_data_row, parse_data_row
-from asherah_django.fields import EncryptedField, SealedValue, django_internals
+from asherah_django.fields import EncryptedField, SealedValue
 from tests.testapp.models import AllTypes
 
 from .conftest import raw_column
@@ -63,7 +64,7 @@ PLAINTEXT = (
 )
 ENCRYPTED = [f.name for f in AllTypes._meta.concrete_fields if isinstance(f, EncryptedField)]
 PACKAGE = Path(asherah_django.__file__).parent
-FENCED = PACKAGE / "fields" / "django_internals.py"
+FENCED = PACKAGE / "django_internals.py"
 
 
 def test_this_django_is_a_verified_one_and_every_assumption_holds() -> None:

@@ -13,7 +13,7 @@ from django.core.signals import got_request_exception
 from django.test import Client, RequestFactory
 from django.views.debug import ExceptionReporter
 
-from asherah_django import views
+from asherah_django.health import views
 from tests.testapp.models import TenantNote
 
 TOKEN = "probe-token-8f3a1c"

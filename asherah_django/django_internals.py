@@ -41,7 +41,7 @@ C. **How Django's python serializer reads a value** (:func:`python_serializer_as
    setting, not a hook a field could use.)
 
 D. **How an UPDATE asks a field for its placeholder** (used by the blind index's guard
-   against stale indexes, :class:`~asherah_django.fields.blind.UpdateGuard`).
+   against stale indexes, :class:`~asherah_django.blind_index.guard.UpdateGuard`).
    ``SQLUpdateCompiler.as_sql`` calls the field's ``get_placeholder_sql`` (Django 6.1+)
    or ``get_placeholder`` (before), a per-field hook; the guard provides both.
    :func:`verify` checks that the compiler still calls one of them; if not, the app
@@ -62,7 +62,7 @@ from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.models import query
 from django.db.models.sql.compiler import SQLUpdateCompiler
 
-from ..core.errors import AsherahError
+from .core.errors import AsherahError
 
 #: The Django feature releases these assumptions were checked on (by the tests).
 VERIFIED_DJANGO: Final = ((5, 2), (6, 0), (6, 1))

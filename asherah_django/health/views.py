@@ -1,7 +1,7 @@
 """A readiness view for load balancers and Kubernetes probes.
 
     # urls.py
-    from asherah_django.views import ReadinessView
+    from asherah_django.health.views import ReadinessView
 
     urlpatterns = [path("ready/asherah/", ReadinessView.as_view())]
 
@@ -43,7 +43,8 @@ from django.utils.cache import add_never_cache_headers
 from django.views import View
 from django.views.decorators.debug import sensitive_variables
 
-from .health import HealthReport, Status, run
+from .model import HealthReport, Status
+from .runner import run
 
 #: The checks a readiness probe runs: enough to know that values can be encrypted.
 READINESS_CHECKS: Final = ("vault.server", "kms.round_trip", "metastore")
@@ -62,7 +63,7 @@ def clear_cache(**kwargs: object) -> None:
         _runs.clear()
 
 
-setting_changed.connect(clear_cache, dispatch_uid="asherah_django.views.clear_cache")
+setting_changed.connect(clear_cache, dispatch_uid="asherah_django.health.views.clear_cache")
 
 
 class ReadinessView(View):

@@ -11,6 +11,7 @@ Permissions: ``asherah_django.view_encryptionkey`` (or ``change_encryptionkey``)
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,6 +34,7 @@ from django.utils import timezone
 
 from ..core.errors import MetastoreError
 from ..core.records import KeyMeta
+from ..metastore import DjangoMetastore
 from ..models import EncryptionKey
 from . import health, keys
 
@@ -258,8 +260,6 @@ class EncryptionKeyAdmin(_Base):
         row: keys.KeyRow,
         detail_url: str,
     ) -> HttpResponse:
-        from ..metastore import DjangoMetastore
-
         metastore = DjangoMetastore(policy.database)
         try:
             found = metastore.revoke(row.key_id, int(row.created.timestamp()))
@@ -404,8 +404,6 @@ def _choices(
 
 
 def _find(policy: keys.Policy, meta: KeyMeta) -> EncryptionKey | None:
-    import datetime
-
     try:
         created = datetime.datetime.fromtimestamp(meta.created, datetime.UTC)
     except (OverflowError, OSError, ValueError):

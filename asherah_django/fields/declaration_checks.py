@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Final
 
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
+from django.db import models
 
+from ..blind_index.options import (
+    MAX_DIGEST_SIZE,
+    MIN_DIGEST_SIZE,
+    SCOPES,
+    UNIQUE_MIN_DIGEST_SIZE,
+)
+from .bind import UNBOUND_CHOICES
 from .sql import SEARCHABLE_HINT
 
 if TYPE_CHECKING:
@@ -134,8 +142,6 @@ def _check_partition_option(field: EncryptedField) -> list[checks.CheckMessage]:
 
 
 def _check_blind_index(field: EncryptedField) -> list[checks.CheckMessage]:
-    from .blind import MAX_DIGEST_SIZE, MIN_DIGEST_SIZE, SCOPES, UNIQUE_MIN_DIGEST_SIZE
-
     options = field.blind_index
     assert options is not None
     if not field.blind_index_supported:
@@ -163,7 +169,7 @@ def _check_blind_index(field: EncryptedField) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = [
         checks.Error(
             f"blind_index: {problem}",
-            hint="see asherah_django.fields.blind for the options",
+            hint="see asherah_django.blind_index for the options",
             obj=field,
             id="asherah.E308",
         )
@@ -210,10 +216,6 @@ _BIND_HINT: Final = (
 
 
 def _check_bind(field: EncryptedField) -> list[checks.CheckMessage]:
-    from django.db import models
-
-    from .bind import UNBOUND_CHOICES
-
     options = field.bind
     assert options is not None
     problems: list[str] = []
