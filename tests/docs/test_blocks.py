@@ -298,7 +298,7 @@ SHELL_PROGRAMS = {
 def _shell_lines() -> list[str]:
     lines = []
     for _, body in sources.blocks("sh"):
-        for line in body.splitlines():
+        for line in body.replace("\\\n", " ").splitlines():  # backslash continuations joined
             line = line.split(" #", 1)[0].strip()
             if line and not line.startswith("#"):
                 lines.append(line)
