@@ -343,7 +343,7 @@ def _list_query(params: QueryDict) -> keys.ListQuery:
     raw_parent = _param(params, "parent")
     if raw_parent is not None:
         key_id, _, created = raw_parent.rpartition("@")
-        if not key_id or not created.isdigit() or len(created) > 11:
+        if not key_id or not (created.isascii() and created.isdigit()) or len(created) > 11:
             raise BadRequest("invalid parent")
         parent = KeyMeta(key_id, int(created))
     order = _param(params, "o", ("created", "-created"))

@@ -92,7 +92,7 @@ def _int(value: object) -> int:
         return value
     if isinstance(value, float):
         return int(value)
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return 0
 
