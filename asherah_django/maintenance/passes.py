@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 from django.db import models, router, transaction
 
 from ..core.errors import AsherahError
-from .progress import Progress
+from .progress import Progress, ProgressReporter
 from .windows import Row, Shard, pk_windows
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ class PassOptions(TypedDict, total=False):
     progress: Progress | None
     log: Callable[[str], None] | None
     pause: float
+    throttle: float | None
+    shard: Shard | None
 
 
 #: Notes a pass may add to its line: (attribute, what).
@@ -96,14 +98,35 @@ class PassStats:
 
 
 class Throttle:
-    """Sleeps ``pause`` seconds after each window."""
+    """Sleeps ``pause`` seconds after each window and, with ``rate``, as long as it takes
+    to keep the pass at or under ``rate`` rows per second (so the database stays
+    responsive to the application while a pass runs)."""
 
-    def __init__(self, pause: float = 0.0) -> None:
+    def __init__(
+        self,
+        pause: float = 0.0,
+        rate: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate is not None and rate <= 0:
+            raise AsherahError("--throttle must be a positive number of rows per second")
         self.pause = pause
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._start = clock()
+        self._rows = 0
 
     def wait(self, rows: int) -> None:
         if self.pause:
-            time.sleep(self.pause)
+            self._sleep(self.pause)
+        if self.rate:
+            self._rows += rows
+            ahead = self._rows / self.rate - (self._clock() - self._start)
+            if ahead > 0:
+                self._sleep(ahead)
 
 
 class Pass:
@@ -133,11 +156,13 @@ class Pass:
         self.dry_run = options.get("dry_run", False)
         checkpoint = options.get("checkpoint")
         self.checkpoint = checkpoint if key is not None and not self.dry_run else None
+        self.shard = options.get("shard")
+        if self.shard is not None and key is not None:
+            key += f"@{self.shard}"  # (each shard resumes on its own)
         self.key = key or ""
         self.progress = options.get("progress")
         self.log = options.get("log")
-        self.throttle = Throttle(options.get("pause", 0.0))
-        self.shard: Shard | None = None
+        self.throttle = Throttle(options.get("pause", 0.0), options.get("throttle"))
         self.after: Any = None
         self.entry = self.checkpoint.start(self.key) if self.checkpoint and resume else None
         if self.entry is not None:
@@ -165,6 +190,8 @@ class Pass:
         checkpoint for a resumed run)."""
         total = self.rows().count()
         seen = self.rows().filter(pk__lte=self.after).count() if self.after is not None else 0
+        if isinstance(self.progress, ProgressReporter):
+            self.progress.start(seen)  # (the rate counts this run's rows only)
         for rows in self.windows(columns):
             before = self.stats.done
             with transaction.atomic(using=self.using):
