@@ -1,8 +1,9 @@
 # make demo  - the example project against a local OpenBao (Vault-compatible) server
 # make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB, a bounded mutation
 #              run) on Django 6.1 / Python 3.13, and the SQLite suite on every other tested combination
+# make bench-scale - the maintenance commands on 1,000,000 PostgreSQL rows (ROWS=..., DATABASE_URL=...)
 # make mutate - mutation testing of the security-critical modules, every mutant (long)
-.PHONY: demo test bench venv lint clean mutate
+.PHONY: demo test bench bench-scale venv lint clean mutate
 
 demo:
 	scripts/demo.sh
@@ -26,6 +27,10 @@ bench: venv
 	.venv/bin/python benchmarks/orm_bench.py
 	.venv/bin/python benchmarks/integrity_bench.py
 	.venv/bin/python benchmarks/observability_bench.py
+
+ROWS ?= 1000000
+bench-scale: venv
+	.venv/bin/python benchmarks/table_scale.py --rows $(ROWS)
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
