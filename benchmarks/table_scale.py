@@ -60,20 +60,21 @@ def configure(url: str) -> None:
     module = type(sys)("table_scale_app")
     module.ScaleConfig = ScaleConfig  # type: ignore[attr-defined]
     sys.modules["table_scale_app"] = module
+    asherah = {
+        "SERVICE_NAME": "scale",
+        "PRODUCT_ID": "bench",
+        "KMS": "static",
+        "STATIC_MASTER_KEY_HEX": MASTER_KEY,
+        "METASTORE": "django",
+    }
+    database = environ.Env.db_url_config(url)
     settings.configure(
-        DEBUG=False,
+        DATABASES={"default": database},
+        INSTALLED_APPS=["asherah_django", "table_scale_app.ScaleConfig"],
+        ASHERAH=asherah,
         SECRET_KEY="benchmark-only-not-secret",
         USE_TZ=True,
-        DATABASES={"default": environ.Env.db_url_config(url)},
-        INSTALLED_APPS=["asherah_django", "table_scale_app.ScaleConfig"],
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        ASHERAH={
-            "SERVICE_NAME": "scale",
-            "PRODUCT_ID": "bench",
-            "KMS": "static",
-            "STATIC_MASTER_KEY_HEX": MASTER_KEY,
-            "METASTORE": "django",
-        },
         LOGGING_CONFIG=None,
     )
     django.setup()

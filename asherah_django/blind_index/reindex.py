@@ -6,7 +6,9 @@ version and options (its prefix says so: see :mod:`.keyring`), decrypting the va
 the partition its DataRowRecord names. Each write is a compare-and-swap
 (``UPDATE ... SET idx = new WHERE pk = ? AND value = old AND idx = old``), so a row the
 application changed meanwhile is left alone (it got a fresh index when it was saved), and
-no ``save()`` runs (no signals, ``auto_now`` untouched). A row whose index would duplicate
+no ``save()`` runs (no signals, ``auto_now`` untouched); a window's rows are sent together
+(:mod:`asherah_django.maintenance`, which also splits a table into ``--shard`` parts).
+A row whose index would duplicate
 another's on a unique index (two equal values stored during a rotation, see below) is
 left alone and reported.
 

@@ -26,28 +26,24 @@ class PassCommand:
         """``--batch-size``, ``--pause``, ``--throttle``, ``--shard``, ``--database``
         (default ``database``, else the router's), ``--dry-run`` and, with ``checkpoint``,
         ``--checkpoint``."""
-        parser.add_argument("--batch-size", type=int, default=500, help="rows per window")
+        spare = "(to spare the database)"
+        options: list[tuple[str, dict[str, Any]]] = [
+            ("--batch-size", {"type": int, "default": 500, "help": "rows per window"}),
+            ("--pause", {"type": float, "default": 0.0, "metavar": "SECONDS",
+                         "help": f"sleep between windows {spare}"}),
+            ("--throttle", {"type": float, "metavar": "ROWS_PER_SECOND",
+                            "help": f"at most this many rows per second {spare}"}),
+            ("--shard", {"metavar": "I/N", "help": "only shard I of N of the rows (by primary "
+                         "key): run N processes at once"}),
+            ("--database", {"default": database, "help": "database alias of the models "
+                            f"(default: {database or 'router'})"}),
+            ("--dry-run", {"action": "store_true", "help": "change nothing; count"}),
+        ]  # fmt: skip
         if checkpoint:
-            parser.add_argument(
-                "--checkpoint", metavar="FILE", help="record progress in FILE and resume from it"
-            )
-        parser.add_argument(
-            "--pause", type=float, default=0.0, metavar="SECONDS",
-            help="sleep between windows (to spare the database)",
-        )  # fmt: skip
-        parser.add_argument(
-            "--throttle", type=float, metavar="ROWS_PER_SECOND",
-            help="at most this many rows per second (to spare the database)",
-        )  # fmt: skip
-        parser.add_argument(
-            "--shard", metavar="I/N",
-            help="only shard I of N of the rows (by primary key): run N processes at once",
-        )  # fmt: skip
-        parser.add_argument(
-            "--database", default=database,
-            help=f"database alias of the models (default: {database or 'router'})",
-        )  # fmt: skip
-        parser.add_argument("--dry-run", action="store_true", help="change nothing; count")
+            help_ = "record progress in FILE and resume from it"
+            options.insert(1, ("--checkpoint", {"metavar": "FILE", "help": help_}))
+        for flag, spec in options:
+            parser.add_argument(flag, **spec)
 
     def pass_options(self, options: dict[str, Any], *, tty_only: bool = False) -> PassOptions:
         """The keyword arguments of a pass function, from the command's ``options``; its

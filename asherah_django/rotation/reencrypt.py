@@ -12,10 +12,14 @@ Bad rows never stop a run: a value whose key is missing, malformed, out of range
 unwrapped by the KMS, or whose record does not decrypt, is counted as unreadable, logged
 with its primary key, and left as it is; the command then exits with status 3.
 
-Writes: one ``UPDATE ... SET col = new WHERE pk = ? AND col = old`` per row (a
-compare-and-swap on the ciphertext that was read), so a row the application changed
-meanwhile is skipped and counted, never overwritten. No ``save()``: no signals, no
-``auto_now``, no other column touched. Each window of rows is one transaction.
+Writes: ``UPDATE ... SET col = new WHERE pk = ? AND col = old`` for each row (a
+compare-and-swap on the ciphertext that was read; a window's rows sent together, see
+:mod:`asherah_django.maintenance.swap`), so a row the application changed meanwhile is
+skipped and counted, never overwritten. No ``save()``: no signals, no ``auto_now``, no
+other column touched. Each window of rows is one transaction. With ``shard=``
+(``--shard I/N``) a run reads one of N disjoint parts of the table, so N processes can
+share the work; runs that overlap are harmless (the compare-and-swap lets one of them
+write each value, the other counts it as changed meanwhile).
 
 Crash safety: a value is only ever replaced by an encryption of its *plaintext*, and an
 already re-encrypted value is not stale any more, so a run killed at any point and run

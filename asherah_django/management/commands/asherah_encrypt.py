@@ -12,8 +12,11 @@ The key used: the field's own ``partition=`` when it has one; otherwise ``--part
 (one partition for every row) or ``--partition-field`` (a field of the row whose value
 is the partition, e.g. the owner's id when the middleware uses the user's pk).
 
-Progress goes to stderr (a bar on a terminal, a line per batch otherwise); the summary to
-stdout. ``--dry-run`` reads and counts but writes nothing and creates no key.
+Progress goes to stderr (a bar on a terminal, a line per batch otherwise, with the rate
+and the time left); the summary to stdout. ``--dry-run`` reads and counts but writes
+nothing and creates no key. ``--shard I/N`` encrypts one of N disjoint parts of the table
+(run N processes at once), ``--throttle`` caps the rows per second and ``--pause`` sleeps
+between batches, to spare the database.
 """
 
 from __future__ import annotations

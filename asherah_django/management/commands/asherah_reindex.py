@@ -10,15 +10,16 @@
                                   so that every running process knows it first); with
                                   --wait, sleep until then and re-index
   --recompute                     recompute every row, current or not
-  --batch-size N, --checkpoint FILE, --pause SECONDS, --database ALIAS, --dry-run
+  --batch-size N, --checkpoint FILE, --pause SECONDS, --throttle ROWS_PER_SECOND,
+  --shard I/N, --database ALIAS, --dry-run
 
 Exit status 0; 1 with a message on stderr when the run cannot start; 3 when it finished
 but met values it could not read (each logged with its primary key and left as it is;
 every readable row was indexed).
 
-Progress goes to stderr (a bar on a terminal, a line per batch otherwise), as
-``asherah_encrypt`` does; every run ends with a summary line on stdout. The logic lives in
-:mod:`asherah_django.blind_index.reindex`.
+Progress goes to stderr (a bar on a terminal, a line per batch otherwise, with the rate
+and the time left), as ``asherah_encrypt`` does; every run ends with a summary line on
+stdout. The logic lives in :mod:`asherah_django.blind_index.reindex`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,10 @@ Steps run in this order, any combination (``--shred-partition`` only alone):
   --report [LABEL ...]           values per intermediate key, system key, Vault key version
   --shred-partition P            destroy partition P's intermediate keys (asks, or --yes)
 
-``--dry-run`` reads and counts but changes nothing. Every run ends with a summary line.
+``--reencrypt`` and ``--bind`` read in windows of ``--batch-size`` rows; ``--shard I/N``
+runs one of N disjoint parts of each table (N processes at once), ``--throttle`` and
+``--pause`` spare the database, ``--checkpoint`` resumes. ``--dry-run`` reads and counts
+but changes nothing. Every run ends with a summary line.
 Exit status 0; 1 with a message on stderr when a step cannot run; 3 (``EXIT_UNREADABLE``)
 when the run finished but met values it could not read (``--reencrypt``, ``--report``:
 key missing, malformed or not unwrapped, record corrupt; each logged with its primary
