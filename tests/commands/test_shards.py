@@ -81,6 +81,7 @@ def test_throttle_holds_the_rate() -> None:
     assert slept == pytest.approx([0.5, 0.3])
 
 
+@pytest.mark.database
 @pytest.mark.django_db(transaction=True)
 def test_two_disjoint_shards_cover_every_row_once() -> None:
     values = plain_rows(41)
@@ -96,10 +97,12 @@ def test_two_disjoint_shards_cover_every_row_once() -> None:
     assert_encrypted_once(values, "shards")
 
 
+@pytest.mark.database
 @pytest.mark.django_db
 def test_integer_and_uuid_shards_are_disjoint_and_cover_every_row() -> None:
     """pk mod N, negative pks included; the N-th of the UUID space for UUID pks."""
-    LegacyNote.objects.bulk_create(LegacyNote(id=pk, owner="o") for pk in range(-7, 30))
+    pks = [pk for pk in range(-7, 30) if pk]  # (MariaDB refuses a pk of 0)
+    LegacyNote.objects.bulk_create(LegacyNote(id=pk, owner="o") for pk in pks)
     Migrating.objects.bulk_create(Migrating() for _ in range(60))
     for model, count in ((LegacyNote, 3), (Migrating, 4)):
         every = set(model.objects.values_list("pk", flat=True))
@@ -112,9 +115,10 @@ def test_integer_and_uuid_shards_are_disjoint_and_cover_every_row() -> None:
         assert all(shards)
     second = Shard(2, 3).filter(LegacyNote.objects.all()).values_list("pk", flat=True)
     # SQL's remainder keeps the dividend's sign (as math.fmod): -5 % 3 is -2 there
-    assert set(second) == {pk for pk in range(-7, 30) if math.fmod(pk, 3) in (1, -2)}
+    assert set(second) == {pk for pk in pks if math.fmod(pk, 3) in (1, -2)}
 
 
+@pytest.mark.database
 @pytest.mark.django_db(transaction=True)
 def test_reencrypt_in_three_shards_with_a_throttle() -> None:
     values = plain_rows(9)
