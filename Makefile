@@ -2,8 +2,9 @@
 # make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB, a bounded mutation
 #              run) on Django 6.1 / Python 3.13, and the SQLite suite on every other tested combination
 # make docs  - the documentation site (Sphinx, furo, MyST) in docs/_build/html, warnings as errors
+# make bench-scale - the maintenance commands on 1,000,000 PostgreSQL rows (ROWS=..., DATABASE_URL=...)
 # make mutate - mutation testing of the security-critical modules, every mutant (long)
-.PHONY: demo test bench venv lint clean mutate docs
+.PHONY: demo test bench bench-scale venv lint clean mutate docs
 
 demo:
 	scripts/demo.sh
@@ -31,6 +32,10 @@ bench: venv
 	.venv/bin/python benchmarks/orm_bench.py
 	.venv/bin/python benchmarks/integrity_bench.py
 	.venv/bin/python benchmarks/observability_bench.py
+
+ROWS ?= 1000000
+bench-scale: venv
+	.venv/bin/python benchmarks/table_scale.py --rows $(ROWS)
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info docs/_build

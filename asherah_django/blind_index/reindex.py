@@ -6,7 +6,9 @@ version and options (its prefix says so: see :mod:`.keyring`), decrypting the va
 the partition its DataRowRecord names. Each write is a compare-and-swap
 (``UPDATE ... SET idx = new WHERE pk = ? AND value = old AND idx = old``), so a row the
 application changed meanwhile is left alone (it got a fresh index when it was saved), and
-no ``save()`` runs (no signals, ``auto_now`` untouched). A row whose index would duplicate
+no ``save()`` runs (no signals, ``auto_now`` untouched); a window's rows are sent together
+(:mod:`asherah_django.maintenance`, which also splits a table into ``--shard`` parts).
+A row whose index would duplicate
 another's on a unique index (two equal values stored during a rotation, see below) is
 left alone and reported.
 
@@ -30,32 +32,31 @@ reports the second as a conflict instead of failing; resolve it and run again.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from django.apps import apps
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import models, router
 from django.db.models import ExpressionWrapper, F
 
-from ..core.errors import AsherahError, MalformedRecordError
+from ..core.errors import AsherahError
 from ..core.key_ids import KeyKind
-from ..core.records import parse_data_row
 from ..fields.base import EncryptedField, encrypted_fields
+from ..maintenance import Change, CompareAndSwap, Pass, PassOptions, PassStats, Row
+from ..maintenance.passes import CHANGED
+from ..maintenance.passes import UNREADABLE as UNREADABLE_NOTE
 from ..rotation.reencrypt import ROW_ERRORS, UNREADABLE
+from ..rotation.targets import parse
 from .column import BlindIndexField
 from .keyring import IndexKeys, index_keys, version_tag
 from .options import index_input
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
-    from ..rotation import Checkpoint, Summary
+    from ..rotation import Summary
 
 logger = logging.getLogger("asherah_django.blind_index")
-
-Progress = Callable[[int, int], None]
-Row = tuple[Any, ...]
 
 
 class ReindexError(AsherahError):
@@ -112,38 +113,24 @@ def _indexed(model: type[models.Model], field: EncryptedField) -> IndexedField:
 
 
 @dataclass
-class ReindexStats:
+class ReindexStats(PassStats):
     """What a run did to one field (or, in a dry run, would do)."""
 
-    label: str
-    dry_run: bool = False
-    rows: int = 0
+    DONE = ("indexed", "", "indexed")
+    ALREADY = ("current", "already current")
+    NOTES = (
+        ("cleared", "index(es) of NULL values cleared"),
+        CHANGED,
+        ("not_encrypted", "plaintext not indexed (see asherah_encrypt)"),
+        UNREADABLE_NOTE,
+        ("conflicts", "would duplicate another row's unique value (left alone)"),
+    )
+
     indexed: int = 0
     current: int = 0
     cleared: int = 0
-    changed: int = 0
     conflicts: int = 0
-    not_encrypted: int = 0
-    unreadable: int = 0
-    resumed_after: Any = None
     conflict_pks: list[Any] = field(default_factory=list)
-
-    def line(self) -> str:
-        verb = "would be indexed" if self.dry_run else "indexed"
-        text = (
-            f"{self.label}: {self.rows} row(s) read, {self.indexed} {verb}, "
-            f"{self.current} already current"
-        )
-        for count, what in (
-            (self.cleared, "index(es) of NULL values cleared"),
-            (self.changed, "changed by the application meanwhile (left alone)"),
-            (self.not_encrypted, "plaintext not indexed (see asherah_encrypt)"),
-            (self.unreadable, "unreadable: key missing or record corrupt (see the log)"),
-            (self.conflicts, "would duplicate another row's unique value (left alone)"),
-        ):
-            if count:
-                text += f", {count} {what}"
-        return text + "."
 
 
 def reindex(
@@ -151,61 +138,15 @@ def reindex(
     target: IndexedField,
     summary: Summary,
     *,
-    batch_size: int = 500,
-    dry_run: bool = False,
     recompute: bool = False,
-    using: str | None = None,
-    checkpoint: Checkpoint | None = None,
-    progress: Progress | None = None,
-    log: Callable[[str], None] | None = None,
-    pause: float = 0.0,
+    **options: Unpack[PassOptions],
 ) -> ReindexStats:
     """Bring ``target``'s index column up to date (see the module docs)."""
-    if batch_size < 1:
-        raise ReindexError("--batch-size must be at least 1")
     model = target.model
-    pk = model._meta.pk
-    if pk is None or isinstance(pk, models.CompositePrimaryKey):
-        raise ReindexError(f"{model._meta.label} has no single-column primary key")
-    using = using or router.db_for_write(model)
     key = f"bidx:{model._meta.label_lower}.{target.field.name}"
-    stats = ReindexStats(target.label, dry_run=dry_run)
-    after = None
-    entry = checkpoint.start(key) if checkpoint is not None and not dry_run else None
-    if entry is not None and not recompute:
-        after = pk.to_python(entry["last_pk"])
-        stats.resumed_after = after
-        summary.say(f"{target.label}: resuming after pk {after} (checkpoint {checkpoint.path}).")  # type: ignore[union-attr]
-    manager = model._base_manager.db_manager(using)
-    total = manager.count()
-    done = manager.filter(pk__lte=after).count() if after is not None else 0
-    writer = _Writer(factory, target, using, recompute=recompute)
-    for rows in _windows(target, using, batch_size, after):
-        before = stats.indexed
-        with transaction.atomic(using=using):
-            writer.window(rows, stats, dry_run)
-        if checkpoint is not None and not dry_run:
-            checkpoint.save(key, rows[-1][0], None)
-        done += len(rows)
-        if log is not None:
-            log(f"{target.label}: pk {rows[0][0]}..{rows[-1][0]}: {stats.indexed - before} indexed")
-        if progress is not None:
-            progress(done, max(total, done))
-        if pause:
-            time.sleep(pause)
-    if checkpoint is not None and not dry_run:
-        checkpoint.finish(key)
-    summary.say(stats.line())
-    summary.count("index value(s) written" if not dry_run else "index value(s)", stats.indexed)
-    if stats.conflicts:
-        summary.count("unique conflict(s)", stats.conflicts)
-    if stats.unreadable:
-        summary.count(UNREADABLE, stats.unreadable)
-    return stats
-
-
-def _windows(target: IndexedField, using: str, size: int, after: Any) -> Iterator[list[Row]]:
-    """``(pk, value text, index, row partition?)`` in pk order, ``size`` rows at a time."""
+    stats = ReindexStats(target.label, dry_run=options.get("dry_run", False))
+    run = Pass(model, stats, summary, key, options, resume=not recompute)
+    writer = _Writer(factory, target, run.using, recompute=recompute)
     field = target.field
     columns: list[Any] = [
         "pk",
@@ -214,17 +155,17 @@ def _windows(target: IndexedField, using: str, size: int, after: Any) -> Iterato
     ]
     if isinstance(field.partition, str):
         columns.append(field._partition_attname)
-    manager = target.model._base_manager.db_manager(using)
-    last = after
-    while True:
-        rows = manager.order_by("pk")
-        if last is not None:
-            rows = rows.filter(pk__gt=last)
-        batch = list(rows.values_list(*columns)[:size])
-        if not batch:
-            return
-        last = batch[-1][0]
-        yield batch
+    run.run(
+        columns,
+        lambda rows: writer.window(rows, stats, run.dry_run),
+    )
+    stats.tell(
+        summary,
+        ("index value(s) written" if not run.dry_run else "index value(s)", stats.indexed),
+        ("unique conflict(s)", stats.conflicts),
+        (UNREADABLE, stats.unreadable),
+    )
+    return stats
 
 
 class _Writer:
@@ -239,22 +180,40 @@ class _Writer:
         self.recompute = recompute
         self.keys: IndexKeys = index_keys(factory)
         self.config = target.field.blind_config
-        quote = connections[using].ops.quote_name
-        pk = target.model._meta.pk
-        assert pk is not None
-        assert pk.column is not None
+        self.swap = CompareAndSwap(target.model, using).swap
         value, index = target.field.column, target.column.column
         assert value is not None
         assert index is not None
-        table, pk_column = quote(target.model._meta.db_table), quote(pk.column)
-        self.sql = f"UPDATE {table} SET {quote(index)} = %s WHERE {pk_column} = %s"  # noqa: S608
-        self.value_is = f" AND {quote(value)} = %s"
-        self.value_null = f" AND {quote(value)} IS NULL"
-        self.index_is = f" AND {quote(index)} = %s"
-        self.index_null = f" AND {quote(index)} IS NULL"
+        self.value, self.index = value, index
 
     def window(self, rows: list[Row], stats: ReindexStats, dry_run: bool) -> None:
-        parsed = [_parse(row[1]) for row in rows]
+        clears: list[Change] = []
+        writes: list[Change] = []
+        self._window(rows, stats, dry_run, clears, writes)
+        unique = self.target.column.schema_unique
+        for changes, kind in ((clears, "cleared"), (writes, "indexed")):
+            swapped = self.swap(changes, isolate=unique)
+            setattr(stats, kind, getattr(stats, kind) + swapped.rows)
+            stats.changed += swapped.lost_rows
+            stats.conflicts += len(swapped.conflicts)
+            stats.conflict_pks += swapped.conflicts
+            for pk in swapped.conflicts:
+                logger.warning(
+                    "asherah_reindex: %s pk %s: another row holds the same value on this unique "
+                    "field (stored during a key rotation?); resolve it and run again",
+                    self.target.label,
+                    pk,
+                )
+
+    def _window(
+        self,
+        rows: list[Row],
+        stats: ReindexStats,
+        dry_run: bool,
+        clears: list[Change],
+        writes: list[Change],
+    ) -> None:
+        parsed = [parse(row[1]) for row in rows]
         metas = {record.parent for record in parsed if record is not None}
         if metas and not dry_run:
             self.factory.preload(metas)
@@ -264,8 +223,10 @@ class _Writer:
             if text is None:
                 if stored is None:
                     stats.current += 1
-                elif dry_run or self._write(pk, None, None, stored, stats):
+                elif dry_run:
                     stats.cleared += 1
+                else:
+                    clears.append(self._change(pk, None, None, stored))
                 continue
             if record is not None:
                 partition = self._partition_of(record.parent.key_id)
@@ -311,8 +272,8 @@ class _Writer:
             )
             if new == stored:
                 stats.current += 1
-            elif self._write(pk, new, text, stored, stats):
-                stats.indexed += 1
+            else:
+                writes.append(self._change(pk, new, text, stored))
 
     def _partition_of(self, key_id: str) -> str | None:
         return self.factory.ids.partition_of(key_id)
@@ -327,53 +288,9 @@ class _Writer:
             data = field.binder.column_value(data)
         return field.decode(data)
 
-    def _write(
-        self, pk: Any, new: str | None, text: str | None, stored: Any, stats: ReindexStats
-    ) -> bool:
-        sql = self.sql + (self.value_null if text is None else self.value_is)
-        sql += self.index_null if stored is None else self.index_is
-        pk_field = self.target.model._meta.pk
-        assert pk_field is not None
-        params = [new, pk_field.get_db_prep_value(pk, connections[self.using])]  # (UUID pks)
-        if text is not None:
-            params.append(text)
-        if stored is not None:
-            params.append(stored)
-        connection = connections[self.using]
-        try:
-            if self.target.column.schema_unique:
-                with transaction.atomic(using=self.using), connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    count = cursor.rowcount
-            else:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    count = cursor.rowcount
-        except IntegrityError:
-            stats.conflicts += 1
-            stats.conflict_pks.append(pk)
-            logger.warning(
-                "asherah_reindex: %s pk %s: another row holds the same value on this unique "
-                "field (stored during a key rotation?); resolve it and run again",
-                self.target.label,
-                pk,
-            )
-            return False
-        if count == 0:
-            stats.changed += 1
-            return False
-        return True
-
-
-def _parse(text: object) -> Any:
-    if isinstance(text, bytes | memoryview):
-        text = bytes(text).decode("utf-8", "replace")
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return parse_data_row(text)
-    except MalformedRecordError:
-        return None
+    def _change(self, pk: Any, new: str | None, text: str | None, stored: Any) -> Change:
+        """Set the index to ``new`` while the row holds ``text`` and ``stored``."""
+        return Change(pk, {self.index: new}, {self.value: text, self.index: stored})
 
 
 # -- keys: rotation and retirement --------------------------------------------------------

@@ -25,7 +25,7 @@ from ..rotation.targets import parse
 from .reindex import IndexedField, indexed_fields
 
 if TYPE_CHECKING:
-    from ..rotation.summary import Summary
+    from ..maintenance.summary import Summary
 
 logger = logging.getLogger("asherah_django.blind_index")
 

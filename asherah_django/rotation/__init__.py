@@ -14,6 +14,7 @@ Every step says what it did through a :class:`Summary`, whose ``text()`` ends a 
 
 from __future__ import annotations
 
+from ..maintenance.summary import Summary, when
 from .inventory import Inventory, report, take_inventory
 from .keys import (
     KeyChange,
@@ -26,7 +27,6 @@ from .keys import (
     shred_partition,
 )
 from .reencrypt import UNREADABLE, Checkpoint, KeyStatus, ReencryptStats, reencrypt
-from .summary import Summary, when
 from .targets import Target, every_target, resolve_targets
 
 __all__ = [

@@ -16,19 +16,17 @@ to tell a bound record from an unbound one without decrypting it).
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from django.db import transaction
+from typing import TYPE_CHECKING, Any, Unpack
 
 from ..core.binding import has_header, unbind
 from ..core.errors import BindingMismatchError, DecryptionError
+from ..maintenance import Changes, Pass, PassOptions, PassStats, Row
+from ..maintenance.passes import CHANGED, FOREIGN, NOT_ENCRYPTED
+from ..maintenance.summary import Summary
 from .keys import RotationError
-from .reencrypt import Checkpoint, Progress, _Writer
-from .summary import Summary
-from .targets import Target, parse, partition_of, windows
+from .reencrypt import _Writer, ours, target_options
+from .targets import Target, check_pk, parse
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
@@ -59,119 +57,66 @@ def bind_target(target: Target) -> BindTarget:
     return BindTarget(target.model, target.fields, tuple(extra))
 
 
+_MISMATCHED = ("mismatched", "bound to another row or column (left alone, see the log)")
+
+
 @dataclass
-class BindStats:
+class BindStats(PassStats):
     """What a ``--bind`` run did to one target (or, in a dry run, would do)."""
 
-    label: str
-    dry_run: bool = False
-    rows: int = 0
+    DONE = ("bound", "value(s) ", "bound")
+    ALREADY = ("already", "already bound")
+    NOTES = (
+        CHANGED,
+        _MISMATCHED,
+        NOT_ENCRYPTED,
+        FOREIGN,
+        ("unreadable", "unreadable (see the log)"),
+    )
+
     bound: int = 0
     already: int = 0
-    changed: int = 0
     mismatched: int = 0
-    not_encrypted: int = 0
-    foreign: int = 0
-    unreadable: int = 0
-    resumed_after: Any = None
-
-    def line(self) -> str:
-        verb = "would be bound" if self.dry_run else "bound"
-        text = (
-            f"{self.label}: {self.rows} row(s) read, {self.bound} value(s) {verb}, "
-            f"{self.already} already bound"
-        )
-        for count, what in (
-            (self.changed, "changed by the application meanwhile (left alone)"),
-            (self.mismatched, "bound to another row or column (left alone, see the log)"),
-            (self.not_encrypted, "not encrypted (see asherah_encrypt)"),
-            (self.foreign, "encrypted for another service or product (left alone)"),
-            (self.unreadable, "unreadable (see the log)"),
-        ):
-            if count:
-                text += f", {count} {what}"
-        return text + "."
 
 
 def bind_values(
     factory: SessionFactory,
     target: Target,
     summary: Summary,
-    *,
-    batch_size: int = 500,
-    dry_run: bool = False,
-    using: str | None = None,
-    checkpoint: Checkpoint | None = None,
-    progress: Progress | None = None,
-    log: Callable[[str], None] | None = None,
-    pause: float = 0.0,
+    **options: Unpack[PassOptions],
 ) -> BindStats:
     """Convert ``target``'s unbound values to bound records (see the module docs)."""
     bound = bind_target(target)
-    using = bound.database(using)
-    model = bound.model
-    pk_field = model._meta.pk
-    assert pk_field is not None
-    key = f"{model._meta.label_lower}:{','.join(f.attname for f in bound.fields)}:bind"
-    stats = BindStats(bound.label, dry_run=dry_run)
-    after = None
-    entry = checkpoint.start(key) if checkpoint is not None and not dry_run else None
-    if entry is not None:
-        after = pk_field.to_python(entry["last_pk"])
-        stats.resumed_after = after
-        summary.say(f"{bound.label}: resuming after pk {after} (checkpoint {checkpoint.path}).")  # type: ignore[union-attr]
-    manager = model._base_manager.db_manager(using)
-    total = manager.count()
-    done = manager.filter(pk__lte=after).count() if after is not None else 0
-    writer = _Writer(factory, bound, using, None)
-    for rows in windows(bound, using, batch_size, after):
-        before = stats.bound
-        with transaction.atomic(using=using):
-            _window(factory, bound, rows, writer, stats, dry_run)
-        if checkpoint is not None and not dry_run:
-            checkpoint.save(key, rows[-1][0], None)
-        done += len(rows)
-        if log is not None:
-            log(f"{bound.label}: pk {rows[0][0]}..{rows[-1][0]}: {stats.bound - before} bound")
-        if progress is not None:
-            progress(done, max(total, done))
-        if pause:
-            time.sleep(pause)
-    if checkpoint is not None and not dry_run:
-        checkpoint.finish(key)
-    summary.say(stats.line())
-    summary.count("value(s) bound", stats.bound)
-    if stats.mismatched:
-        summary.count("value(s) bound elsewhere", stats.mismatched)
-    if stats.unreadable:
-        summary.count("value(s) unreadable", stats.unreadable)
+    check_pk(bound)
+    key = f"{bound.model._meta.label_lower}:{','.join(f.attname for f in bound.fields)}:bind"
+    stats = BindStats(bound.label, dry_run=options.get("dry_run", False))
+    run = Pass(bound.model, stats, summary, key, target_options(bound, options))
+    writer = _Writer(factory, bound, run.using, None)
+    run.run(
+        bound.columns(),
+        lambda rows: _window(writer, bound, rows, stats),
+    )
+    stats.tell(
+        summary,
+        ("value(s) bound", stats.bound),
+        ("value(s) bound elsewhere", stats.mismatched),
+        ("value(s) unreadable", stats.unreadable),
+    )
     return stats
 
 
-def _window(
-    factory: SessionFactory,
-    target: BindTarget,
-    rows: list[tuple[Any, ...]],
-    writer: _Writer,
-    stats: BindStats,
-    dry_run: bool,
-) -> None:
+def _window(writer: _Writer, target: BindTarget, rows: list[Row], stats: BindStats) -> None:
+    factory, dry_run = writer.factory, stats.dry_run
     count = len(target.fields)
     parsed = [[parse(text) for text in row[1 : 1 + count]] for row in rows]
     factory.preload({r.parent for records in parsed for r in records if r is not None})
+    changes = Changes()
     for row, records in zip(rows, parsed, strict=True):
         stats.rows += 1
         values = dict(zip(target.extra, row[1 + count :], strict=True))
-        changes: dict[int, tuple[str, str]] = {}
-        for index, (field, text, record) in enumerate(
-            zip(target.fields, row[1 : 1 + count], records, strict=True)
-        ):
-            if record is None:
-                stats.not_encrypted += text is not None and text != ""
-                continue
-            partition = partition_of(factory, record.parent.key_id)
+        for field, text, record in zip(target.fields, row[1 : 1 + count], records, strict=True):
+            partition = ours(factory, text, record, stats)
             if partition is None:
-                stats.foreign += 1
                 continue
             binder = field.binder
             try:
@@ -185,7 +130,7 @@ def _window(
                 if dry_run:
                     stats.bound += 1
                     continue
-                changes[index] = (session.encrypt(header + plaintext), text)
+                changes.add(row[0], field.column, session.encrypt(header + plaintext), text)
             except BindingMismatchError as exc:
                 stats.mismatched += 1
                 logger.warning("asherah_rotate --bind: %s pk %s: %s", target.label, row[0], exc)
@@ -194,8 +139,6 @@ def _window(
                 logger.warning(
                     "asherah_rotate --bind: %s pk %s: %s", target.label, row[0], exc.args[0]
                 )
-        if changes:
-            if writer.update(row[0], changes):
-                stats.bound += len(changes)
-            else:
-                stats.changed += len(changes)
+    swapped = writer.swap(changes)
+    stats.bound += swapped.values
+    stats.changed += swapped.lost_values

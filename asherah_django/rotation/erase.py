@@ -42,11 +42,11 @@ from ..core.aead import Cipher, new_key
 from ..core.errors import AsherahError, DecryptionError
 from ..core.kms.erase import EraseCapableKMS, EraseRefusedError
 from ..core.records import EnvelopeKeyRecord, KeyMeta
+from ..maintenance.summary import Summary
 from . import erase_rows as rows
 from .erase_plan import Plan
 from .erase_state import EraseState
 from .keys import metastore_of
-from .summary import Summary
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 from ..core.errors import MalformedRecordError
 from ..core.kms.vault_errors import VaultKMSError
 from ..core.records import EnvelopeKeyRecord, KeyMeta
+from ..maintenance import pk_windows
+from ..maintenance.summary import Summary, when
 from .keys import stored_versions
 from .reencrypt import UNREADABLE, KeyStatus
-from .summary import Summary, when
-from .targets import Target, parse, partition_of, windows
+from .targets import Target, check_pk, parse, partition_of
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
@@ -66,7 +67,9 @@ def take_inventory(
     """Read every value of ``targets`` (raw, in pk windows) and count them by key."""
     inventory = Inventory(targets=[target.label for target in targets])
     for target in targets:
-        for rows in windows(target, target.database(using), batch_size):
+        check_pk(target)
+        table = target.model._base_manager.db_manager(target.database(using)).all()
+        for rows in pk_windows(table, target.columns(), batch_size):
             for row in rows:
                 inventory.rows += 1
                 for text in row[1:]:

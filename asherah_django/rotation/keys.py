@@ -23,7 +23,7 @@ from ..core.errors import AsherahError, UnreadableKeyError
 from ..core.key_ids import KeyKind
 from ..core.kms.vault_errors import VaultKMSError
 from ..core.records import EnvelopeKeyRecord, KeyMeta
-from .summary import Summary, when
+from ..maintenance.summary import Summary, when
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory

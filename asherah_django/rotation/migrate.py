@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Final
 
 from ..core.errors import AsherahError, KMSError
 from ..core.records import EnvelopeKeyRecord, KeyMeta
+from ..maintenance.summary import Summary, when
 from .keys import KeyChange, RotationError, metastore_of, stored_versions
-from .summary import Summary, when
 
 if TYPE_CHECKING:
     from ..core.protocols import KeyManagementService

@@ -12,10 +12,14 @@ Bad rows never stop a run: a value whose key is missing, malformed, out of range
 unwrapped by the KMS, or whose record does not decrypt, is counted as unreadable, logged
 with its primary key, and left as it is; the command then exits with status 3.
 
-Writes: one ``UPDATE ... SET col = new WHERE pk = ? AND col = old`` per row (a
-compare-and-swap on the ciphertext that was read), so a row the application changed
-meanwhile is skipped and counted, never overwritten. No ``save()``: no signals, no
-``auto_now``, no other column touched. Each window of rows is one transaction.
+Writes: ``UPDATE ... SET col = new WHERE pk = ? AND col = old`` for each row (a
+compare-and-swap on the ciphertext that was read; a window's rows sent together, see
+:mod:`asherah_django.maintenance.swap`), so a row the application changed meanwhile is
+skipped and counted, never overwritten. No ``save()``: no signals, no ``auto_now``, no
+other column touched. Each window of rows is one transaction. With ``shard=``
+(``--shard I/N``) a run reads one of N disjoint parts of the table, so N processes can
+share the work; runs that overlap are harmless (the compare-and-swap lets one of them
+write each value, the other counts it as changed meanwhile).
 
 Crash safety: a value is only ever replaced by an encryption of its *plaintext*, and an
 already re-encrypted value is not stale any more, so a run killed at any point and run
@@ -27,16 +31,10 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import json
 import logging
-import os
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from django.db import connections, transaction
+from typing import TYPE_CHECKING, Any, Unpack
 
 from ..core.errors import (
     DecryptionError,
@@ -44,18 +42,20 @@ from ..core.errors import (
     KMSError,
     UnreadableKeyError,
 )
-from ..core.records import EnvelopeKeyRecord, KeyMeta, parse_data_row
+from ..core.records import DataRowRecord, EnvelopeKeyRecord, KeyMeta, parse_data_row
+from ..maintenance import Changes, CompareAndSwap, Pass, PassOptions, PassStats
+from ..maintenance import Checkpoint as Checkpoint  # (rotation.Checkpoint)
+from ..maintenance.passes import CHANGED, FOREIGN, NOT_ENCRYPTED
+from ..maintenance.passes import UNREADABLE as UNREADABLE_NOTE
+from ..maintenance.summary import Summary
 from .keys import metastore_of
-from .summary import Summary
-from .targets import Target, parse, partition_of, windows
+from .targets import Target, check_pk, parse, partition_of
 
 if TYPE_CHECKING:
     from ..core.session import SessionFactory
     from ..metastore import DjangoMetastore
 
 logger = logging.getLogger("asherah_django.rotation")
-
-Progress = Callable[[int, int], None]
 
 #: The summary counter of values that could not be read (the commands then exit 3).
 UNREADABLE = "value(s) unreadable"
@@ -153,85 +153,25 @@ def _latest_created(store: DjangoMetastore, ids: set[str]) -> dict[str, int]:
     return latest
 
 
+_KEY_TOO_OLD = (
+    "key_too_old",
+    "left alone: their partition's current key is older than --older-than too (revoke it "
+    "first: --partition or --all-partitions)",
+)
+
+
 @dataclass
-class ReencryptStats:
+class ReencryptStats(PassStats):
     """What a run did to one target (or, in a dry run, would do)."""
 
-    label: str
-    dry_run: bool = False
-    rows: int = 0
+    DONE = ("reencrypted", "value(s) ", "re-encrypted")
+    ALREADY = ("current", "already on current keys")
+    NOTES = (CHANGED, NOT_ENCRYPTED, FOREIGN, UNREADABLE_NOTE, _KEY_TOO_OLD)
+
     reencrypted: int = 0
     current: int = 0
-    changed: int = 0
-    not_encrypted: int = 0
-    foreign: int = 0
-    unreadable: int = 0
     key_too_old: int = 0
-    resumed_after: Any = None
     extra: dict[str, int] = field(default_factory=dict)
-
-    def line(self) -> str:
-        verb = "would be re-encrypted" if self.dry_run else "re-encrypted"
-        text = (
-            f"{self.label}: {self.rows} row(s) read, {self.reencrypted} value(s) {verb}, "
-            f"{self.current} already on current keys"
-        )
-        for count, what in (
-            (self.changed, "changed by the application meanwhile (left alone)"),
-            (self.not_encrypted, "not encrypted (see asherah_encrypt)"),
-            (self.foreign, "encrypted for another service or product (left alone)"),
-            (self.unreadable, "unreadable: key missing or record corrupt (see the log)"),
-            (
-                self.key_too_old,
-                "left alone: their partition's current key is older than --older-than too "
-                "(revoke it first: --partition or --all-partitions)",
-            ),
-        ):
-            if count:
-                text += f", {count} {what}"
-        return text + "."
-
-
-class Checkpoint:
-    """Progress of ``--reencrypt`` runs in a JSON file, to resume after a crash."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def _load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"version": 1, "targets": {}}
-        except (OSError, ValueError) as exc:
-            from .keys import RotationError
-
-            raise RotationError(f"the checkpoint file {self.path} is unreadable: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("targets"), dict):
-            return {"version": 1, "targets": {}}
-        return data
-
-    def _store(self, data: dict[str, Any]) -> None:
-        if not data["targets"]:
-            self.path.unlink(missing_ok=True)
-            return
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.path)
-
-    def start(self, key: str) -> dict[str, Any] | None:
-        entry = self._load()["targets"].get(key)
-        return entry if isinstance(entry, dict) else None
-
-    def save(self, key: str, last_pk: Any, cutoff: int | None) -> None:
-        data = self._load()
-        data["targets"][key] = {"last_pk": str(last_pk), "cutoff": cutoff}
-        self._store(data)
-
-    def finish(self, key: str) -> None:
-        data = self._load()
-        data["targets"].pop(key, None)
-        self._store(data)
 
 
 def reencrypt(
@@ -240,59 +180,49 @@ def reencrypt(
     summary: Summary,
     *,
     cutoff: int | None = None,
-    batch_size: int = 500,
-    dry_run: bool = False,
-    using: str | None = None,
-    checkpoint: Checkpoint | None = None,
-    progress: Progress | None = None,
-    log: Callable[[str], None] | None = None,
-    pause: float = 0.0,
+    **options: Unpack[PassOptions],
 ) -> ReencryptStats:
     """Re-encrypt ``target``'s stale values (see the module docs); returns the counts."""
-    using = target.database(using)
-    model = target.model
-    pk_field = model._meta.pk
-    assert pk_field is not None
-    key = f"{model._meta.label_lower}:{','.join(f.attname for f in target.fields)}"
+    check_pk(target)
+    key = f"{target.model._meta.label_lower}:{','.join(f.attname for f in target.fields)}"
     key += ":older-than" if cutoff is not None else ":revoked"
-    stats = ReencryptStats(target.label, dry_run=dry_run)
-    after = None
-    entry = checkpoint.start(key) if checkpoint is not None and not dry_run else None
-    if entry is not None:
-        after = pk_field.to_python(entry["last_pk"])
-        cutoff = entry.get("cutoff", cutoff)
-        stats.resumed_after = after
-        summary.say(f"{target.label}: resuming after pk {after} (checkpoint {checkpoint.path}).")  # type: ignore[union-attr]
-    manager = model._base_manager.db_manager(using)
-    total = manager.count()
-    done = manager.filter(pk__lte=after).count() if after is not None else 0
+    stats = ReencryptStats(target.label, dry_run=options.get("dry_run", False))
+    run = Pass(target.model, stats, summary, key, target_options(target, options))
+    if run.entry is not None:
+        cutoff = run.entry.get("cutoff", cutoff)
     status = KeyStatus(factory, cutoff)
-    writer = _Writer(factory, target, using, cutoff)
-    for rows in windows(target, using, batch_size, after):
-        before = stats.reencrypted
-        with transaction.atomic(using=using):
-            _window(factory, target, rows, status, writer, stats, dry_run)
-        if checkpoint is not None and not dry_run:
-            checkpoint.save(key, rows[-1][0], cutoff)
-        done += len(rows)
-        if log is not None:
-            log(
-                f"{target.label}: pk {rows[0][0]}..{rows[-1][0]}: "
-                f"{stats.reencrypted - before} re-encrypted"
-            )
-        if progress is not None:
-            progress(done, max(total, done))
-        if pause:
-            time.sleep(pause)
-    if checkpoint is not None and not dry_run:
-        checkpoint.finish(key)
-    summary.say(stats.line())
-    summary.count("value(s) re-encrypted", stats.reencrypted)
-    if stats.changed:
-        summary.count("value(s) left alone (changed meanwhile)", stats.changed)
-    if stats.unreadable:
-        summary.count(UNREADABLE, stats.unreadable)
+    writer = _Writer(factory, target, run.using, cutoff)
+    run.run(
+        target.columns(),
+        lambda rows: _window(factory, target, rows, status, writer, stats, run.dry_run),
+        cutoff=cutoff,
+    )
+    stats.tell(
+        summary,
+        ("value(s) re-encrypted", stats.reencrypted),
+        ("value(s) left alone (changed meanwhile)", stats.changed),
+        (UNREADABLE, stats.unreadable),
+    )
     return stats
+
+
+def target_options(target: Target, options: PassOptions) -> PassOptions:
+    """``options`` with the target's database (the router's when none is given)."""
+    return {**options, "using": target.database(options.get("using"))}
+
+
+def ours(
+    factory: SessionFactory, text: Any, record: DataRowRecord | None, stats: PassStats
+) -> str | None:
+    """The partition of a value encrypted by this service; None (counted in ``stats``) for
+    a value not encrypted or another service's."""
+    if record is None:
+        stats.not_encrypted += text is not None and text != ""
+        return None
+    partition = partition_of(factory, record.parent.key_id)
+    if partition is None:
+        stats.foreign += 1
+    return partition
 
 
 def _window(
@@ -309,16 +239,12 @@ def _window(
     stale = {r.parent for records in parsed for r in records if r and status.why_stale(r.parent)}
     if not dry_run:
         factory.preload(stale)
+    changes = Changes()
     for row, records in zip(rows, parsed, strict=True):
         stats.rows += 1
-        changes: dict[int, tuple[str, str]] = {}
-        for index, (text, record) in enumerate(zip(row[1:], records, strict=True)):
-            if record is None:
-                stats.not_encrypted += text is not None and text != ""
-                continue
-            partition = partition_of(factory, record.parent.key_id)
-            if partition is None:
-                stats.foreign += 1
+        for field_, text, record in zip(target.fields, row[1:], records, strict=True):
+            partition = ours(factory, text, record, stats)
+            if partition is None or record is None:
                 continue
             why = status.why_stale(record.parent)
             if why is None:
@@ -348,34 +274,23 @@ def _window(
             if parse_data_row(new_text).parent == record.parent:
                 stats.current += 1  # the partition's write key is this one: nothing newer
                 continue
-            changes[index] = (new_text, text)
-        if changes:
-            if writer.update(row[0], changes):
-                stats.reencrypted += len(changes)
-            else:
-                stats.changed += len(changes)
+            changes.add(row[0], field_.column, new_text, text)
+    swapped = writer.swap(changes)
+    stats.reencrypted += swapped.values
+    stats.changed += swapped.lost_values
 
 
 class _Writer:
-    """Encrypts with each partition's current key and writes with compare-and-swap."""
+    """Encrypts with each partition's current key; writes with compare-and-swap."""
 
     def __init__(
         self, factory: SessionFactory, target: Target, using: str, cutoff: int | None
     ) -> None:
         self.factory = factory
         self.target = target
-        self.using = using
         self.cutoff = cutoff
         self._fresh: dict[str, bool] = {}
-        connection = connections[using]
-        self._quote = connection.ops.quote_name
-        self._table = self._quote(target.model._meta.db_table)
-        pk = target.model._meta.pk
-        assert pk is not None
-        pk_column = pk.column
-        assert pk_column is not None
-        self._pk = self._quote(pk_column)
-        self._pk_field = pk
+        self.swap = CompareAndSwap(target.model, using).swap
 
     def current_key_new_enough(self, partition: str) -> bool:
         """Whether the partition's write key was created after the cutoff (creates it if
@@ -391,25 +306,3 @@ class _Writer:
     def reencrypt(self, partition: str, text: str) -> str:
         session = self.factory.get_session(partition)
         return session.encrypt(session.decrypt(text))
-
-    def update(self, pk: Any, changes: dict[int, tuple[str, str]]) -> bool:
-        """One compare-and-swap UPDATE; False when the row changed since it was read."""
-        fields = self.target.fields
-        sets, conditions, new, old = [], [], [], []
-        for index, (new_text, old_text) in changes.items():
-            name = fields[index].column
-            assert name is not None
-            column = self._quote(name)
-            sets.append(f"{column} = %s")
-            conditions.append(f"{column} = %s")
-            new.append(new_text)
-            old.append(old_text)
-        sql = (
-            f"UPDATE {self._table} SET {', '.join(sets)} "  # noqa: S608 - quoted names only
-            f"WHERE {self._pk} = %s AND {' AND '.join(conditions)}"
-        )
-        connection = connections[self.using]
-        key = self._pk_field.get_db_prep_value(pk, connection)  # (a UUID pk on SQLite: text)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*new, key, *old])
-            return bool(cursor.rowcount)

@@ -8,7 +8,7 @@ row-partitioned fields are handled alike and a value never moves to another part
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -108,28 +108,6 @@ def check_pk(target: Target) -> None:
         raise RotationError(
             f"{target.model._meta.label} has no single-column primary key to read it in windows"
         )
-
-
-def windows(target: Target, using: str, batch_size: int, after: Any = None) -> Iterator[list[Row]]:
-    """Rows ``(pk, raw text of each field...)`` in pk order, ``batch_size`` at a time.
-
-    Each window is read when the previous one has been consumed, so a caller may write
-    between windows (and inside a transaction of its own around each).
-    """
-    check_pk(target)
-    if batch_size < 1:
-        raise RotationError("--batch-size must be at least 1")
-    manager = target.model._base_manager.db_manager(using)
-    last = after
-    while True:
-        rows = manager.order_by("pk")
-        if last is not None:
-            rows = rows.filter(pk__gt=last)
-        batch = list(rows.values_list(*target.columns())[:batch_size])
-        if not batch:
-            return
-        last = batch[-1][0]
-        yield batch
 
 
 def parse(text: object) -> DataRowRecord | None:

@@ -12,41 +12,55 @@ The key used: the field's own ``partition=`` when it has one; otherwise ``--part
 (one partition for every row) or ``--partition-field`` (a field of the row whose value
 is the partition, e.g. the owner's id when the middleware uses the user's pk).
 
-Progress goes to stderr (a bar on a terminal, a line per batch otherwise); the summary to
-stdout. ``--dry-run`` reads and counts but writes nothing and creates no key.
+Progress goes to stderr (a bar on a terminal, a line per batch otherwise, with the rate
+and the time left); the summary to stdout. ``--dry-run`` reads and counts but writes
+nothing and creates no key. ``--shard I/N`` encrypts one of N disjoint parts of the table
+(run N processes at once), ``--throttle`` caps the rows per second and ``--pause`` sleeps
+between batches, to spare the database.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Unpack
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models import ExpressionWrapper, F
 
 from ...core.records import looks_like_data_row
 from ...fields.base import EncryptedField
-
-Progress = Callable[[int, int], None]
+from ...maintenance import (
+    Change,
+    CompareAndSwap,
+    Pass,
+    PassCommand,
+    PassOptions,
+    PassStats,
+    Row,
+)
 
 
 @dataclass
-class EncryptResult:
+class EncryptResult(PassStats):
     """What a run did (or, with ``dry_run``, would do)."""
 
-    label: str
-    total: int = 0
+    DONE = ("encrypted", "value(s) ", "encrypted")
+
     encrypted: int = 0
     already: int = 0
     null: int = 0
-    changed_meanwhile: int = 0
-    dry_run: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.rows
+
+    @property
+    def changed_meanwhile(self) -> int:
+        return self.changed
 
     def summary(self) -> str:
         verb = "would encrypt" if self.dry_run else "encrypted"
@@ -84,20 +98,17 @@ def resolve_field(label: str) -> tuple[type[models.Model], EncryptedField]:
 def encrypt_column(
     label: str,
     *,
-    batch_size: int = 500,
-    dry_run: bool = False,
     partition: str | None = None,
     partition_field: str | None = None,
-    using: str = DEFAULT_DB_ALIAS,
-    progress: Progress | None = None,
+    **options: Unpack[PassOptions],
 ) -> EncryptResult:
     """Encrypt, in place and in batches, the plaintext values of ``label``'s column."""
     model, field = resolve_field(label)
-    if batch_size < 1:
+    if options.get("batch_size", 500) < 1:
         raise CommandError("--batch-size must be at least 1")
     row_key = _row_partition(model, field, partition, partition_field)
+    dry_run = options.get("dry_run", False)
     result = EncryptResult(label=f"{model._meta.label}.{field.name}", dry_run=dry_run)
-    manager = model._base_manager.db_manager(using)
     raw = ExpressionWrapper(F(field.attname), output_field=models.TextField())
     columns: list[Any] = ["pk", raw]
     if row_key is not None:
@@ -106,58 +117,38 @@ def encrypt_column(
     bound_to = list(field.binder.attnames) if field.bind is not None else []
     first_bound = len(columns)
     columns += bound_to
-    pk_field = model._meta.pk
-    todo = manager.count()
-    connection = connections[using]
-    quote = connection.ops.quote_name
-    pk_column, column = model._meta.pk.column, field.column
-    assert pk_column is not None
+    run = Pass(model, result, None, None, {"using": DEFAULT_DB_ALIAS, **options})
+    swap = CompareAndSwap(model, run.using).swap
+    column = field.column
     assert column is not None
-    sql = (
-        f"UPDATE {quote(model._meta.db_table)} SET {quote(column)} = %s "  # noqa: S608
-        f"WHERE {quote(pk_column)} = %s AND {quote(column)} = %s"
-    )
-    last_pk: Any = None
-    while True:
-        with transaction.atomic(using=using):
-            batch = manager.order_by("pk")
-            if last_pk is not None:
-                batch = batch.filter(pk__gt=last_pk)
-            rows = list(batch.values_list(*columns)[:batch_size])
-            if not rows:
-                break
-            last_pk = rows[-1][0]
-            updates: list[tuple[str, Any, str]] = []
-            for row in rows:
-                pk, text = row[0], row[1]
-                result.total += 1
-                if text is None:
-                    result.null += 1
-                elif looks_like_data_row(text):
-                    result.already += 1
-                else:
-                    try:
-                        value = field.parse_legacy(text)
-                    except (ValueError, TypeError, ValidationError):
-                        raise CommandError(
-                            f"row {pk!r}: the stored plaintext is not valid {field.plain_type}"
-                        ) from None
-                    if not dry_run:
-                        partition_id = _partition_of(row, partition, field)
-                        values = dict(zip(bound_to, row[first_bound:], strict=True))
-                        record = field.encrypt(value, partition_id, SimpleNamespace(**values))  # type: ignore[arg-type]
-                        key = pk_field.get_db_prep_value(pk, connection)  # (UUID pks)
-                        updates.append((record, key, text))
-                    result.encrypted += 1
-            if updates:
-                with connection.cursor() as cursor:
-                    for params in updates:
-                        cursor.execute(sql, params)
-                        if cursor.rowcount == 0:  # written by the application meanwhile
-                            result.changed_meanwhile += 1
-                            result.encrypted -= 1
-        if progress is not None:
-            progress(result.total, todo)
+
+    def work(rows: list[Row]) -> None:
+        changes: list[Change] = []
+        for row in rows:
+            pk, text = row[0], row[1]
+            result.rows += 1
+            if text is None:
+                result.null += 1
+            elif looks_like_data_row(text):
+                result.already += 1
+            else:
+                try:
+                    value = field.parse_legacy(text)
+                except (ValueError, TypeError, ValidationError):
+                    raise CommandError(
+                        f"row {pk!r}: the stored plaintext is not valid {field.plain_type}"
+                    ) from None
+                if not dry_run:
+                    partition_id = _partition_of(row, partition, field)
+                    values = dict(zip(bound_to, row[first_bound:], strict=True))
+                    record = field.encrypt(value, partition_id, SimpleNamespace(**values))  # type: ignore[arg-type]
+                    changes.append(Change(pk, {column: record}, {column: text}))
+                result.encrypted += 1
+        lost = swap(changes).lost_rows  # written by the application meanwhile
+        result.changed += lost
+        result.encrypted -= lost
+
+    run.run(columns, work)
     return result
 
 
@@ -202,39 +193,22 @@ def _partition_of(row: tuple[Any, ...], partition: str | None, field: EncryptedF
     return str(value)
 
 
-class Command(BaseCommand):
+class Command(PassCommand, BaseCommand):
     help = "Encrypt, in place, plaintext already stored in an encrypted field's column."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("field", help="app_label.Model.field")
-        parser.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
-        parser.add_argument("--dry-run", action="store_true", help="count, write nothing")
         parser.add_argument("--partition", help="the partition of every row")
         parser.add_argument("--partition-field", help="a field holding each row's partition")
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="database alias")
+        self.add_pass_arguments(parser, checkpoint=False, database=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        run = self.pass_options(options)
         result = encrypt_column(
             options["field"],
-            batch_size=options["batch_size"],
-            dry_run=options["dry_run"],
             partition=options["partition"],
             partition_field=options["partition_field"],
-            using=options["database"],
-            progress=self._progress,
+            **run,
         )
-        if sys.stderr.isatty():
-            self.stderr.write("")
+        self.end_progress(run)
         self.stdout.write(result.summary())
-
-    def _progress(self, done: int, total: int) -> None:
-        total = max(total, done)
-        if sys.stderr.isatty():
-            width = 30
-            filled = width * done // total if total else width
-            bar = "#" * filled + "-" * (width - filled)
-            self.stderr.write(f"\r[{bar}] {done}/{total}", ending="")
-            self.stderr.flush()
-        else:
-            self.stderr.write(f"{done}/{total} rows")
-            self.stderr.flush()

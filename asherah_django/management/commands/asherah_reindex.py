@@ -10,34 +10,33 @@
                                   so that every running process knows it first); with
                                   --wait, sleep until then and re-index
   --recompute                     recompute every row, current or not
-  --batch-size N, --checkpoint FILE, --pause SECONDS, --database ALIAS, --dry-run
+  --batch-size N, --checkpoint FILE, --pause SECONDS, --throttle ROWS_PER_SECOND,
+  --shard I/N, --database ALIAS, --dry-run
 
 Exit status 0; 1 with a message on stderr when the run cannot start; 3 when it finished
 but met values it could not read (each logged with its primary key and left as it is;
 every readable row was indexed).
 
-Progress goes to stderr (a bar on a terminal, a line per batch otherwise), as
-``asherah_encrypt`` does; every run ends with a summary line on stdout. The logic lives in
-:mod:`asherah_django.blind_index.reindex`.
+Progress goes to stderr (a bar on a terminal, a line per batch otherwise, with the rate
+and the time left), as ``asherah_encrypt`` does; every run ends with a summary line on
+stdout. The logic lives in :mod:`asherah_django.blind_index.reindex`.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import Any, cast
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import rotation
 from ...blind_index import reindex as bidx
-from ...core.errors import AsherahError
+from ...maintenance import PassCommand
 from ...runtime import get_session_factory
-from .asherah_encrypt import Command as EncryptCommand
-from .asherah_rotate import EXIT_UNREADABLE
+from .asherah_rotate import summarised
 
 
-class Command(BaseCommand):
+class Command(PassCommand, BaseCommand):
     help = (
         "Compute blind indexes of encrypted fields in batches (missing, stale or under an "
         "old key version); rotate blind index keys and retire unused versions."
@@ -48,36 +47,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rotate", action="store_true", help="store new versions of the blind index keys"
         )
+        rotate = "with --rotate: "
         parser.add_argument(
             "--activate-in", type=int, metavar="SECONDS",
-            help="with --rotate: seconds until the new versions are used (default "
-            "CHECK_INTERVAL + 60; shorter only when every process restarts meanwhile)",
+            help=rotate + "seconds until the new versions are used (default CHECK_INTERVAL "
+            "+ 60; shorter only when every process restarts meanwhile)",
         )  # fmt: skip
-        parser.add_argument(
-            "--wait", action="store_true",
-            help="with --rotate: wait until the new versions are active, then re-index",
-        )  # fmt: skip
+        wait = "wait until the new versions are active, then re-index"
+        parser.add_argument("--wait", action="store_true", help=rotate + wait)
         parser.add_argument("--recompute", action="store_true", help="recompute every row's index")
-        parser.add_argument("--batch-size", type=int, default=500, help="rows per window")
-        parser.add_argument(
-            "--checkpoint", metavar="FILE", help="record progress in FILE and resume from it"
-        )
-        parser.add_argument(
-            "--pause", type=float, default=0.0, metavar="SECONDS",
-            help="sleep between windows (to spare the database)",
-        )  # fmt: skip
-        parser.add_argument("--database", help="database alias of the models (default: router)")
-        parser.add_argument("--dry-run", action="store_true", help="change nothing; count")
+        self.add_pass_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        summary = rotation.Summary(dry_run=options["dry_run"], write=self.stdout.write)
-        try:
-            self._run(summary, options)
-        except AsherahError as exc:
-            raise CommandError(str(exc)) from exc
-        self.stdout.write(summary.text())
-        if summary.counts.get(rotation.UNREADABLE):
-            raise SystemExit(EXIT_UNREADABLE)
+        summarised(self, options, self._run, rotation.UNREADABLE)
 
     def _run(self, summary: rotation.Summary, options: dict[str, Any]) -> None:
         dry_run = options["dry_run"]
@@ -104,25 +86,8 @@ class Command(BaseCommand):
         if not targets:
             summary.say("No field has a blind index.")
             return
-        checkpoint = rotation.Checkpoint(options["checkpoint"]) if options["checkpoint"] else None
-        verbose = options["verbosity"] >= 2
         for target in targets:
-            bidx.reindex(
-                factory,
-                target,
-                summary,
-                batch_size=options["batch_size"],
-                dry_run=dry_run,
-                recompute=options["recompute"],
-                using=options["database"],
-                checkpoint=checkpoint,
-                progress=self._progress,
-                log=self.stdout.write if verbose else None,
-                pause=options["pause"],
-            )
-            if sys.stderr.isatty():
-                self.stderr.write("")
+            run = self.pass_options(options)
+            bidx.reindex(factory, target, summary, recompute=options["recompute"], **run)
+            self.end_progress(run)
         bidx.retire_unused(factory, summary, dry_run=dry_run)
-
-    def _progress(self, done: int, total: int) -> None:
-        EncryptCommand._progress(cast(Any, self), done, total)  # asherah_encrypt's output

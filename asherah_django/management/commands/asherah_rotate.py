@@ -17,7 +17,10 @@ Steps run in this order, any combination (``--shred-partition`` only alone):
   --report [LABEL ...]           values per intermediate key, system key, Vault key version
   --shred-partition P            destroy partition P's intermediate keys (asks, or --yes)
 
-``--dry-run`` reads and counts but changes nothing. Every run ends with a summary line.
+``--reencrypt`` and ``--bind`` read in windows of ``--batch-size`` rows; ``--shard I/N``
+runs one of N disjoint parts of each table (N processes at once), ``--throttle`` and
+``--pause`` spare the database, ``--checkpoint`` resumes. ``--dry-run`` reads and counts
+but changes nothing. Every run ends with a summary line.
 Exit status 0; 1 with a message on stderr when a step cannot run; 3 (``EXIT_UNREADABLE``)
 when the run finished but met values it could not read (``--reencrypt``, ``--report``:
 key missing, malformed or not unwrapped, record corrupt; each logged with its primary
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -37,6 +41,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ... import rotation
 from ...core.errors import AsherahError
 from ...core.protocols import close_kms
+from ...maintenance import PassCommand
 from ...rotation.bind import bind_target, bind_values
 from ...runtime import get_session_factory
 
@@ -56,7 +61,25 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-class Command(BaseCommand):
+def summarised(
+    command: BaseCommand,
+    options: dict[str, Any],
+    run: Callable[[rotation.Summary, dict[str, Any]], None],
+    *unreadable: str,
+) -> None:
+    """``run(summary, options)``, then the summary on stdout; exit status 3 when one of the
+    ``unreadable`` counters is set (shared with ``asherah_reindex``)."""
+    summary = rotation.Summary(dry_run=options["dry_run"], write=command.stdout.write)
+    try:
+        run(summary, options)
+    except AsherahError as exc:
+        raise CommandError(str(exc)) from exc
+    command.stdout.write(summary.text())
+    if any(summary.counts.get(what) for what in unreadable):
+        raise SystemExit(EXIT_UNREADABLE)
+
+
+class Command(PassCommand, BaseCommand):
     help = (
         "Rotate Asherah keys: revoke system or intermediate keys, rewrap system keys in "
         "Vault, re-encrypt values, report key usage, or crypto-shred a partition."
@@ -95,33 +118,16 @@ class Command(BaseCommand):
             "--older-than", metavar="DURATION",
             help="with --reencrypt: also values whose intermediate key is older (90d, 12h...)",
         )  # fmt: skip
-        parser.add_argument("--batch-size", type=int, default=500, help="rows per window")
-        parser.add_argument(
-            "--checkpoint", metavar="FILE",
-            help="record --reencrypt progress in FILE and resume from it",
-        )  # fmt: skip
-        parser.add_argument(
-            "--pause", type=float, default=0.0, metavar="SECONDS",
-            help="sleep between windows (to spare the database)",
-        )  # fmt: skip
-        parser.add_argument("--database", help="database alias of the models (default: router)")
+        self.add_pass_arguments(parser)
         parser.add_argument(
             "--report", nargs="*", metavar="LABEL",
             help="count values per key (all encrypted fields, or these labels)",
         )  # fmt: skip
         parser.add_argument("--shred-partition", metavar="P", help="destroy P's intermediate keys")
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-        parser.add_argument("--dry-run", action="store_true", help="change nothing; count")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        summary = rotation.Summary(dry_run=options["dry_run"], write=self.stdout.write)
-        try:
-            self._run(summary, options)
-        except AsherahError as exc:
-            raise CommandError(str(exc)) from exc
-        self.stdout.write(summary.text())
-        if summary.counts.get(rotation.UNREADABLE) or summary.counts.get("key(s) unreadable"):
-            raise SystemExit(EXIT_UNREADABLE)
+        summarised(self, options, self._run, rotation.UNREADABLE, "key(s) unreadable")
 
     def _run(self, summary: rotation.Summary, options: dict[str, Any]) -> None:
         dry_run = options["dry_run"]
@@ -176,8 +182,8 @@ class Command(BaseCommand):
             rotation.revoke_partitions(factory, partitions, summary, dry_run=dry_run)
         if targets:
             self._reencrypt(summary, factory, targets, options)
-        if to_bind:
-            self._bind(summary, factory, to_bind, options)
+        for target in to_bind:
+            self._pass(bind_values, factory, target, summary, options)
         if options["report"] is not None:
             labels = options["report"]
             chosen = rotation.resolve_targets(labels) if labels else rotation.every_target()
@@ -206,55 +212,22 @@ class Command(BaseCommand):
         cutoff = None
         if options["older_than"] is not None:
             cutoff = int(time.time()) - parse_duration(options["older_than"])
-        checkpoint = rotation.Checkpoint(options["checkpoint"]) if options["checkpoint"] else None
-        verbose = options["verbosity"] >= 2
         for target in targets:
-            rotation.reencrypt(
-                factory,
-                target,
-                summary,
-                cutoff=cutoff,
-                batch_size=options["batch_size"],
-                dry_run=options["dry_run"],
-                using=options["database"],
-                checkpoint=checkpoint,
-                progress=self._progress if self.stderr.isatty() else None,
-                log=self.stdout.write if verbose else None,
-                pause=options["pause"],
-            )
-            if self.stderr.isatty():
-                self.stderr.write("")
+            self._pass(rotation.reencrypt, factory, target, summary, options, cutoff=cutoff)
 
-    def _bind(
+    def _pass(
         self,
-        summary: rotation.Summary,
+        step: Callable[..., object],
         factory: Any,
-        targets: list[rotation.Target],
+        target: rotation.Target,
+        summary: rotation.Summary,
         options: dict[str, Any],
+        **extra: Any,
     ) -> None:
-        checkpoint = rotation.Checkpoint(options["checkpoint"]) if options["checkpoint"] else None
-        for target in targets:
-            bind_values(
-                factory,
-                target,
-                summary,
-                batch_size=options["batch_size"],
-                dry_run=options["dry_run"],
-                using=options["database"],
-                checkpoint=checkpoint,
-                progress=self._progress if self.stderr.isatty() else None,
-                log=self.stdout.write if options["verbosity"] >= 2 else None,
-                pause=options["pause"],
-            )
-            if self.stderr.isatty():
-                self.stderr.write("")
-
-    def _progress(self, done: int, total: int) -> None:
-        width = 30
-        filled = width * done // total if total else width
-        bar = "#" * filled + "-" * (width - filled)
-        self.stderr.write(f"\r[{bar}] {done}/{total} rows", ending="")
-        self.stderr.flush()
+        """Run ``step`` (``--reencrypt`` or ``--bind``) over ``target``."""
+        run = self.pass_options(options, tty_only=True)
+        step(factory, target, summary, **run, **extra)
+        self.end_progress(run)
 
     def _shred(self, summary: rotation.Summary, partition: str, options: dict[str, Any]) -> None:
         factory = get_session_factory()
