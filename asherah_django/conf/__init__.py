@@ -48,9 +48,8 @@ from ..core.errors import ConfigurationError
 from ..core.kms.aws_settings import SETTING_NAMES as AWS_SETTING_NAMES
 from ..core.kms.static import TEST_MASTER_KEY_HEX
 from ..core.kms.vault_settings import SETTING_NAMES as VAULT_SETTING_NAMES
-from ..core.setting import SettingError
 from .parsing import KMS_ALIASES, METASTORES
-from .registry import BY_KEY, ENV_PREFIX, SETTINGS, env_names, well_known, where
+from .registry import BY_KEY, ENV_PREFIX, SETTINGS, env_names, hint_for, well_known, where
 
 if TYPE_CHECKING:
     from ..core.kms.aws_config import AwsKMSConfig, SecretsManagerConfig
@@ -373,7 +372,7 @@ def _read() -> _Snapshot:
                 "default": "the default",
             }[source]
             snapshot.errors[name] = ConfigurationError(
-                f"{exc.args[0]} (from {origin})", hint=exc.hint or _fix(name, exc)
+                f"{exc.args[0]} (from {origin})", hint=hint_for(exc, name)
             )
     _check_kms_keys(snapshot)
     return snapshot
@@ -396,11 +395,6 @@ def _from_environment(env: environ.Env, name: str, snapshot: _Snapshot) -> str |
 def _parse(name: str, raw: object) -> object:
     """Validate and convert one raw value with its registry parser."""
     return BY_KEY[name].parse(name, raw)
-
-
-def _fix(name: str, error: ConfigurationError) -> str:
-    fix = error.fix if isinstance(error, SettingError) else ""
-    return f"set {where(name)} {fix}".rstrip()
 
 
 def _check_kms_keys(snapshot: _Snapshot) -> None:
