@@ -93,7 +93,7 @@ class _Setting(Generic[T]):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.__doc__ = f"The {name} setting ({where(name)})."
+        self.__doc__ = f"{BY_KEY[name].doc} ({where(name)})"  # KeyError: not in the registry
 
     @overload
     def __get__(self, obj: None, owner: type[AsherahSettings]) -> _Setting[T]: ...
@@ -117,23 +117,34 @@ class AsherahSettings:
     STATIC_MASTER_KEY_HEX = _Setting[str | None]("STATIC_MASTER_KEY_HEX")
     VAULT_ADDR = _Setting[str | None]("VAULT_ADDR")
     VAULT_TRANSIT_KEY = _Setting[str | None]("VAULT_TRANSIT_KEY")
-    VAULT_TRANSIT_MOUNT = _Setting[str | None]("VAULT_TRANSIT_MOUNT")
+    VAULT_TRANSIT_MOUNT = _Setting[str]("VAULT_TRANSIT_MOUNT")
     VAULT_TOKEN = _Setting[str | None]("VAULT_TOKEN")
     VAULT_AUTH_METHOD = _Setting[str | None]("VAULT_AUTH_METHOD")
     VAULT_AUTH_ROLE = _Setting[str | None]("VAULT_AUTH_ROLE")
     VAULT_AUTH_MOUNT = _Setting[str | None]("VAULT_AUTH_MOUNT")
-    VAULT_K8S_TOKEN_PATH = _Setting[str | None]("VAULT_K8S_TOKEN_PATH")
+    VAULT_K8S_TOKEN_PATH = _Setting[str]("VAULT_K8S_TOKEN_PATH")
     VAULT_APPROLE_ROLE_ID = _Setting[str | None]("VAULT_APPROLE_ROLE_ID")
     VAULT_APPROLE_SECRET_ID = _Setting[str | None]("VAULT_APPROLE_SECRET_ID")
     VAULT_CLIENT_CERT = _Setting[str | None]("VAULT_CLIENT_CERT")
     VAULT_CLIENT_KEY = _Setting[str | None]("VAULT_CLIENT_KEY")
     VAULT_CACERT = _Setting[str | None]("VAULT_CACERT")
-    VAULT_TIMEOUT = _Setting[float | None]("VAULT_TIMEOUT")
-    VAULT_CONNECT_TIMEOUT = _Setting[float | None]("VAULT_CONNECT_TIMEOUT")
-    VAULT_MAX_RETRIES = _Setting[int | None]("VAULT_MAX_RETRIES")
+    VAULT_TIMEOUT = _Setting[float]("VAULT_TIMEOUT")
+    VAULT_CONNECT_TIMEOUT = _Setting[float]("VAULT_CONNECT_TIMEOUT")
+    VAULT_MAX_RETRIES = _Setting[int]("VAULT_MAX_RETRIES")
     VAULT_NAMESPACE = _Setting[str | None]("VAULT_NAMESPACE")
     VAULT_TOKEN_FILE = _Setting[str | None]("VAULT_TOKEN_FILE")
     VAULT_APPROLE_SECRET_ID_FILE = _Setting[str | None]("VAULT_APPROLE_SECRET_ID_FILE")
+    REGION_MAP = _Setting[Mapping[object, object] | None]("REGION_MAP")
+    PREFERRED_REGION = _Setting[str | None]("PREFERRED_REGION")
+    KMS_KEY_ID = _Setting[str | None]("KMS_KEY_ID")
+    AWS_REGION = _Setting[str | None]("AWS_REGION")
+    AWS_PROFILE_NAME = _Setting[str | None]("AWS_PROFILE_NAME")
+    AWS_ENDPOINT_URL = _Setting[str | None]("AWS_ENDPOINT_URL")
+    AWS_KMS_ENDPOINTS = _Setting[Mapping[object, object] | None]("AWS_KMS_ENDPOINTS")
+    AWS_TIMEOUT = _Setting[float]("AWS_TIMEOUT")
+    AWS_CONNECT_TIMEOUT = _Setting[float]("AWS_CONNECT_TIMEOUT")
+    AWS_MAX_RETRIES = _Setting[int]("AWS_MAX_RETRIES")
+    SECRETS_MANAGER_SECRET_ID = _Setting[str | None]("SECRETS_MANAGER_SECRET_ID")
     EXPIRE_AFTER = _Setting[int]("EXPIRE_AFTER")
     CHECK_INTERVAL = _Setting[int]("CHECK_INTERVAL")
     SESSION_CACHE_SIZE = _Setting[int]("SESSION_CACHE_SIZE")
