@@ -57,14 +57,11 @@ def check_deployment(
             )
         )
     addr = snapshot.values.get("VAULT_ADDR")
-    if isinstance(addr, str) and _plain_http(addr):
-        messages.append(
-            Warning(
-                f"VAULT_ADDR {redact_userinfo(addr)!r} uses plain http: tokens and system "
-                "keys would cross the network unencrypted, and DEBUG is False",
-                hint=f"set {where('VAULT_ADDR')} to an https:// URL (and VAULT_CACERT)",
-                id="asherah.W103",
-            )
+    if isinstance(addr, str):
+        hint = f"set {where('VAULT_ADDR')} to an https:// URL (and VAULT_CACERT)"
+        shown = redact_userinfo(addr)
+        messages += _plain_http(
+            addr, f"VAULT_ADDR {shown!r}", "tokens and system keys", hint, "asherah.W103"
         )
     return messages
 
@@ -91,21 +88,21 @@ def _aws_deployment_messages(kms: object) -> list[CheckMessage]:
                 id="asherah.W121",
             )
         )
+    hint = (
+        "use https:// endpoints (AWS_ENDPOINT_URL, AWS_KMS_ENDPOINTS); they "
+        "are for private (VPC) endpoints and local test servers"
+    )
     for url in endpoint_urls(asherah_settings.aws_settings()):
-        if _plain_http(url):
-            messages.append(
-                Warning(
-                    f"AWS endpoint {url!r} uses plain http: data keys would cross the network "
-                    "unencrypted, and DEBUG is False",
-                    hint="use https:// endpoints (AWS_ENDPOINT_URL, AWS_KMS_ENDPOINTS); they "
-                    "are for private (VPC) endpoints and local test servers",
-                    id="asherah.W122",
-                )
-            )
+        messages += _plain_http(url, f"AWS endpoint {url!r}", "data keys", hint, "asherah.W122")
     return messages
 
 
-def _plain_http(url: str) -> bool:
-    """An ``http://`` URL to a host other than this one."""
+def _plain_http(url: str, what: str, carried: str, hint: str, check_id: str) -> list[CheckMessage]:
+    """A ``check_id`` warning when ``url`` is ``http://`` to a host other than this one."""
     parts = urlsplit(url.strip())
-    return parts.scheme == "http" and (parts.hostname or "") not in _LOOPBACK
+    if parts.scheme != "http" or (parts.hostname or "") in _LOOPBACK:
+        return []
+    message = (
+        f"{what} uses plain http: {carried} would cross the network unencrypted, and DEBUG is False"
+    )
+    return [Warning(message, hint=hint, id=check_id)]

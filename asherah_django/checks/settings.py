@@ -15,7 +15,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
 from ..conf import DEFAULTS, KMS_ALIASES, asherah_settings, where
-from ..conf.registry import hint_for
+from ..conf.parsing import parse_positive_entries, parse_positive_seconds
+from ..conf.registry import SETTINGS, hint_for
 from ..core.errors import ConfigurationError
 from ..core.kms.vault_config import problems as vault_problems
 
@@ -27,15 +28,9 @@ _SIMPLE: Final = {
     "METASTORE": "asherah.E009",
     "DATABASE": "asherah.E010",
     "KEY_INTEGRITY": "asherah.E013",
+    # the crypto policy and cache sizes: every positive whole number of the registry
     **dict.fromkeys(
-        (
-            "EXPIRE_AFTER",
-            "CHECK_INTERVAL",
-            "SESSION_CACHE_SIZE",
-            "SESSION_CACHE_DURATION",
-            "SYSTEM_KEY_CACHE_SIZE",
-            "INTERMEDIATE_KEY_CACHE_SIZE",
-        ),
+        (s.key for s in SETTINGS if s.parse in (parse_positive_seconds, parse_positive_entries)),
         "asherah.E008",
     ),
 }

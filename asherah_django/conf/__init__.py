@@ -70,6 +70,16 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: Where the KMS settings are set, for their error messages.
+_VAULT: Final = (
+    "set Vault settings in the ASHERAH dict in settings.py or as environment variables: "
+    "ASHERAH_VAULT_..., or the unprefixed VAULT_..."
+)
+_AWS: Final = (
+    "set AWS settings in the ASHERAH dict in settings.py or as environment variables of the "
+    "same names"
+)
+
 #: Every key of ``ASHERAH`` and its default (``None``: no default, unset).
 DEFAULTS: Final[Mapping[str, object]] = {setting.key: setting.default for setting in SETTINGS}
 
@@ -117,34 +127,23 @@ class AsherahSettings:
     STATIC_MASTER_KEY_HEX = _Setting[str | None]("STATIC_MASTER_KEY_HEX")
     VAULT_ADDR = _Setting[str | None]("VAULT_ADDR")
     VAULT_TRANSIT_KEY = _Setting[str | None]("VAULT_TRANSIT_KEY")
-    VAULT_TRANSIT_MOUNT = _Setting[str]("VAULT_TRANSIT_MOUNT")
+    VAULT_TRANSIT_MOUNT = _Setting[str | None]("VAULT_TRANSIT_MOUNT")
     VAULT_TOKEN = _Setting[str | None]("VAULT_TOKEN")
     VAULT_AUTH_METHOD = _Setting[str | None]("VAULT_AUTH_METHOD")
     VAULT_AUTH_ROLE = _Setting[str | None]("VAULT_AUTH_ROLE")
     VAULT_AUTH_MOUNT = _Setting[str | None]("VAULT_AUTH_MOUNT")
-    VAULT_K8S_TOKEN_PATH = _Setting[str]("VAULT_K8S_TOKEN_PATH")
+    VAULT_K8S_TOKEN_PATH = _Setting[str | None]("VAULT_K8S_TOKEN_PATH")
     VAULT_APPROLE_ROLE_ID = _Setting[str | None]("VAULT_APPROLE_ROLE_ID")
     VAULT_APPROLE_SECRET_ID = _Setting[str | None]("VAULT_APPROLE_SECRET_ID")
     VAULT_CLIENT_CERT = _Setting[str | None]("VAULT_CLIENT_CERT")
     VAULT_CLIENT_KEY = _Setting[str | None]("VAULT_CLIENT_KEY")
     VAULT_CACERT = _Setting[str | None]("VAULT_CACERT")
-    VAULT_TIMEOUT = _Setting[float]("VAULT_TIMEOUT")
-    VAULT_CONNECT_TIMEOUT = _Setting[float]("VAULT_CONNECT_TIMEOUT")
-    VAULT_MAX_RETRIES = _Setting[int]("VAULT_MAX_RETRIES")
+    VAULT_TIMEOUT = _Setting[float | None]("VAULT_TIMEOUT")
+    VAULT_CONNECT_TIMEOUT = _Setting[float | None]("VAULT_CONNECT_TIMEOUT")
+    VAULT_MAX_RETRIES = _Setting[int | None]("VAULT_MAX_RETRIES")
     VAULT_NAMESPACE = _Setting[str | None]("VAULT_NAMESPACE")
     VAULT_TOKEN_FILE = _Setting[str | None]("VAULT_TOKEN_FILE")
     VAULT_APPROLE_SECRET_ID_FILE = _Setting[str | None]("VAULT_APPROLE_SECRET_ID_FILE")
-    REGION_MAP = _Setting[Mapping[object, object] | None]("REGION_MAP")
-    PREFERRED_REGION = _Setting[str | None]("PREFERRED_REGION")
-    KMS_KEY_ID = _Setting[str | None]("KMS_KEY_ID")
-    AWS_REGION = _Setting[str | None]("AWS_REGION")
-    AWS_PROFILE_NAME = _Setting[str | None]("AWS_PROFILE_NAME")
-    AWS_ENDPOINT_URL = _Setting[str | None]("AWS_ENDPOINT_URL")
-    AWS_KMS_ENDPOINTS = _Setting[Mapping[object, object] | None]("AWS_KMS_ENDPOINTS")
-    AWS_TIMEOUT = _Setting[float]("AWS_TIMEOUT")
-    AWS_CONNECT_TIMEOUT = _Setting[float]("AWS_CONNECT_TIMEOUT")
-    AWS_MAX_RETRIES = _Setting[int]("AWS_MAX_RETRIES")
-    SECRETS_MANAGER_SECRET_ID = _Setting[str | None]("SECRETS_MANAGER_SECRET_ID")
     EXPIRE_AFTER = _Setting[int]("EXPIRE_AFTER")
     CHECK_INTERVAL = _Setting[int]("CHECK_INTERVAL")
     SESSION_CACHE_SIZE = _Setting[int]("SESSION_CACHE_SIZE")
@@ -187,13 +186,14 @@ class AsherahSettings:
         return self.snapshot().variables.get(name)
 
     def snapshot(self) -> _Snapshot:
-        snapshot = self._snapshot
-        if snapshot is None:
-            with self._lock:
-                snapshot = self._snapshot
-                if snapshot is None:
-                    snapshot = self._snapshot = _read()
-        return snapshot
+        """The settings as read once (read now if they are not cached)."""
+        cached = self._snapshot
+        if cached is not None:
+            return cached
+        with self._lock:  # one thread reads; the others wait for its snapshot
+            if self._snapshot is None:
+                self._snapshot = _read()
+            return self._snapshot
 
     def reload(self) -> None:
         """Forget the cached values: the next read sees settings and environment anew."""
@@ -249,63 +249,47 @@ class AsherahSettings:
         )
 
     def vault_settings(self) -> dict[str, object]:
-        """The VAULT_* settings that are set, by name (raw, for ``VaultTransitConfig``)."""
-        snapshot = self.snapshot()
-        return {
-            name: snapshot.values[name]
-            for name in VAULT_SETTING_NAMES
-            if snapshot.values.get(name) is not None
-        }
+        """The VAULT_* settings that are set, by name (for ``VaultTransitConfig``)."""
+        return self._set_values(VAULT_SETTING_NAMES)
 
     def vault_config(self) -> VaultTransitConfig:
         """The validated Vault Transit configuration (no network I/O)."""
         from ..core.kms.vault_config import VaultTransitConfig
 
-        for name in VAULT_SETTING_NAMES:
-            self.get(name)
-        try:
-            return VaultTransitConfig.from_mapping(self.vault_settings())
-        except ConfigurationError as exc:
-            raise ConfigurationError(
-                f"{exc.args[0]} (set Vault settings in the ASHERAH dict in settings.py "
-                "or as environment variables: ASHERAH_VAULT_..., or the unprefixed VAULT_...)",
-                hint=exc.hint,
-            ) from None
+        return self._kms_config(VAULT_SETTING_NAMES, VaultTransitConfig.from_mapping, _VAULT)
 
     # -- AWS and custom KMSs (issue 24) --------------------------------------------------
 
     def aws_settings(self) -> dict[str, object]:
-        """The AWS settings that are set, by name (raw, for ``AwsKMSConfig``)."""
-        snapshot = self.snapshot()
-        return {
-            name: snapshot.values[name]
-            for name in AWS_SETTING_NAMES
-            if snapshot.values.get(name) is not None
-        }
+        """The AWS settings that are set, by name (for ``AwsKMSConfig``)."""
+        return self._set_values(AWS_SETTING_NAMES)
 
     def aws_config(self) -> AwsKMSConfig:
         """The validated ``KMS=aws`` configuration (no network I/O, boto3 not needed)."""
         from ..core.kms.aws_config import AwsKMSConfig
 
-        return self._aws(AwsKMSConfig.from_mapping)
+        return self._kms_config(AWS_SETTING_NAMES, AwsKMSConfig.from_mapping, _AWS)
 
     def secrets_manager_config(self) -> SecretsManagerConfig:
         """The validated ``KMS=secrets-manager`` configuration (no network I/O)."""
         from ..core.kms.aws_config import SecretsManagerConfig
 
-        return self._aws(SecretsManagerConfig.from_mapping)
+        return self._kms_config(AWS_SETTING_NAMES, SecretsManagerConfig.from_mapping, _AWS)
 
-    def _aws(self, build: Callable[[Mapping[str, object]], T]) -> T:
+    def _set_values(self, names: tuple[str, ...]) -> dict[str, object]:
+        values = self.snapshot().values
+        return {name: values[name] for name in names if values.get(name) is not None}
+
+    def _kms_config(
+        self, names: tuple[str, ...], build: Callable[[Mapping[str, object]], T], where: str
+    ) -> T:
+        """``build`` from the settings ``names`` (each valid); errors say where to set them."""
         try:
-            for name in AWS_SETTING_NAMES:
+            for name in names:
                 self.get(name)
-            return build(self.aws_settings())
+            return build(self._set_values(names))
         except ConfigurationError as exc:
-            raise ConfigurationError(
-                f"{exc.args[0]} (set AWS settings in the ASHERAH dict in settings.py "
-                "or as environment variables of the same names)",
-                hint=exc.hint,
-            ) from None
+            raise ConfigurationError(f"{exc.args[0]} ({where})", hint=exc.hint) from None
 
     def kms_class(self) -> Callable[[], KeyManagementService]:
         """The class a dotted-path ``KMS`` names, imported and checked (not instantiated).

@@ -46,8 +46,18 @@ HINT_REGION_MAP: Final = (
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Connection:
+    """What both AWS KMSs share: the profile, timeouts and retries (keyword-only)."""
+
+    profile_name: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+
 @dataclass(frozen=True)
-class AwsKMSConfig:
+class AwsKMSConfig(_Connection):
     """The validated settings of ``KMS=aws``: regions in order (preferred first)."""
 
     region_map: Mapping[str, str]
@@ -56,10 +66,6 @@ class AwsKMSConfig:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     #: AWS_ENDPOINT_URL: the endpoint of every other service (STS for asherah_check).
     endpoint_url: str | None = None
-    profile_name: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -95,16 +101,12 @@ class AwsKMSConfig:
 
 
 @dataclass(frozen=True)
-class SecretsManagerConfig:
+class SecretsManagerConfig(_Connection):
     """The validated settings of ``KMS=secrets-manager``."""
 
     secret_id: str
     region: str | None = None
     endpoint: str | None = None
-    profile_name: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> SecretsManagerConfig:
