@@ -10,19 +10,21 @@ Every key is looked up in this order (the first that is set wins):
 
 1. ``settings.ASHERAH[key]`` (``None`` or a blank string counts as not set);
 2. the environment variable ``ASHERAH_<key>`` (every key);
-3. for the names Asherah's own documentation gives (:func:`well_known`: ``VAULT_*``,
-   ``STATIC_MASTER_KEY_HEX``, ``KMS``, and for AWS ``REGION_MAP``, ``PREFERRED_REGION``,
-   ``KMS_KEY_ID``, ``SECRETS_MANAGER_SECRET_ID``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``),
-   the unprefixed variable; ``KMS`` only when
+3. for the names Asherah's own documentation gives (``unprefixed`` in the registry:
+   ``VAULT_*``, ``STATIC_MASTER_KEY_HEX``, ``KMS``, and for AWS ``REGION_MAP``,
+   ``PREFERRED_REGION``, ``KMS_KEY_ID``, ``SECRETS_MANAGER_SECRET_ID``, ``AWS_REGION``,
+   ``AWS_ENDPOINT_URL``), the unprefixed variable; ``KMS`` only when
    its value names one of our KMS backends (:data:`KMS_ALIASES`): hosting platforms and
    other tools set ``KMS`` too, and their value must not switch the backend (a value we do
    not know is ignored, and ``manage.py check`` says so: asherah.W002). Generic names
    (``DATABASE``, ``SERVICE_NAME``, ``METASTORE``, ...) are never read unprefixed;
-4. the default in :data:`DEFAULTS`.
+4. the setting's default.
 
-Environment values are read with django-environ (an empty value counts as not set; a value
-starting with ``$`` is a django-environ proxy for another variable). A key added to
-:data:`DEFAULTS` gets the ``ASHERAH_`` variable without further code.
+The keys, their environment names, defaults and parsers are those of
+:data:`asherah_django.conf.registry.SETTINGS` (:data:`DEFAULTS` is derived from it); a
+setting is added there, once. Environment values are read with django-environ (an empty
+value counts as not set; a value starting with ``$`` is a django-environ proxy for
+another variable).
 
 Values are read and validated on first use and cached. The cache is dropped when
 ``ASHERAH`` or ``DATABASES`` change (``setting_changed``, e.g. ``override_settings``) and by
