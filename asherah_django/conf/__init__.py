@@ -50,6 +50,7 @@ from ..core.errors import ConfigurationError
 from ..core.kms.aws_settings import SETTING_NAMES as AWS_SETTING_NAMES
 from ..core.kms.static import TEST_MASTER_KEY_HEX
 from ..core.kms.vault_settings import SETTING_NAMES as VAULT_SETTING_NAMES
+from ..core.setting import reworded
 from .parsing import KMS_ALIASES, METASTORES
 from .registry import BY_KEY, ENV_PREFIX, SETTINGS, env_names, hint_for, well_known, where
 
@@ -291,7 +292,7 @@ class AsherahSettings:
                 self.get(name)
             return build(self._set_values(names))
         except ConfigurationError as exc:
-            raise ConfigurationError(f"{exc.args[0]} ({where})", hint=exc.hint) from None
+            raise reworded(exc, f"{exc.args[0]} ({where})") from None
 
     def kms_class(self) -> Callable[[], KeyManagementService]:
         """The class a dotted-path ``KMS`` names, imported and checked (not instantiated).
@@ -368,9 +369,9 @@ def _read() -> _Snapshot:
                 "environment": f"the {snapshot.variables.get(name)} environment variable",
                 "default": "the default",
             }[source]
-            snapshot.errors[name] = ConfigurationError(
-                f"{exc.args[0]} (from {origin})", hint=hint_for(exc, name)
-            )
+            error = reworded(exc, f"{exc.args[0]} (from {origin})", setting=name)
+            error.hint = hint_for(exc, name)
+            snapshot.errors[name] = error
     _check_kms_keys(snapshot)
     return snapshot
 

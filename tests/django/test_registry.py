@@ -130,3 +130,19 @@ def test_parsers_name_the_setting_they_reject() -> None:
                          (BY_KEY["REGION_MAP"], "{not json")):  # fmt: skip
         with pytest.raises(ConfigurationError, match=setting.key):
             setting.read(bad)
+
+
+def test_settings_errors_are_typed_and_name_the_setting() -> None:
+    from django.test import override_settings
+
+    from asherah_django.core.setting import SettingError
+
+    asherah = {"SERVICE_NAME": "svc", "PRODUCT_ID": "prod", "KMS": "vault", "EXPIRE_AFTER": "0"}
+    with override_settings(ASHERAH=asherah):
+        error = asherah_settings.errors()["EXPIRE_AFTER"]
+        assert isinstance(error, SettingError) and error.setting == "EXPIRE_AFTER"
+        assert "(from ASHERAH['EXPIRE_AFTER'] in settings.py)" in str(error)
+        with pytest.raises(SettingError) as raised:
+            asherah_settings.vault_config()
+        assert (raised.value.setting, raised.value.problem) == ("VAULT_ADDR", "missing")
+        assert "set Vault settings in the ASHERAH dict" in str(raised.value)
