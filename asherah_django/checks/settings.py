@@ -145,7 +145,6 @@ _AWS_HINT: Final = "set REGION_MAP and PREFERRED_REGION in ASHERAH or the enviro
 _KMS_HINT: Final = "a class with encrypt_key(bytes) -> bytes and decrypt_key(bytes) -> bytes"
 
 
-# ====RESOLVER
 def _resolver_messages() -> list[CheckMessage]:
     conf = asherah_settings
     middleware = getattr(settings, "MIDDLEWARE", None) or []
