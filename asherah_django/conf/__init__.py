@@ -10,19 +10,21 @@ Every key is looked up in this order (the first that is set wins):
 
 1. ``settings.ASHERAH[key]`` (``None`` or a blank string counts as not set);
 2. the environment variable ``ASHERAH_<key>`` (every key);
-3. for the names Asherah's own documentation gives (:func:`well_known`: ``VAULT_*``,
-   ``STATIC_MASTER_KEY_HEX``, ``KMS``, and for AWS ``REGION_MAP``, ``PREFERRED_REGION``,
-   ``KMS_KEY_ID``, ``SECRETS_MANAGER_SECRET_ID``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``),
-   the unprefixed variable; ``KMS`` only when
+3. for the names Asherah's own documentation gives (``unprefixed`` in the registry:
+   ``VAULT_*``, ``STATIC_MASTER_KEY_HEX``, ``KMS``, and for AWS ``REGION_MAP``,
+   ``PREFERRED_REGION``, ``KMS_KEY_ID``, ``SECRETS_MANAGER_SECRET_ID``, ``AWS_REGION``,
+   ``AWS_ENDPOINT_URL``), the unprefixed variable; ``KMS`` only when
    its value names one of our KMS backends (:data:`KMS_ALIASES`): hosting platforms and
    other tools set ``KMS`` too, and their value must not switch the backend (a value we do
    not know is ignored, and ``manage.py check`` says so: asherah.W002). Generic names
    (``DATABASE``, ``SERVICE_NAME``, ``METASTORE``, ...) are never read unprefixed;
-4. the default in :data:`DEFAULTS`.
+4. the setting's default.
 
-Environment values are read with django-environ (an empty value counts as not set; a value
-starting with ``$`` is a django-environ proxy for another variable). A key added to
-:data:`DEFAULTS` gets the ``ASHERAH_`` variable without further code.
+The keys, their environment names, defaults and parsers are those of
+:data:`asherah_django.conf.registry.SETTINGS` (:data:`DEFAULTS` is derived from it); a
+setting is added there, once. Environment values are read with django-environ (an empty
+value counts as not set; a value starting with ``$`` is a django-environ proxy for
+another variable).
 
 Values are read and validated on first use and cached. The cache is dropped when
 ``ASHERAH`` or ``DATABASES`` change (``setting_changed``, e.g. ``override_settings``) and by
@@ -48,9 +50,9 @@ from ..core.errors import ConfigurationError
 from ..core.kms.aws_settings import SETTING_NAMES as AWS_SETTING_NAMES
 from ..core.kms.static import TEST_MASTER_KEY_HEX
 from ..core.kms.vault_settings import SETTING_NAMES as VAULT_SETTING_NAMES
-from ..core.setting import SettingError
+from ..core.setting import reworded
 from .parsing import KMS_ALIASES, METASTORES
-from .registry import BY_KEY, ENV_PREFIX, SETTINGS, env_names, well_known, where
+from .registry import BY_KEY, ENV_PREFIX, SETTINGS, env_names, hint_for, well_known, where
 
 if TYPE_CHECKING:
     from ..core.kms.aws_config import AwsKMSConfig, SecretsManagerConfig
@@ -70,6 +72,16 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: Where the KMS settings are set, for their error messages.
+_VAULT: Final = (
+    "set Vault settings in the ASHERAH dict in settings.py or as environment variables: "
+    "ASHERAH_VAULT_..., or the unprefixed VAULT_..."
+)
+_AWS: Final = (
+    "set AWS settings in the ASHERAH dict in settings.py or as environment variables of the "
+    "same names"
+)
 
 #: Every key of ``ASHERAH`` and its default (``None``: no default, unset).
 DEFAULTS: Final[Mapping[str, object]] = {setting.key: setting.default for setting in SETTINGS}
@@ -94,7 +106,7 @@ class _Setting(Generic[T]):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.__doc__ = f"The {name} setting ({where(name)})."
+        self.__doc__ = f"{BY_KEY[name].doc} ({where(name)})"  # KeyError: not in the registry
 
     @overload
     def __get__(self, obj: None, owner: type[AsherahSettings]) -> _Setting[T]: ...
@@ -177,13 +189,14 @@ class AsherahSettings:
         return self.snapshot().variables.get(name)
 
     def snapshot(self) -> _Snapshot:
-        snapshot = self._snapshot
-        if snapshot is None:
-            with self._lock:
-                snapshot = self._snapshot
-                if snapshot is None:
-                    snapshot = self._snapshot = _read()
-        return snapshot
+        """The settings as read once (read now if they are not cached)."""
+        cached = self._snapshot
+        if cached is not None:
+            return cached
+        with self._lock:  # one thread reads; the others wait for its snapshot
+            if self._snapshot is None:
+                self._snapshot = _read()
+            return self._snapshot
 
     def reload(self) -> None:
         """Forget the cached values: the next read sees settings and environment anew."""
@@ -239,63 +252,47 @@ class AsherahSettings:
         )
 
     def vault_settings(self) -> dict[str, object]:
-        """The VAULT_* settings that are set, by name (raw, for ``VaultTransitConfig``)."""
-        snapshot = self.snapshot()
-        return {
-            name: snapshot.values[name]
-            for name in VAULT_SETTING_NAMES
-            if snapshot.values.get(name) is not None
-        }
+        """The VAULT_* settings that are set, by name (for ``VaultTransitConfig``)."""
+        return self._set_values(VAULT_SETTING_NAMES)
 
     def vault_config(self) -> VaultTransitConfig:
         """The validated Vault Transit configuration (no network I/O)."""
         from ..core.kms.vault_config import VaultTransitConfig
 
-        for name in VAULT_SETTING_NAMES:
-            self.get(name)
-        try:
-            return VaultTransitConfig.from_mapping(self.vault_settings())
-        except ConfigurationError as exc:
-            raise ConfigurationError(
-                f"{exc.args[0]} (set Vault settings in the ASHERAH dict in settings.py "
-                "or as environment variables: ASHERAH_VAULT_..., or the unprefixed VAULT_...)",
-                hint=exc.hint,
-            ) from None
+        return self._kms_config(VAULT_SETTING_NAMES, VaultTransitConfig.from_mapping, _VAULT)
 
     # -- AWS and custom KMSs (issue 24) --------------------------------------------------
 
     def aws_settings(self) -> dict[str, object]:
-        """The AWS settings that are set, by name (raw, for ``AwsKMSConfig``)."""
-        snapshot = self.snapshot()
-        return {
-            name: snapshot.values[name]
-            for name in AWS_SETTING_NAMES
-            if snapshot.values.get(name) is not None
-        }
+        """The AWS settings that are set, by name (for ``AwsKMSConfig``)."""
+        return self._set_values(AWS_SETTING_NAMES)
 
     def aws_config(self) -> AwsKMSConfig:
         """The validated ``KMS=aws`` configuration (no network I/O, boto3 not needed)."""
         from ..core.kms.aws_config import AwsKMSConfig
 
-        return self._aws(AwsKMSConfig.from_mapping)
+        return self._kms_config(AWS_SETTING_NAMES, AwsKMSConfig.from_mapping, _AWS)
 
     def secrets_manager_config(self) -> SecretsManagerConfig:
         """The validated ``KMS=secrets-manager`` configuration (no network I/O)."""
         from ..core.kms.aws_config import SecretsManagerConfig
 
-        return self._aws(SecretsManagerConfig.from_mapping)
+        return self._kms_config(AWS_SETTING_NAMES, SecretsManagerConfig.from_mapping, _AWS)
 
-    def _aws(self, build: Callable[[Mapping[str, object]], T]) -> T:
+    def _set_values(self, names: tuple[str, ...]) -> dict[str, object]:
+        values = self.snapshot().values
+        return {name: values[name] for name in names if values.get(name) is not None}
+
+    def _kms_config(
+        self, names: tuple[str, ...], build: Callable[[Mapping[str, object]], T], where: str
+    ) -> T:
+        """``build`` from the settings ``names`` (each valid); errors say where to set them."""
         try:
-            for name in AWS_SETTING_NAMES:
+            for name in names:
                 self.get(name)
-            return build(self.aws_settings())
+            return build(self._set_values(names))
         except ConfigurationError as exc:
-            raise ConfigurationError(
-                f"{exc.args[0]} (set AWS settings in the ASHERAH dict in settings.py "
-                "or as environment variables of the same names)",
-                hint=exc.hint,
-            ) from None
+            raise reworded(exc, f"{exc.args[0]} ({where})") from None
 
     def kms_class(self) -> Callable[[], KeyManagementService]:
         """The class a dotted-path ``KMS`` names, imported and checked (not instantiated).
@@ -372,9 +369,9 @@ def _read() -> _Snapshot:
                 "environment": f"the {snapshot.variables.get(name)} environment variable",
                 "default": "the default",
             }[source]
-            snapshot.errors[name] = ConfigurationError(
-                f"{exc.args[0]} (from {origin})", hint=exc.hint or _fix(name, exc)
-            )
+            error = reworded(exc, f"{exc.args[0]} (from {origin})", setting=name)
+            error.hint = hint_for(exc, name)
+            snapshot.errors[name] = error
     _check_kms_keys(snapshot)
     return snapshot
 
@@ -396,11 +393,6 @@ def _from_environment(env: environ.Env, name: str, snapshot: _Snapshot) -> str |
 def _parse(name: str, raw: object) -> object:
     """Validate and convert one raw value with its registry parser."""
     return BY_KEY[name].parse(name, raw)
-
-
-def _fix(name: str, error: ConfigurationError) -> str:
-    fix = error.fix if isinstance(error, SettingError) else ""
-    return f"set {where(name)} {fix}".rstrip()
 
 
 def _check_kms_keys(snapshot: _Snapshot) -> None:

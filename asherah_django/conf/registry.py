@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from ..core.errors import ConfigurationError
 from ..core.kms.aws_settings import AWS_SETTINGS
 from ..core.kms.vault_settings import VAULT_SETTINGS
 from ..core.policy import (
@@ -35,10 +36,19 @@ from ..core.policy import (
     DEFAULT_SESSION_CACHE_SIZE,
     DEFAULT_SYSTEM_KEY_CACHE_SIZE,
 )
-from ..core.setting import ENV_PREFIX, Setting, by_key
+from ..core.setting import ENV_PREFIX, Setting, SettingError, by_key
 from . import parsing
 
-__all__ = ["BY_KEY", "ENV_PREFIX", "SETTINGS", "Setting", "env_names", "well_known", "where"]
+__all__ = [
+    "BY_KEY",
+    "ENV_PREFIX",
+    "SETTINGS",
+    "Setting",
+    "env_names",
+    "hint_for",
+    "well_known",
+    "where",
+]
 
 _STATIC: Final = ("static", "test-debug-static")
 
@@ -186,3 +196,12 @@ def where(name: str) -> str:
             "environment variable"
         )
     return f"ASHERAH[{name!r}] in settings.py or the {ENV_PREFIX}{name} environment variable"
+
+
+def hint_for(error: ConfigurationError, name: str | None = None) -> str:
+    """The error's hint, else "set <where> <fix>" for the setting it names (or ``name``)."""
+    if error.hint:
+        return error.hint
+    if isinstance(error, SettingError):
+        return f"set {where(name or error.setting)} {error.fix}".rstrip()
+    return f"set {where(name or '')}"

@@ -49,6 +49,19 @@ class SettingError(ConfigurationError):
         self.fix = fix
 
 
+def reworded(error: ConfigurationError, message: str, *, setting: str = "") -> ConfigurationError:
+    """``error`` with a new message (e.g. where the value came from), still typed: a
+    :class:`SettingError` keeps its setting, problem and fix; a plain one becomes a
+    SettingError naming ``setting`` when given."""
+    if isinstance(error, SettingError):
+        return SettingError(
+            message, setting=error.setting, problem=error.problem, fix=error.fix, hint=error.hint
+        )
+    if setting:
+        return SettingError(message, setting=setting, hint=error.hint)
+    return ConfigurationError(message, hint=error.hint)
+
+
 Parser = Callable[[str, object], object]
 
 

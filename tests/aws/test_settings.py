@@ -143,3 +143,18 @@ def test_unknown_kms_message_lists_the_new_choices() -> None:
     with override_settings(ASHERAH={**BASE, "KMS": "nope"}), pytest.raises(ConfigurationError) as e:
         asherah_settings.validate()
     assert "aws, secrets-manager" in str(e.value)
+
+
+def test_an_invalid_aws_value_says_where_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASHERAH_AWS_TIMEOUT", "soon")
+    found = messages(**AWS)
+    assert [m.id for m in found] == ["asherah.E021"]
+    assert "AWS_TIMEOUT must be a number" in found[0].msg
+    assert "the ASHERAH_AWS_TIMEOUT environment variable" in found[0].msg
+
+
+def test_plain_http_endpoint_is_warned_even_when_the_endpoint_map_is_not_json() -> None:
+    asherah = {**AWS, "AWS_ENDPOINT_URL": "http://kms.internal", "AWS_KMS_ENDPOINTS": "{bad"}
+    with override_settings(ASHERAH=asherah, DEBUG=False):
+        assert [m.id for m in checks.check_deployment()] == ["asherah.W122"]
+        assert [m.id for m in checks.check_settings()] == ["asherah.E021"]

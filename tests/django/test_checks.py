@@ -75,7 +75,12 @@ def test_check_ids_are_unique_and_all_documented() -> None:
     block = source[source.index("CHECK_IDS") : source.index("\n}\n", source.index("CHECK_IDS"))]
     declared = re.findall(r'"(asherah\.[EW]\d{3})"', block)
     assert len(declared) == len(set(declared)), "a check id is declared twice"
-    used = set(re.findall(r'"(asherah\.[EW]\d{3})"', source[len(block) :]))
+    package = Path(checks.__file__).parent  # every module of the checks package
+    rest = source.replace(block, "") + "".join(
+        path.read_text() for path in sorted(package.glob("*.py")) if path.name != "__init__.py"
+    )
+    used = set(re.findall(r'"(asherah\.[EW]\d{3})"', rest))
+    assert {"asherah.E005", "asherah.E006", "asherah.W122", "asherah.W205"} <= used
     assert used <= set(declared), used - set(declared)
     assert set(declared) == set(checks.CHECK_IDS)
 
@@ -377,3 +382,36 @@ def test_w204_database_unreachable(database_messages: Any, monkeypatch: pytest.M
     monkeypatch.setattr(connection.introspection, "table_names", unreachable)
     message = only(database_messages(), "asherah.W204")
     assert "connection refused" in message.msg
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"VAULT_ADDR": None, "VAULT_TRANSIT_KEY": None},
+        {"VAULT_TOKEN": None},
+        {"VAULT_TOKEN": None, "VAULT_AUTH_METHOD": "cert"},
+        {"VAULT_TOKEN": None, "VAULT_AUTH_METHOD": "nope"},
+    ],
+)
+def test_vault_checks_report_the_configs_own_words(auth: dict[str, object]) -> None:
+    """E005/E006 are vault_config.problems(): one rule, the same message, a hint saying where."""
+    from asherah_django.conf.registry import where
+    from asherah_django.core.kms.vault_config import problems
+
+    asherah = {**VAULT, **auth}
+    expected = problems({k: v for k, v in asherah.items() if k.startswith("VAULT_")})
+    found = settings_messages(**asherah)
+    assert len(found) == len(expected) >= 1
+    for message, problem in zip(found, expected, strict=True):
+        assert message.id == {"missing": "asherah.E005", "auth": "asherah.E006"}[problem.problem]
+        assert message.msg == str(problem)
+        assert (message.hint or "").startswith(f"set {where(problem.setting)}")
+
+
+def test_e008_names_are_the_registrys_positive_numbers() -> None:
+    from asherah_django.checks.settings import _SIMPLE
+
+    e008 = sorted(name for name, check_id in _SIMPLE.items() if check_id == "asherah.E008")
+    assert e008 == sorted(["EXPIRE_AFTER", "CHECK_INTERVAL", "SESSION_CACHE_SIZE",
+                           "SESSION_CACHE_DURATION", "SYSTEM_KEY_CACHE_SIZE",
+                           "INTERMEDIATE_KEY_CACHE_SIZE"])  # fmt: skip

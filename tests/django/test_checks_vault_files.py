@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from .test_checks import VAULT as VAULT_WITH_TOKEN
+from .test_checks import settings_messages
 
-from django.core.checks import CheckMessage
-from django.test import override_settings
-
-from asherah_django import checks
-
-VAULT = {
-    "SERVICE_NAME": "svc",
-    "PRODUCT_ID": "prod",
-    "KMS": "vault",
-    "VAULT_ADDR": "https://vault.example.com:8200",
-    "VAULT_TRANSIT_KEY": "asherah",
-}
-
-
-def settings_messages(**asherah: Any) -> list[CheckMessage]:
-    with override_settings(ASHERAH=asherah):
-        return checks.check_settings()
+#: Vault settings without credentials: each test adds its own.
+VAULT = {key: value for key, value in VAULT_WITH_TOKEN.items() if key != "VAULT_TOKEN"}
 
 
 def test_token_file_satisfies_token_auth() -> None:

@@ -173,3 +173,43 @@ def test_hvac_is_imported_by_vault_py_only_and_core_stays_django_free() -> None:
         "assert 'django' not in sys.modules, 'django imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=package.parent)
+
+
+def test_problems_lists_every_missing_setting_with_its_kind() -> None:
+    from asherah_django.core.kms.vault_config import problems
+    from asherah_django.core.setting import SettingError
+
+    found = problems({})
+    assert [(p.setting, p.problem) for p in found] == [
+        ("VAULT_ADDR", "missing"), ("VAULT_TRANSIT_KEY", "missing"), ("VAULT_TOKEN", "auth"),
+    ]  # fmt: skip
+    assert all(isinstance(p, SettingError) for p in found)
+    cert = problems({**BASE, "VAULT_AUTH_METHOD": "tls"})
+    assert [(p.setting, str(p)) for p in cert] == [
+        ("VAULT_CLIENT_CERT", "VAULT_CLIENT_CERT is required for Vault cert auth (VAULT_AUTH_METHOD=tls)"),
+        ("VAULT_CLIENT_KEY", "VAULT_CLIENT_KEY is required for Vault cert auth (VAULT_AUTH_METHOD=tls)"),
+    ]  # fmt: skip
+    assert problems({**BASE, "VAULT_AUTH_METHOD": "agent"}) == []
+    assert problems({**BASE, "VAULT_TOKEN_FILE": "/run/token"}) == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"VAULT_ADDR": None}, {"VAULT_AUTH_METHOD": "ldap"}, {"VAULT_AUTH_METHOD": "k8s"}],
+)
+def test_from_mapping_raises_the_first_problem_in_the_same_words(values: dict[str, object]) -> None:
+    from asherah_django.core.kms.vault_config import problems
+
+    first = problems({**BASE, **values})[0]
+    with pytest.raises(ConfigurationError) as raised:
+        config(**values)
+    assert raised.value is not first and str(raised.value) == str(first)
+
+
+def test_a_config_built_directly_follows_the_same_auth_rule() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        VaultTransitConfig(addr="https://vault:8200", transit_key="k", auth_method="kubernetes")
+    assert str(raised.value) == (
+        "VAULT_AUTH_ROLE is required for Vault kubernetes auth (VAULT_AUTH_METHOD=kubernetes)"
+    )
+    assert VaultTransitConfig(addr="https://v", transit_key="k", token_file="/t").token is None

@@ -18,14 +18,15 @@ roles) and never from these settings.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypedDict
 
 from ..errors import ConfigurationError
+from ..setting import SettingsReader
 from .aws_settings import (
+    BY_KEY,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -45,8 +46,18 @@ HINT_REGION_MAP: Final = (
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Connection:
+    """What both AWS KMSs share: the profile, timeouts and retries (keyword-only)."""
+
+    profile_name: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+
 @dataclass(frozen=True)
-class AwsKMSConfig:
+class AwsKMSConfig(_Connection):
     """The validated settings of ``KMS=aws``: regions in order (preferred first)."""
 
     region_map: Mapping[str, str]
@@ -55,10 +66,6 @@ class AwsKMSConfig:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     #: AWS_ENDPOINT_URL: the endpoint of every other service (STS for asherah_check).
     endpoint_url: str | None = None
-    profile_name: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -69,8 +76,9 @@ class AwsKMSConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> AwsKMSConfig:
         """Build from settings by name; :class:`ConfigurationError` says what to fix."""
-        region_map = _region_map(values)
-        preferred = _text(values, "PREFERRED_REGION")
+        get = SettingsReader(values, BY_KEY)
+        region_map = _region_map(get)
+        preferred = get.text("PREFERRED_REGION")
         if preferred is None:
             if len(region_map) > 1:
                 raise ConfigurationError(
@@ -83,55 +91,39 @@ class AwsKMSConfig:
                 f"PREFERRED_REGION {preferred!r} is not in REGION_MAP "
                 f"(known: {', '.join(sorted(region_map))})"
             )
-        timeout, connect_timeout, retries = timeouts(values)
         return cls(
             region_map=dict(region_map),
             preferred_region=preferred,
-            endpoints=endpoints(values, tuple(region_map)),
-            endpoint_url=_text(values, "AWS_ENDPOINT_URL"),
-            profile_name=_text(values, "AWS_PROFILE_NAME"),
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_retries=retries,
+            endpoints=_endpoints(get, tuple(region_map)),
+            endpoint_url=get.text("AWS_ENDPOINT_URL"),
+            **_common(get),
         )
 
 
 @dataclass(frozen=True)
-class SecretsManagerConfig:
+class SecretsManagerConfig(_Connection):
     """The validated settings of ``KMS=secrets-manager``."""
 
     secret_id: str
     region: str | None = None
     endpoint: str | None = None
-    profile_name: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> SecretsManagerConfig:
-        secret_id = _text(values, "SECRETS_MANAGER_SECRET_ID")
+        get = SettingsReader(values, BY_KEY)
+        secret_id = get.text("SECRETS_MANAGER_SECRET_ID")
         if secret_id is None:
             raise ConfigurationError(
                 "SECRETS_MANAGER_SECRET_ID is required with KMS=secrets-manager "
                 "(the name or ARN of the secret holding the 32-byte master key)"
             )
-        region = _text(values, "AWS_REGION")
+        region = get.text("AWS_REGION")
         if region is not None and not _REGION.fullmatch(region):
             raise ConfigurationError(f"AWS_REGION {region!r} is not an AWS region name")
-        timeout, connect_timeout, retries = timeouts(values)
-        url = _text(values, "AWS_ENDPOINT_URL")
+        url = get.text("AWS_ENDPOINT_URL")
         if url is not None:
             _check_url("AWS_ENDPOINT_URL", url)
-        return cls(
-            secret_id=secret_id,
-            region=region,
-            endpoint=url,
-            profile_name=_text(values, "AWS_PROFILE_NAME"),
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_retries=retries,
-        )
+        return cls(secret_id=secret_id, region=region, endpoint=url, **_common(get))
 
 
 def parse_arn(arn: str) -> dict[str, str] | None:
@@ -140,34 +132,27 @@ def parse_arn(arn: str) -> dict[str, str] | None:
     return match.groupdict() if match else None
 
 
-def _text(values: Mapping[str, object], name: str) -> str | None:
-    raw = values.get(name)
+class _Common(TypedDict):
+    profile_name: str | None
+    timeout: float
+    connect_timeout: float
+    max_retries: int
+
+
+def _common(get: SettingsReader) -> _Common:
+    """The settings both AWS KMSs share: profile, timeouts and retries."""
+    return {
+        "profile_name": get.text("AWS_PROFILE_NAME"),
+        "timeout": get.number("AWS_TIMEOUT"),
+        "connect_timeout": get.number("AWS_CONNECT_TIMEOUT"),
+        "max_retries": get.integer("AWS_MAX_RETRIES"),
+    }
+
+
+def _region_map(get: SettingsReader) -> dict[str, str]:
+    raw = get.mapping("REGION_MAP")
     if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise ConfigurationError(f"{name} must be a string, not {type(raw).__name__}")
-    return raw.strip() or None
-
-
-def _load_mapping(name: str, raw: object) -> Mapping[object, object] | None:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise ConfigurationError(
-                f'{name} is not valid JSON: expected an object such as {{"us-west-2": "..."}}'
-            ) from None
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(f"{name} must be a mapping of region to value")
-    return raw
-
-
-def _region_map(values: Mapping[str, object]) -> dict[str, str]:
-    raw = _load_mapping("REGION_MAP", values.get("REGION_MAP"))
-    if raw is None:
-        key_id, region = _text(values, "KMS_KEY_ID"), _text(values, "AWS_REGION")
+        key_id, region = get.text("KMS_KEY_ID"), get.text("AWS_REGION")
         if key_id is None:
             raise ConfigurationError(
                 "REGION_MAP (or KMS_KEY_ID with AWS_REGION) is required with KMS=aws",
@@ -208,14 +193,13 @@ def _region_map(values: Mapping[str, object]) -> dict[str, str]:
     return result
 
 
-def endpoints(values: Mapping[str, object], regions: tuple[str, ...]) -> dict[str, str]:
+def _endpoints(get: SettingsReader, regions: tuple[str, ...]) -> dict[str, str]:
     """Endpoint URL by region: AWS_KMS_ENDPOINTS, else AWS_ENDPOINT_URL for every region."""
-    common = _text(values, "AWS_ENDPOINT_URL")
+    common = get.text("AWS_ENDPOINT_URL")
     if common is not None:
         _check_url("AWS_ENDPOINT_URL", common)
     result = dict.fromkeys(regions, common) if common else {}
-    per_region = _load_mapping("AWS_KMS_ENDPOINTS", values.get("AWS_KMS_ENDPOINTS"))
-    for region, url in (per_region or {}).items():
+    for region, url in (get.mapping("AWS_KMS_ENDPOINTS") or {}).items():
         if region not in regions:
             raise ConfigurationError(
                 f"AWS_KMS_ENDPOINTS names region {region!r}, which is not in REGION_MAP"
@@ -223,39 +207,24 @@ def endpoints(values: Mapping[str, object], regions: tuple[str, ...]) -> dict[st
         if not isinstance(url, str):
             raise ConfigurationError(f"AWS_KMS_ENDPOINTS[{region!r}] must be a URL string")
         _check_url(f"AWS_KMS_ENDPOINTS[{region!r}]", url.strip())
-        result[region] = url.strip()
+        result[str(region)] = url.strip()
     return {r: u for r, u in result.items() if u}
+
+
+def endpoint_urls(values: Mapping[str, object]) -> list[str]:
+    """Every endpoint URL set (AWS_ENDPOINT_URL, then AWS_KMS_ENDPOINTS), unvalidated:
+    for the deployment checks; a value that does not parse is left out (the config says why)."""
+    get = SettingsReader(values, BY_KEY)
+    urls: list[object] = []
+    for read in (lambda: [get.text("AWS_ENDPOINT_URL")], lambda: get.mapping("AWS_KMS_ENDPOINTS")):
+        try:
+            found = read()
+        except ConfigurationError:
+            continue
+        urls += list(found.values() if isinstance(found, Mapping) else found or ())
+    return [url for url in urls if isinstance(url, str)]
 
 
 def _check_url(name: str, url: str) -> None:
     if not _URL.fullmatch(url):
         raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}")
-
-
-def timeouts(values: Mapping[str, object]) -> tuple[float, float, int]:
-    """AWS_TIMEOUT, AWS_CONNECT_TIMEOUT (seconds, > 0) and AWS_MAX_RETRIES (>= 0)."""
-    found: list[float] = []
-    for name, default in (
-        ("AWS_TIMEOUT", DEFAULT_TIMEOUT),
-        ("AWS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-        ("AWS_MAX_RETRIES", DEFAULT_MAX_RETRIES),
-    ):
-        raw = values.get(name)
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            found.append(default)
-            continue
-        try:
-            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-                raise ValueError
-            number = float(raw)
-        except ValueError:
-            raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-        if name == "AWS_MAX_RETRIES":
-            if number < 0 or number != int(number) or number > 10:
-                raise ConfigurationError(
-                    f"AWS_MAX_RETRIES must be a whole number 0-10, got {raw!r}"
-                )
-        elif not 0 < number <= 600:
-            raise ConfigurationError(f"{name} must be between 0 and 600 seconds, got {raw!r}")
-        found.append(number)
-    return found[0], found[1], int(found[2])

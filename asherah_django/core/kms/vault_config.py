@@ -6,28 +6,9 @@ Vault Transit KMS reads from the environment (``VAULT_ADDR``, ``VAULT_TRANSIT_KE
 naming the setting to fix. Unknown keys are ignored, so a whole ``ASHERAH`` settings
 dict or ``os.environ`` can be passed. ``None`` and empty strings count as unset.
 
-Defaults and extras beyond upstream (asherah-ffi):
-
-=========================  ==========================================================
-``VAULT_TRANSIT_MOUNT``    ``transit`` (leading and trailing ``/`` ignored)
-``VAULT_AUTH_METHOD``      unset: ``VAULT_TOKEN`` is used. ``token``, ``kubernetes``
-                           (alias ``k8s``), ``approle``, ``cert`` (alias ``tls``), ``agent``
-                           (no token sent: ``VAULT_ADDR`` is a Vault Agent/Proxy API proxy
-                           with ``use_auto_auth_token``, which adds its own)
-``VAULT_AUTH_MOUNT``       the method's name: ``kubernetes``, ``approle``, ``cert``
-``VAULT_K8S_TOKEN_PATH``   ``/var/run/secrets/kubernetes.io/serviceaccount/token``
-``VAULT_CACERT``           unset: the system trust store verifies Vault's certificate
-``VAULT_TIMEOUT``          10 seconds to wait for each Vault answer (read timeout)
-``VAULT_CONNECT_TIMEOUT``  3 seconds to open each connection
-``VAULT_MAX_RETRIES``      2 retries after the first attempt, with jittered backoff,
-                           for connection errors and 5xx/sealed answers only
-``VAULT_NAMESPACE``        unset: the root namespace. Sent as ``X-Vault-Namespace`` with
-                           every login, token and Transit request (HCP Vault: ``admin``)
-``VAULT_TOKEN_FILE``       a file holding the token (a Vault Agent token sink); read at
-                           the first call and again once when Vault refuses the token
-``VAULT_APPROLE_SECRET_ID_FILE``  a file holding the AppRole secret id, read at each
-                           login (Vault Agent's ``secret_id_file_path`` convention)
-=========================  ==========================================================
+Each setting is described (default, kind, doc) and parsed by its descriptor in
+:mod:`.vault_settings`; :func:`problems` lists the required settings that are missing
+(typed :class:`~asherah_django.core.setting.SettingError`: the system checks report them).
 
 Upstream uses ``VAULT_TOKEN`` whenever it is set, whatever ``VAULT_AUTH_METHOD`` says;
 here a named method wins, and ``VAULT_TOKEN`` is used when no method is named.
