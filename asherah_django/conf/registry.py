@@ -36,7 +36,7 @@ from ..core.policy import (
     DEFAULT_SESSION_CACHE_SIZE,
     DEFAULT_SYSTEM_KEY_CACHE_SIZE,
 )
-from ..core.setting import ENV_PREFIX, Setting, SettingError, by_key
+from ..core.setting import ENV_PREFIX, Setting, SettingError, by_key, parse_text
 from . import parsing
 
 __all__ = [
@@ -167,6 +167,22 @@ _TAIL: Final = (
         "without a valid tag). See the security model.",
         default="off",
         parse=parsing.parse_key_integrity,
+    ),
+    Setting(
+        "ERASURE_SIGNING_KEY",
+        "Transit key name",
+        "The Vault Transit key (an asymmetric one, e.g. ``ed25519``) that signs the receipts "
+        "of ``manage.py asherah_erase``; ``--signing-key`` overrides it. Only the operator's "
+        "token needs to reach it.",
+        kms=("vault",),
+        parse=parse_text,
+    ),
+    Setting(
+        "ERASURE_OPERATOR",
+        "name",
+        "Who is named as the operator in erasure receipts.",
+        default_text="the operating-system user running the command",
+        parse=parse_text,
     ),
 )
 

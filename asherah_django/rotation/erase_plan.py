@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
+from ..conf import asherah_settings
 from ..core.records import KeyMeta
 
 
@@ -43,10 +43,10 @@ class Plan:
 
 
 def operator() -> str:
-    """Who runs the erasure: ``ASHERAH_ERASURE_OPERATOR``, else the OS user."""
+    """Who runs the erasure: the ``ERASURE_OPERATOR`` setting, else the OS user."""
     import getpass
 
-    name = os.environ.get("ASHERAH_ERASURE_OPERATOR", "").strip()
+    name = str(asherah_settings.get("ERASURE_OPERATOR") or "").strip()
     if name:
         return name
     try:

@@ -92,8 +92,8 @@ def test_session_partitioned_values_search_the_open_session() -> None:
 
 
 def test_shredding_a_partition_destroys_its_index_key_too(contacts: dict) -> None:
-    from asherah_django.rotation.keys import shred_partition
     from asherah_django.maintenance.summary import Summary
+    from asherah_django.rotation.keys import shred_partition
     from asherah_django.runtime import get_session_factory
 
     summary = Summary()

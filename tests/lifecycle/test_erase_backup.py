@@ -53,7 +53,7 @@ def test_erase_reaches_backups_and_loses_no_concurrent_write(
     token = vault.token(erase_policy(vault, signer))
     asherah = vault.asherah(token, CHECK_INTERVAL=CHECK_INTERVAL)
     settings.ASHERAH = asherah
-    settings.ASHERAH_ERASURE_SIGNING_KEY = signer
+    settings.ASHERAH = {**settings.ASHERAH, "ERASURE_SIGNING_KEY": signer}
     factory = runtime.get_session_factory()
     values = {
         p: factory.get_session(p).encrypt(f"value of {p}".encode())

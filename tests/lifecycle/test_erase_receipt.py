@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def signed(settings: Any, vault: Vault, tmp_path: Path) -> tuple[Path, str]:
     signer = signing_key(vault)
     settings.ASHERAH = vault.asherah(vault.token(erase_policy(vault, signer)))
-    settings.ASHERAH_ERASURE_SIGNING_KEY = signer
+    settings.ASHERAH = {**settings.ASHERAH, "ERASURE_SIGNING_KEY": signer}
     factory = runtime.get_session_factory()
     for partition in ("victim", "keep"):
         factory.get_session(partition).encrypt(b"x")

@@ -29,7 +29,7 @@ def _setup(settings: Any, vault: Vault, **overrides: Any) -> dict[str, Any]:
     signer = signing_key(vault)
     asherah = vault.asherah(vault.token(erase_policy(vault, signer)), **overrides)
     settings.ASHERAH = asherah
-    settings.ASHERAH_ERASURE_SIGNING_KEY = signer
+    settings.ASHERAH = {**settings.ASHERAH, "ERASURE_SIGNING_KEY": signer}
     return asherah
 
 
@@ -56,7 +56,7 @@ def test_refuses_another_services_system_key_below_the_floor(
 def test_refuses_missing_permissions(settings: Any, vault: Vault, tmp_path: Path) -> None:
     signer = signing_key(vault)
     settings.ASHERAH = vault.asherah(vault.token(erase_policy(vault, signer, sign=False)))
-    settings.ASHERAH_ERASURE_SIGNING_KEY = signer
+    settings.ASHERAH = {**settings.ASHERAH, "ERASURE_SIGNING_KEY": signer}
     runtime.get_session_factory().get_session("victim").encrypt(b"x")
     with pytest.raises(CommandError, match=f"missing update on transit/sign/{signer}"):
         run_command("asherah_erase", "victim", "--receipt", str(tmp_path / "r.json"))

@@ -31,7 +31,7 @@ PARTITIONS = ("victim", "keep-a", "keep-b")
 def _setup(settings: Any, vault: Vault, **overrides: Any) -> dict[str, str]:
     signer = signing_key(vault)
     settings.ASHERAH = vault.asherah(vault.token(erase_policy(vault, signer)), **overrides)
-    settings.ASHERAH_ERASURE_SIGNING_KEY = signer
+    settings.ASHERAH = {**settings.ASHERAH, "ERASURE_SIGNING_KEY": signer}
     factory = runtime.get_session_factory()
     return {p: factory.get_session(p).encrypt(p.encode()) for p in PARTITIONS}
 
@@ -74,7 +74,7 @@ def test_killed_run_continues_with_resume_and_tags_stay_valid(
     factory = runtime.get_session_factory()
     receipt = tmp_path / "r.json"
     state = EraseState.start(str(receipt) + ".state", "victim", vault.service, "prod")
-    kms = erase_kms_for(factory.kms, {"signing_key": settings.ASHERAH_ERASURE_SIGNING_KEY})
+    kms = erase_kms_for(factory.kms, {"signing_key": settings.ASHERAH["ERASURE_SIGNING_KEY"]})
 
     def killed_at_delete(line: str) -> None:
         if line == "Phase delete...":
@@ -151,7 +151,7 @@ def test_run_killed_after_storing_its_system_key_adopts_it_on_resume(
     state = _KilledAfterStoringTheSystemKey.start(
         str(receipt) + ".state", "victim", vault.service, "prod"
     )
-    kms = erase_kms_for(factory.kms, {"signing_key": settings.ASHERAH_ERASURE_SIGNING_KEY})
+    kms = erase_kms_for(factory.kms, {"signing_key": settings.ASHERAH["ERASURE_SIGNING_KEY"]})
     with pytest.raises(KeyboardInterrupt):
         Erasure(factory, kms, state, grace=0, poll=0.1, say=lambda _: None).run()
     store = metastore_of(factory)

@@ -25,7 +25,7 @@ def _erase(settings: Any, vault: Vault, tmp_path: Path, *, trim: bool) -> bytes:
     """Erase 'victim'; the retired system key's wrapping, as a backup holds it."""
     signer = signing_key(vault)
     settings.ASHERAH = vault.asherah(vault.token(erase_policy(vault, signer, trim=trim)))
-    settings.ASHERAH_ERASURE_SIGNING_KEY = signer
+    settings.ASHERAH = {**settings.ASHERAH, "ERASURE_SIGNING_KEY": signer}
     factory = runtime.get_session_factory()
     factory.get_session("victim").encrypt(b"x")
     (old,) = [t for i, _, t in snapshot(metastore_of(factory)) if i == factory.system_key_id]
@@ -72,7 +72,7 @@ def test_trim_without_the_permission_is_refused(
 ) -> None:
     signer = signing_key(vault)
     settings.ASHERAH = vault.asherah(vault.token(erase_policy(vault, signer)))
-    settings.ASHERAH_ERASURE_SIGNING_KEY = signer
+    settings.ASHERAH = {**settings.ASHERAH, "ERASURE_SIGNING_KEY": signer}
     runtime.get_session_factory().get_session("victim").encrypt(b"x")
     with pytest.raises(CommandError, match=f"missing update on transit/keys/{vault.key}/trim"):
         run_command("asherah_erase", "victim", "--trim", "--receipt", str(tmp_path / "r.json"))

@@ -6,7 +6,7 @@
   whichever copy of the table it comes from; someone with ``config`` rights could lower it
   again, so ``--trim`` also deletes those versions (``<mount>/keys/<key>/trim``);
 * receipts: ``<mount>/sign/<signing key>`` and ``<mount>/verify/<signing key>`` with a
-  dedicated asymmetric key (``ASHERAH_ERASURE_SIGNING_KEY``), so an auditor can verify a
+  dedicated asymmetric key (``ERASURE_SIGNING_KEY``), so an auditor can verify a
   receipt with Vault, or offline with the key's public half.
 
 :meth:`check_permissions` asks ``sys/capabilities-self`` for every path the erasure uses and
@@ -23,7 +23,7 @@ from .vault import VaultTransitKMS
 from .vault_errors import VaultKMSError, VaultRequestError
 
 #: The signing key's setting (a Django setting or environment variable of this name).
-SIGNING_KEY_SETTING: Final = "ASHERAH_ERASURE_SIGNING_KEY"
+SIGNING_KEY_SETTING: Final = "ERASURE_SIGNING_KEY"
 _PROBE: Final = b"asherah_erase permission probe"
 
 
@@ -169,9 +169,9 @@ class VaultEraseKMS:
     def _required_signing_key(self) -> str:
         if not self._signing_key:
             raise EraseRefusedError(
-                f"no receipt signing key: set {SIGNING_KEY_SETTING} (a Django setting or "
-                "environment variable) or pass --signing-key to the Transit key that signs "
-                "erasure receipts",
+                f"no receipt signing key: set {SIGNING_KEY_SETTING} (in settings.ASHERAH, or "
+                f"the environment variable ASHERAH_{SIGNING_KEY_SETTING}) or pass --signing-key: "
+                "the Transit key that signs erasure receipts",
                 hint=f"create one: vault write {self._mount}/keys/asherah-receipts type=ed25519",
             )
         return self._signing_key

@@ -10,13 +10,12 @@ a message on stderr when refused or failed (the state file lets ``--resume`` con
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ...conf import asherah_settings
 from ...core.errors import AsherahError
 from ...core.kms.erase import erase_kms_for
 from ...core.kms.vault_erase import SIGNING_KEY_SETTING
@@ -45,7 +44,9 @@ class Command(BaseCommand):
             help="how long keys created meanwhile are moved (default: CHECK_INTERVAL)",
         )  # fmt: skip
         parser.add_argument("--poll", type=float, default=1.0, help=argparse_hide())
-        parser.add_argument("--signing-key", metavar="NAME", help=f"default: {SIGNING_KEY_SETTING}")
+        parser.add_argument(
+            "--signing-key", metavar="NAME", help=f"default: the {SIGNING_KEY_SETTING} setting"
+        )
         parser.add_argument(
             "--new-static-master-key-hex", metavar="HEX",
             help="static KMS only (testing): the master key replacing STATIC_MASTER_KEY_HEX",
@@ -71,11 +72,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _kms_options(self, options: dict[str, Any]) -> dict[str, str | None]:
-        signing = (
-            options["signing_key"]
-            or getattr(settings, SIGNING_KEY_SETTING, None)
-            or os.environ.get(SIGNING_KEY_SETTING)
-        )
+        signing = options["signing_key"] or asherah_settings.get("ERASURE_SIGNING_KEY")
         return {
             "signing_key": signing,
             "new_static_master_key_hex": options["new_static_master_key_hex"],
