@@ -9,6 +9,9 @@ dict or ``os.environ`` can be passed. ``None`` and empty strings count as unset.
 Defaults and extras beyond upstream (asherah-ffi):
 
 =========================  ==========================================================
+``VAULT_ADDR``             one URL, or several separated by commas: the nodes of one
+                           cluster, tried in turn when one cannot be reached; a redirect
+                           (307/308) is followed only to one of them
 ``VAULT_TRANSIT_MOUNT``    ``transit`` (leading and trailing ``/`` ignored)
 ``VAULT_AUTH_METHOD``      unset: ``VAULT_TOKEN`` is used. ``token``, ``kubernetes``
                            (alias ``k8s``), ``approle``, ``cert`` (alias ``tls``), ``agent``
@@ -120,9 +123,12 @@ class VaultTransitConfig:
     namespace: str | None = None
     token_file: str | None = None
     approle_secret_id_file: str | None = None
+    #: The other nodes of ``VAULT_ADDR`` when it lists several (after the first, ``addr``).
+    other_addrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_addr(self.addr)
+        for addr in (self.addr, *self.other_addrs):
+            _check_addr(addr)
         _check_path("VAULT_TRANSIT_KEY", self.transit_key, single_segment=True)
         _check_path("VAULT_TRANSIT_MOUNT", self.transit_mount, single_segment=False)
         if self.auth_mount is not None:
@@ -145,7 +151,9 @@ class VaultTransitConfig:
                 "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY must be set together "
                 "(PEM paths of the client certificate and its private key)"
             )
-        if self.auth_method == "cert" and not self.addr.startswith("https://"):
+        if self.auth_method == "cert" and not all(
+            addr.startswith("https://") for addr in (self.addr, *self.other_addrs)
+        ):
             raise ConfigurationError(
                 "VAULT_AUTH_METHOD=cert needs an https:// VAULT_ADDR: the client certificate "
                 "is presented during the TLS handshake"
@@ -184,7 +192,9 @@ class VaultTransitConfig:
     def from_mapping(cls, values: Mapping[str, object]) -> VaultTransitConfig:
         """Build from environment-style names (``VAULT_ADDR`` ...); see the module docs."""
         get = _Reader(values)
-        addr = get.text("VAULT_ADDR")
+        listed = [a.strip().rstrip("/") for a in (get.text("VAULT_ADDR") or "").split(",")]
+        addrs = list(dict.fromkeys(a for a in listed if a))  # in order, without repeats
+        addr = addrs[0] if addrs else None
         if addr is None:
             raise ConfigurationError(
                 "VAULT_ADDR is required for the Vault Transit KMS "
@@ -211,7 +221,8 @@ class VaultTransitConfig:
         mount = (get.text("VAULT_TRANSIT_MOUNT") or DEFAULT_TRANSIT_MOUNT).strip("/")
         auth_mount = get.text("VAULT_AUTH_MOUNT")
         return cls(
-            addr=addr.rstrip("/"),
+            addr=addr,
+            other_addrs=tuple(addrs[1:]),
             transit_key=key,
             transit_mount=mount,
             auth_method=method,

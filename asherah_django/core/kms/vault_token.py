@@ -33,6 +33,7 @@ from .vault_errors import (
     HINT_AGENT,
     HINT_AUTH,
     HINT_FRESH_SECRET_ID,
+    HINT_REDIRECT,
     HINT_TOKEN,
     HINT_TOKEN_FILE,
     HINT_UNAVAILABLE,
@@ -244,9 +245,10 @@ class TokenManager:
                     return self._login()
                 raise self._spent(label, reply)
             server = reply.status >= 500
+            hint = HINT_UNAVAILABLE if server else HINT_AUTH[method].format(mount=mount)
             raise (VaultUnavailableError if server else VaultAuthError)(
                 f"{label} failed: {reply.text()} {self._ctx}",
-                hint=(HINT_UNAVAILABLE if server else HINT_AUTH[method]).format(mount=mount),
+                hint=HINT_REDIRECT if 300 <= reply.status < 400 else hint,
                 status=reply.status,
             )
         lease = lease_from_auth(reply.payload.get("auth"), time.monotonic(), from_login=True)
