@@ -4,7 +4,9 @@ Tokens are checked lazily, before each Vault call (no background thread, so noth
 stop and nothing to fork): a token past two thirds of its TTL is renewed while Vault says
 it is renewable; once renewal no longer extends it (max TTL) or it is not renewable, a
 login-based client logs in again before it expires. A call answered 403 whose token Vault
-no longer knows (lookup-self answers 403 too) logs in again and is repeated once.
+no longer knows (lookup-self answers 403 too) logs in again and is repeated once;
+through an agent's API proxy (``VAULT_AUTH_METHOD=agent``) it is repeated once the agent
+holds a token Vault accepts again.
 A static ``VAULT_TOKEN`` is looked up after its first successful call (so that the first
 error a user sees is the Transit call's own) and then renewed while renewable.
 ``VAULT_TOKEN_FILE`` (a Vault Agent token sink) is read at the first call, and read again
@@ -46,7 +48,8 @@ from .vault_http import VaultHTTP, VaultReply, on_fork
 
 logger = logging.getLogger("asherah_django.core.kms.vault")
 
-#: How long a refused token's file is watched for the agent's next token, and how often.
+#: How long a refused token's file (or the agent's API proxy) is watched for the agent's
+#: next token, and how often.
 TOKEN_FILE_GRACE = 5.0
 TOKEN_FILE_POLL = 0.05
 
@@ -107,7 +110,10 @@ class TokenManager:
     def call(self, label: str, method: str, path: str, body: object, kind: str) -> VaultReply:
         """A request with the current token; after a 403 from a dead token, once more."""
         if self.config.auth_method == "agent":  # the agent's API proxy adds its token
-            return self._send(method, path, label, token=None, kind=kind, body=body)
+            reply = self._send(method, path, label, token=None, kind=kind, body=body)
+            if reply.status == 403 and self._agent_token_replaced():
+                reply = self._send(method, path, label, token=None, kind=kind, body=body)
+            return reply
         for attempt in (1, 2):
             token = self.token()
             reply = self._send(method, path, label, token=token, kind=kind, body=body)
@@ -128,6 +134,28 @@ class TokenManager:
                 if self._lease is not None and self._lease.token == token:
                     self._lease = None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _agent_token_replaced(self) -> bool:
+        """After a 403 through the agent: True once the agent holds a token Vault accepts.
+
+        A busy agent may let its token expire before its next login lands; its
+        ``lookup-self`` then answers 403 too, and is asked again for up to
+        ``TOKEN_FILE_GRACE`` seconds (at most VAULT_TIMEOUT). A 403 with a live token (the
+        policy) answers at once, and the request is repeated only once."""
+        deadline = time.monotonic() + min(TOKEN_FILE_GRACE, self.config.timeout)
+        while True:
+            try:
+                reply = self._send(
+                    "GET", "v1/auth/token/lookup-self", "Vault token lookup-self through the agent",
+                    token=None, kind="other",
+                )  # fmt: skip
+            except VaultKMSError:
+                return False
+            if reply.ok:
+                return True
+            if reply.status not in (401, 403) or time.monotonic() >= deadline:
+                return False
+            time.sleep(TOKEN_FILE_POLL)
 
     def _reread_token_file(self, refused: str) -> bool:
         """``VAULT_TOKEN_FILE`` read again: True when it now holds another token (now used).
