@@ -18,7 +18,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -35,6 +37,9 @@ LOADERS = 3  # processes under load during the promotion
 TENANTS = [f"race-{n}" for n in range(6)]
 BEFORE, DETECT, AFTER = 3.0, 1.0, 6.0  # load before the crash; crash to promotion; after
 SPAWN = multiprocessing.get_context("spawn")
+#: The multi-host entry's options, as README recommends them.
+FAILOVER_OPTIONS = {"target_session_attrs": "read-write", "connect_timeout": 3}
+FAILOVER_CONN = {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True}
 
 
 def run(target: Any, *args: Any, expect: str, timeout: float = 180) -> Any:
@@ -69,6 +74,30 @@ def key_rows(dsn: str, pattern: str) -> dict[str, int]:
         dsn, "SELECT id, count(*) FROM encryption_key WHERE id LIKE %s GROUP BY id", pattern
     )
     return {key_id: int(count) for key_id, count in found}
+
+
+def readme_block(marker: str) -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if marker in b]
+    return block
+
+
+def test_readme_router_and_failover_entry_are_the_tested_ones() -> None:
+    """README's read-replica router and multi-host entry are what the tests below run."""
+    namespace: dict[str, Any] = {}
+    exec(readme_block("class ReplicaRouter"), namespace)
+    readme, tested = namespace["ReplicaRouter"](), pg_worker.ReplicaRouter()
+    for method, args in (
+        ("db_for_read", (object,)), ("db_for_write", (object,)),
+        ("allow_relation", (1, 2)), ("allow_migrate", ("default", "app")),
+        ("allow_migrate", ("replica", "app")),
+    ):  # fmt: skip
+        assert getattr(readme, method)(*args) == getattr(tested, method)(*args), method
+    namespace = {"DATABASES": {}}
+    exec(readme_block('DATABASES["default"] = {'), namespace)
+    entry = namespace["DATABASES"]["default"]
+    assert entry["OPTIONS"] == FAILOVER_OPTIONS and entry["HOST"].count(",") == 1
+    assert {k: entry[k] for k in FAILOVER_CONN} == FAILOVER_CONN
 
 
 def test_read_replica_racing_first_writes_read_their_own_writes() -> None:
@@ -127,11 +156,9 @@ def test_read_replica_racing_first_writes_read_their_own_writes() -> None:
 
 def test_standby_promoted_under_load_loses_nothing() -> None:
     with PostgresPair(synchronous=True) as pair:
-        options = {"target_session_attrs": "read-write", "connect_timeout": 3}
         failover = {
-            **pair.django_database("primary", "standby", **options),
-            "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
+            **pair.django_database("primary", "standby", **FAILOVER_OPTIONS),
+            **FAILOVER_CONN,
         }
         databases = {"default": failover, "replica": failover}
         run(pg_worker.migrate, databases, expect="migrated")
