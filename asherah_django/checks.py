@@ -351,17 +351,16 @@ def check_deployment(
             )
         )
     addr = snapshot.values.get("VAULT_ADDR")
-    if isinstance(addr, str):
-        parts = urlsplit(addr.strip())
-        if parts.scheme == "http" and (parts.hostname or "") not in _LOOPBACK:
-            messages.append(
-                Warning(
-                    f"VAULT_ADDR {redact_userinfo(addr)!r} uses plain http: tokens and system "
-                    "keys would cross the network unencrypted, and DEBUG is False",
-                    hint=f"set {where('VAULT_ADDR')} to an https:// URL (and VAULT_CACERT)",
-                    id="asherah.W103",
-                )
+    nodes = [urlsplit(node.strip()) for node in addr.split(",")] if isinstance(addr, str) else []
+    if any(p.scheme == "http" and (p.hostname or "") not in _LOOPBACK for p in nodes):
+        messages.append(  # (every node of a comma-separated VAULT_ADDR counts)
+            Warning(
+                f"VAULT_ADDR {redact_userinfo(str(addr))!r} uses plain http: tokens and system "
+                "keys would cross the network unencrypted, and DEBUG is False",
+                hint=f"set {where('VAULT_ADDR')} to an https:// URL (and VAULT_CACERT)",
+                id="asherah.W103",
             )
+        )
     return messages
 
 

@@ -155,3 +155,23 @@ def test_vault_addr_list_is_validated(tmp_path: Path) -> None:
             {**base, "VAULT_ADDR": "https://a:8200,http://b:8200", "VAULT_AUTH_METHOD": "cert",
              "VAULT_CLIENT_CERT": str(tmp_path / "c"), "VAULT_CLIENT_KEY": str(tmp_path / "k")}
         )  # fmt: skip
+
+
+def test_plain_http_warning_counts_every_listed_node() -> None:
+    """``check --deploy``'s asherah.W103 looks at each node of the list, not the first only."""
+    from django.test import override_settings
+
+    from asherah_django import checks
+
+    base = {
+        "SERVICE_NAME": "svc", "PRODUCT_ID": "prod", "KMS": "vault", "VAULT_TRANSIT_KEY": "k",
+        "VAULT_TOKEN": "hvs.CAESIJ" + "x" * 90,
+    }  # fmt: skip
+
+    def w103(addr: str) -> list[str]:
+        with override_settings(ASHERAH={**base, "VAULT_ADDR": addr}, DEBUG=False):
+            return [m.id for m in checks.check_deployment() if m.id == "asherah.W103"]
+
+    assert w103("https://vault-1:8200,http://vault-2:8200") == ["asherah.W103"]
+    assert w103("https://vault-1:8200,https://vault-2:8200") == []
+    assert w103("http://127.0.0.1:8200,http://localhost:8201") == []
