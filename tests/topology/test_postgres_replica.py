@@ -1,6 +1,6 @@
 """PostgreSQL read replica and failover, with real application processes (issue #23).
 
-* Read replica under lag: reads go to a hot standby that applies WAL 2 s late
+* Read replica under lag: reads go to a hot standby that applies WAL 4 s late
   (``recovery_min_apply_delay``), writes to the primary (``pg_worker.ReplicaRouter``).
   Processes racing to the first writes of the same tenants create exactly one key per id
   and never fail: the key path reads its own writes on ``ASHERAH["DATABASE"]``, the
@@ -17,9 +17,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from asherah_django.testing.postgres_pair import PostgresPair
 from . import pg_worker
 
 pytestmark = [pytest.mark.topology]
-LAG_MS = 2000
+LAG_MS = 4000  # far above the race's duration, even on a loaded machine
 PROCESSES = 4  # racing first writers
 LOADERS = 3  # processes under load during the promotion
 TENANTS = [f"race-{n}" for n in range(6)]
@@ -55,6 +57,26 @@ def run(target: Any, *args: Any, expect: str, timeout: float = 180) -> Any:
         process.join(timeout=30)
         if process.is_alive():
             process.kill()
+
+
+@contextlib.contextmanager
+def ready_workers(target: Any, arg_tuples: list[tuple[Any, ...]]) -> Iterator[list[Any]]:
+    """Start ``target(*args, queue)`` per ``arg_tuples``, wait until each says "ready" and
+    yield their queues; join (or kill) them on the way out."""
+    queues = [SPAWN.Queue() for _ in arg_tuples]
+    pairs = zip(arg_tuples, queues, strict=True)
+    workers = [SPAWN.Process(target=target, args=(*args, q)) for args, q in pairs]
+    for worker in workers:
+        worker.start()
+    try:
+        for q in queues:
+            assert q.get(timeout=120)[0] == "ready"
+        yield queues
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
 
 
 def rows(dsn: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
@@ -110,25 +132,12 @@ def test_read_replica_racing_first_writes_read_their_own_writes() -> None:
         tables = "SELECT count(*) FROM pg_tables WHERE tablename = 'encryption_key'"
         wait_for(lambda: rows(pair.dsn("standby"), tables)[0][0] == 1, "the replica's tables")
         go = SPAWN.Event()
-        queues = [SPAWN.Queue() for _ in range(PROCESSES)]
-        workers = [
-            SPAWN.Process(target=pg_worker.race, args=(databases, TENANTS, go, q)) for q in queues
-        ]
-        for worker in workers:
-            worker.start()
-        try:
-            for q in queues:
-                assert q.get(timeout=120)[0] == "ready"
+        with ready_workers(pg_worker.race, [(databases, TENANTS, go)] * PROCESSES) as queues:
             go.set()
             started = time.monotonic()
             results = [q.get(timeout=120)[1] for q in queues]
             elapsed = time.monotonic() - started
             on_replica = key_rows(pair.dsn("standby"), "_IK_race-%")
-        finally:
-            for worker in workers:
-                worker.join(timeout=30)
-                if worker.is_alive():
-                    worker.kill()
         on_primary = key_rows(pair.dsn("primary"), "_IK_race-%")
         system_keys = key_rows(pair.dsn("primary"), "_SK_%")
         errors = [error for result in results for error in result["errors"]]
@@ -163,16 +172,9 @@ def test_standby_promoted_under_load_loses_nothing() -> None:
         databases = {"default": failover, "replica": failover}
         run(pg_worker.migrate, databases, expect="migrated")
         go, stop = SPAWN.Event(), SPAWN.Event()
-        queues = [SPAWN.Queue() for _ in range(LOADERS)]
-        workers = [
-            SPAWN.Process(target=pg_worker.load, args=(databases, f"p{i}", go, stop, q))
-            for i, q in enumerate(queues)
-        ]
-        for worker in workers:
-            worker.start()
-        try:
-            for q in queues:
-                assert q.get(timeout=120)[0] == "ready"
+        loaders = [(databases, f"p{i}", go, stop) for i in range(LOADERS)]
+        with ready_workers(pg_worker.load, loaders) as queues, contextlib.ExitStack() as finish:
+            finish.callback(stop.set)  # also when the test fails: the workers end their loop
             go.set()
             time.sleep(BEFORE)
             crashed_at = time.time()
@@ -183,12 +185,6 @@ def test_standby_promoted_under_load_loses_nothing() -> None:
             time.sleep(max(0.0, crashed_at + AFTER - time.time()))
             stop.set()
             results = [q.get(timeout=120)[1] for q in queues]
-        finally:
-            stop.set()
-            for worker in workers:
-                worker.join(timeout=30)
-                if worker.is_alive():
-                    worker.kill()
         written = [row for result in results for row in result["written"]]
         check = run(pg_worker.verify, databases, written, expect="verified")
     ops = sorted(op for result in results for op in result["ops"])

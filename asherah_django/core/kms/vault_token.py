@@ -144,12 +144,8 @@ class TokenManager:
         policy) answers at once, and the request is repeated only once."""
         deadline = time.monotonic() + min(TOKEN_FILE_GRACE, self.config.timeout)
         while True:
-            try:
-                reply = self._send(
-                    "GET", "v1/auth/token/lookup-self", "Vault token lookup-self through the agent",
-                    token=None, kind="other",
-                )  # fmt: skip
-            except VaultKMSError:
+            reply = self._lookup_self(None)
+            if reply is None:
                 return False
             if reply.ok:
                 return True
@@ -319,14 +315,16 @@ class TokenManager:
 
     def _is_dead(self, token: str) -> bool:
         """After a 403: True when Vault no longer knows the token (expired or revoked)."""
+        reply = self._lookup_self(token)
+        return reply is not None and reply.status in (401, 403)
+
+    def _lookup_self(self, token: str | None) -> VaultReply | None:
+        """``lookup-self`` with ``token`` (None: through the agent); None when it failed."""
+        label = "Vault token lookup-self" + (" through the agent" if token is None else "")
         try:
-            reply = self._send(
-                "GET", "v1/auth/token/lookup-self", "Vault token lookup-self",
-                token=token, kind="other",
-            )  # fmt: skip
+            return self._send("GET", "v1/auth/token/lookup-self", label, token=token, kind="other")
         except VaultKMSError:
-            return False
-        return reply.status in (401, 403)
+            return None
 
 
 _LOOKUP = {"lease_duration": "ttl", "renewable": "renewable"}
