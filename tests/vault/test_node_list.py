@@ -89,3 +89,19 @@ def test_every_node_unreachable_is_a_connection_error(make_kms: MakeKMS) -> None
     }  # fmt: skip
     with pytest.raises(VaultConnectionError, match="connection refused"):
         make_kms(settings).encrypt_key(bytes(32))
+
+
+def test_redirect_to_a_listed_node_that_is_down_is_a_connection_error(
+    bao: OpenBaoServer, make_kms: MakeKMS
+) -> None:
+    """The followed request fails like any other: typed, with the retries it allows."""
+    down = dead()
+    with LoopbackHTTP(lambda r: Reply(307, {"Location": down + r.path})) as standby:
+        settings = bao.settings(
+            VAULT_ADDR=f"{standby.url},{down}", VAULT_TOKEN="t", VAULT_MAX_RETRIES=1
+        )
+        with pytest.raises(VaultConnectionError, match="connection refused"):
+            make_kms(settings).encrypt_key(bytes(32))
+    # Each attempt: the standby redirects, the listed node refuses (the redirect's target
+    # only, not the list again): 2 attempts, 2 requests to the standby.
+    assert len(standby.requests) == 2

@@ -135,6 +135,9 @@ class VaultHTTP:
         for attempt in range(1, attempts + 1):
             try:
                 response = self._to_some_node(method, path, headers, body, params)
+                if self._follow(response):  # a standby named its leader, a node of VAULT_ADDR
+                    self.count(kind)
+                    response = self._to_some_node(method, path, headers, body, params, 1)
             except requests.RequestException as exc:
                 error, not_sent = self._transport_error(label, exc)
                 if attempt < attempts and not_sent is not None and (repeatable or not_sent):
@@ -142,9 +145,6 @@ class VaultHTTP:
                     continue
                 raise error from exc
             self.count(kind)
-            if self._follow(response):  # a standby named its leader, a node of VAULT_ADDR
-                response = self._to_some_node(method, path, headers, body, params)
-                self.count(kind)
             try:
                 payload = response.json() if response.content else {}
             except ValueError:
@@ -159,11 +159,13 @@ class VaultHTTP:
 
     def _to_some_node(
         self, method: str, path: str, headers: dict[str, str], body: object,
-        params: Mapping[str, str] | None,
+        params: Mapping[str, str] | None, nodes: int | None = None,
     ) -> Any:  # fmt: skip
         """Send to the node in use; when it provably never got the request, to the next
-        nodes of ``VAULT_ADDR`` in turn (the one that answers stays in use)."""
-        for step in range(len(self._addrs)):
+        nodes of ``VAULT_ADDR`` in turn (the one that answers stays in use). ``nodes``
+        limits how many are tried (1: a redirect's target only)."""
+        tried = min(nodes or len(self._addrs), len(self._addrs))
+        for step in range(tried):
             index = (self._current + step) % len(self._addrs)
             try:
                 response = self._session_adapter(self._addrs[index]).request(
@@ -171,7 +173,7 @@ class VaultHTTP:
                 )
             except requests.exceptions.ConnectionError as exc:
                 not_sent = any(isinstance(e, _NOT_SENT) for e in _causes(exc))
-                if not_sent and step + 1 < len(self._addrs):
+                if not_sent and step + 1 < tried:
                     logger.warning("Vault node %s unreachable; trying the next", self._addrs[index])
                     continue
                 raise
