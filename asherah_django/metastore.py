@@ -56,6 +56,15 @@ always uses that alias; route the model there for migrations and the admin::
 
 and run ``manage.py migrate asherah_django --database keys``.
 
+Read replicas
+-------------
+Key reads never follow ``DATABASE_ROUTERS``: loads, stores and the reload after a lost
+insert race all run on ``ASHERAH["DATABASE"]``, which must be the writable primary (or a
+libpq multi-host entry with ``target_session_attrs=read-write``). A router that sends
+reads to a lagging replica therefore never hides a key this or another process has just
+written; only the admin's and your own ORM queries of the model follow the router
+(``tests/topology/test_postgres_replica.py``).
+
 Cold loads
 ----------
 ``load``, ``load_many`` and ``load_latest`` of this service's intermediate keys fetch the

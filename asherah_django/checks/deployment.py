@@ -60,9 +60,13 @@ def check_deployment(
     if isinstance(addr, str):
         hint = f"set {where('VAULT_ADDR')} to an https:// URL (and VAULT_CACERT)"
         shown = redact_userinfo(addr)
-        messages += _plain_http(
-            addr, f"VAULT_ADDR {shown!r}", "tokens and system keys", hint, "asherah.W103"
-        )
+        for node in addr.split(","):  # every node of a comma-separated VAULT_ADDR counts
+            found = _plain_http(
+                node, f"VAULT_ADDR {shown!r}", "tokens and system keys", hint, "asherah.W103"
+            )
+            if found:
+                messages += found
+                break
     return messages
 
 

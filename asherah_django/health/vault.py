@@ -49,7 +49,7 @@ def duration(seconds: float) -> str:
 
 
 def server(ctx: Context) -> Outcome:
-    """Reachable, initialised, unsealed, active; TLS verified."""
+    """Reachable, initialised, unsealed, active; TLS verified; the namespace in use."""
     kms = _kms(ctx)
     config = kms.config
     health = kms.health()
@@ -61,6 +61,7 @@ def server(ctx: Context) -> Outcome:
         "sealed": health.sealed,
         "standby": health.standby,
         "tls": parts.scheme == "https",
+        "namespace": config.namespace,
     }
     where = f"Vault {health.version} at {config.addr}".replace("  ", " ")
     if not health.initialized:
@@ -89,7 +90,9 @@ def server(ctx: Context) -> Outcome:
             )
         )
     state = "standby" if health.standby else "active"
-    return combine(findings, f"{where}: initialized, unsealed, {state}; {tls}", data)
+    # Logins, tokens and Transit calls all happen in VAULT_NAMESPACE (sys/health does not).
+    scope = f"; namespace {config.namespace}" if config.namespace else ""
+    return combine(findings, f"{where}: initialized, unsealed, {state}; {tls}{scope}", data)
 
 
 def login(ctx: Context) -> Outcome:

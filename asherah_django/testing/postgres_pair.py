@@ -9,7 +9,10 @@ with ``initdb`` in a fresh temporary directory (owned by the ``postgres`` user, 
 commands run as when this process is root), on free loopback ports, with
 ``wal_level=replica`` and ``fsync=off`` (throw-away data). The standby is a
 ``pg_basebackup -R`` copy; ``apply_delay_ms`` sets its ``recovery_min_apply_delay`` so
-that replication lag can be injected. Django-free.
+that replication lag can be injected. ``synchronous=True`` makes the primary wait for the
+standby to flush each commit (``synchronous_standby_names = '*'``), so a promoted standby
+holds every transaction the primary acknowledged, even after the primary crashed.
+Django-free.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ class PostgresPairError(RuntimeError):
 class PostgresPair:
     """Primary + hot standby; see the module docs. Use as a context manager."""
 
-    def __init__(self, *, apply_delay_ms: int = 0, user: str = "postgres") -> None:
+    def __init__(
+        self, *, apply_delay_ms: int = 0, synchronous: bool = False, user: str = "postgres"
+    ) -> None:
         self.apply_delay_ms = apply_delay_ms
+        self.synchronous = synchronous
         self.user = user
         self.root = Path(tempfile.mkdtemp(prefix="asherah-pgpair-"))
         self.ports = {"primary": free_port(), "standby": free_port()}
@@ -47,6 +53,18 @@ class PostgresPair:
 
     def dsn(self, node: str, dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.ports[node]} user={self.user} dbname={dbname}"
+
+    def django_database(self, *nodes: str, **options: object) -> dict[str, object]:
+        """A ``DATABASES`` entry for ``nodes``; several make a libpq multi-host entry
+        (``HOST="127.0.0.1,127.0.0.1"``, ``PORT="p1,p2"``), tried in order."""
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "postgres",
+            "USER": self.user,
+            "HOST": ",".join("127.0.0.1" for _ in nodes),
+            "PORT": ",".join(str(self.ports[node]) for node in nodes),
+            "OPTIONS": dict(options),
+        }
 
     def __enter__(self) -> PostgresPair:
         try:
@@ -96,11 +114,15 @@ class PostgresPair:
             "max_wal_senders = 5",
             "hot_standby = on",
             "fsync = off",
-            "synchronous_commit = off",
+            "synchronous_commit = on" if self.synchronous else "synchronous_commit = off",
             "full_page_writes = off",
             "shared_buffers = 16MB",
             "max_connections = 40",
         ]
+        if node == "primary" and self.synchronous:
+            lines.append("synchronous_standby_names = '*'")
+        if node == "standby":  # its copy of the primary's file must not make it wait once promoted
+            lines.append("synchronous_standby_names = ''")
         if node == "standby" and self.apply_delay_ms:
             lines.append(f"recovery_min_apply_delay = '{self.apply_delay_ms}ms'")
         conf = Path(self._dir(node)) / "postgresql.conf"

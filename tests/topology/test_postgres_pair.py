@@ -2,8 +2,8 @@
 
 Made from scratch (initdb, pg_basebackup -R): replication streams, an injected apply delay
 (``recovery_min_apply_delay``) is visible as lag on the standby, and a promoted standby
-accepts writes with every row the primary had committed. The read-your-writes router and
-failover-under-load scenarios on top of it are the next step of issue #23.
+accepts writes with every row the primary had committed. The read-replica router and
+failover-under-load scenarios on top of it: test_postgres_replica.py.
 """
 
 from __future__ import annotations

@@ -90,6 +90,26 @@ def test_agent_rotated_tokens_never_fail_a_call(
     assert errors == []
 
 
+def test_agent_token_revoked_behind_the_proxy_is_waited_for(
+    bao: OpenBaoServer, agent: OpenBaoAgent, make_kms: MakeKMS
+) -> None:
+    """The agent's token dies under it (revoked here; on a busy host, expired before the
+    agent's next login): the call's 403 is repeated once the agent has a new token."""
+    kms = make_kms(bao.settings(VAULT_ADDR=agent.addr, VAULT_AUTH_METHOD="agent"))
+    kms.login()
+    dead = agent.token()
+    register_secret(dead, "token")
+    bao.api("POST", "auth/token/revoke", {"token": dead})
+    key = os.urandom(32)
+    began = time.monotonic()
+    assert kms.decrypt_key(kms.encrypt_key(key)) == key
+    waited = time.monotonic() - began
+    register_secret(agent.token(), "token")
+    print(f"\nagent token revoked: the call waited {waited:.2f}s for the agent's next token")
+    assert agent.token() != dead
+    assert kms.stats.other >= 2  # lookup-self through the agent: it was waited for
+
+
 def test_agent_method_without_an_agent_is_a_typed_error(
     bao: OpenBaoServer, make_kms: MakeKMS
 ) -> None:

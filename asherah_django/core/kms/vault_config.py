@@ -82,9 +82,12 @@ class VaultTransitConfig:
     namespace: str | None = None
     token_file: str | None = None
     approle_secret_id_file: str | None = None
+    #: The other nodes of ``VAULT_ADDR`` when it lists several (after the first, ``addr``).
+    other_addrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_addr(self.addr)
+        for addr in (self.addr, *self.other_addrs):
+            _check_addr(addr)
         _check_path("VAULT_TRANSIT_KEY", self.transit_key, single_segment=True)
         _check_path("VAULT_TRANSIT_MOUNT", self.transit_mount, single_segment=False)
         if self.auth_mount is not None:
@@ -112,7 +115,9 @@ class VaultTransitConfig:
                 "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY must be set together "
                 "(PEM paths of the client certificate and its private key)"
             )
-        if self.auth_method == "cert" and not self.addr.startswith("https://"):
+        if self.auth_method == "cert" and not all(
+            addr.startswith("https://") for addr in (self.addr, *self.other_addrs)
+        ):
             raise ConfigurationError(
                 "VAULT_AUTH_METHOD=cert needs an https:// VAULT_ADDR: the client certificate "
                 "is presented during the TLS handshake"
@@ -139,12 +144,19 @@ class VaultTransitConfig:
         for problem in problems(values):
             raise problem
         get = SettingsReader(values, BY_KEY)
-        addr, key = get.text("VAULT_ADDR"), get.text("VAULT_TRANSIT_KEY")
-        assert addr is not None  # (problems() said so)
+        listed = [a.strip().rstrip("/") for a in (get.text("VAULT_ADDR") or "").split(",")]
+        addrs = list(dict.fromkeys(a for a in listed if a))  # in order, without repeats
+        key = get.text("VAULT_TRANSIT_KEY")
+        if not addrs:
+            raise ConfigurationError(
+                "VAULT_ADDR lists no address: give one URL, or several separated by commas"
+            )
+        addr = addrs[0]
         assert key is not None
         auth_mount = get.text("VAULT_AUTH_MOUNT")
         return cls(
-            addr=addr.rstrip("/"),
+            addr=addr,
+            other_addrs=tuple(addrs[1:]),
             transit_key=key,
             transit_mount=(get.text("VAULT_TRANSIT_MOUNT") or DEFAULT_TRANSIT_MOUNT).strip("/"),
             auth_method=_method(get.text("VAULT_AUTH_METHOD")) or "token",

@@ -28,6 +28,11 @@ HINT_UNAVAILABLE: Final = (
     "Vault answered with a server error or is sealed/standby: unseal it, check its logs, or "
     "point VAULT_ADDR at the active node or its load balancer"
 )
+HINT_REDIRECT: Final = (
+    "Vault redirected the request to a node VAULT_ADDR does not list (not followed, so no "
+    "token or secret id went there): point VAULT_ADDR at the active node, or list every node "
+    "of the cluster, comma-separated, as each node's api_addr"
+)
 HINT_PERMISSION: Final = (
     "the authenticated token's policies do not allow this (the asherah-transit policy grants "
     "{mount}/encrypt/{key} and {mount}/decrypt/{key}); check with `vault token capabilities {path}`"
@@ -147,7 +152,7 @@ def reply_error(
         hint = HINT_PERMISSION.format(mount=mount, key=key, path=path)
         return VaultPermissionError(f"{label} failed: {text} {ctx}", hint=hint, status=status)
     if 300 <= status < 400:
-        hint = "Vault redirected the request (not followed): point VAULT_ADDR at the active node"
+        hint = HINT_REDIRECT
     elif status == 404 or "not found" in text or "disallowed by policy" in text:
         hint = HINT_KEY.format(mount=mount, key=key)
     elif "/decrypt/" in path or "/rewrap/" in path:

@@ -7,7 +7,11 @@
   timeouts never are (Vault may have acted, and the time is used up).
 * A request that spends something (an AppRole login with a secret id) is retried only
   when it provably never reached Vault, or Vault answered 503 (sealed: nothing happened).
-* Redirects are not followed, so the token is only ever sent to ``VAULT_ADDR``.
+* ``VAULT_ADDR`` may list the nodes of one cluster: a request that provably never reached
+  the node in use (connection refused, connect timeout) goes to the next one at once, and
+  the node that answered stays in use.
+* Redirects are followed only to a node ``VAULT_ADDR`` lists (a standby that redirects to
+  its leader); any other is refused, so the token is only ever sent to ``VAULT_ADDR``.
 * ``VAULT_NAMESPACE`` goes with every request as ``X-Vault-Namespace`` (except those
   sent with ``root_namespace=True``: ``sys/health`` exists in the root namespace only).
 * After ``os.fork()`` the child builds its own HTTP session (gunicorn ``--preload``):
@@ -28,6 +32,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -99,6 +104,10 @@ class VaultHTTP:
         self._ctx = ctx
         self._make_adapter = make_adapter
         self._adapter: Any = None
+        #: One adapter per node of ``VAULT_ADDR`` (all on the same session), by base URL.
+        self._adapters: dict[str, Any] = {}
+        self._addrs = (config.addr, *config.other_addrs)
+        self._current = 0  # the index in _addrs of the node requests go to
         self._closed = False
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -126,9 +135,10 @@ class VaultHTTP:
         attempts = self.config.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                response = self._session_adapter().request(
-                    method, path, headers=headers, json=body, params=params, raise_exception=False
-                )
+                response = self._to_some_node(method, path, headers, body, params)
+                if self._follow(response):  # a standby named its leader, a node of VAULT_ADDR
+                    self.count(kind)
+                    response = self._to_some_node(method, path, headers, body, params, 1)
             except requests.RequestException as exc:
                 error, not_sent = self._transport_error(label, exc)
                 if attempt < attempts and not_sent is not None and (repeatable or not_sent):
@@ -148,6 +158,44 @@ class VaultHTTP:
             return VaultReply(status, payload if isinstance(payload, dict) else {})
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _to_some_node(
+        self, method: str, path: str, headers: dict[str, str], body: object,
+        params: Mapping[str, str] | None, nodes: int | None = None,
+    ) -> Any:  # fmt: skip
+        """Send to the node in use; when it provably never got the request, to the next
+        nodes of ``VAULT_ADDR`` in turn (the one that answers stays in use). ``nodes``
+        limits how many are tried (1: a redirect's target only)."""
+        tried = min(nodes or len(self._addrs), len(self._addrs))
+        for step in range(tried):
+            index = (self._current + step) % len(self._addrs)
+            try:
+                response = self._session_adapter(self._addrs[index]).request(
+                    method, path, headers=headers, json=body, params=params, raise_exception=False
+                )
+            except requests.exceptions.ConnectionError as exc:
+                not_sent = any(isinstance(e, _NOT_SENT) for e in _causes(exc))
+                if not_sent and step + 1 < tried:
+                    logger.warning("Vault node %s unreachable; trying the next", self._addrs[index])
+                    continue
+                raise
+            self._current = index
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _follow(self, response: Any) -> bool:
+        """Whether ``response`` redirects to another node of ``VAULT_ADDR`` (then in use)."""
+        if response.status_code not in (307, 308) or len(self._addrs) < 2:
+            return False
+        try:
+            target = urlsplit(response.headers.get("Location") or "")
+            origin = f"{target.scheme}://{target.netloc}"
+        except ValueError:
+            return False
+        if origin not in self._addrs:  # not ours: refused, the token stays home
+            return False
+        self._current = self._addrs.index(origin)
+        return True
+
     def count(self, kind: str) -> None:
         with self._stats_lock:
             setattr(self.stats, kind, getattr(self.stats, kind) + 1)
@@ -156,6 +204,7 @@ class VaultHTTP:
         with self._lock:
             self._closed = True
             adapter, self._adapter = self._adapter, None
+            self._adapters = {}
         if adapter is not None:
             adapter.close()
         _FORK_AWARE.discard(self)
@@ -163,6 +212,7 @@ class VaultHTTP:
     def after_fork(self) -> None:
         """In a forked child: new locks, counters and (lazily) a new HTTP session."""
         inherited, self._adapter = self._adapter, None
+        self._adapters = {}
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._pid = os.getpid()
@@ -170,7 +220,19 @@ class VaultHTTP:
         if inherited is not None:  # closes this process's copies only; the parent's stay open
             inherited.close()
 
-    def _session_adapter(self) -> Any:
+    def _session_adapter(self, base: str | None = None) -> Any:
+        """The adapter of the node ``base`` (default: the first of ``VAULT_ADDR``)."""
+        first = self._first_adapter()
+        if base is None or base == self.config.addr:
+            return first
+        with self._lock:
+            adapter = self._adapters.get(base)
+            if adapter is None:  # the same session (pool, TLS settings), another base URL
+                adapter = self._adapters[base] = self._make_adapter(first.session)
+                adapter.base_uri = base
+            return adapter
+
+    def _first_adapter(self) -> Any:
         adapter = self._adapter
         if adapter is not None and self._pid == os.getpid():
             return adapter
@@ -183,6 +245,7 @@ class VaultHTTP:
                 if self.config.client_cert and self.config.client_key:
                     session.cert = (self.config.client_cert, self.config.client_key)
                 self._adapter = self._make_adapter(session)
+                self._adapters = {}
                 self._pid = os.getpid()
             return self._adapter
 

@@ -30,7 +30,9 @@ VAULT_SETTINGS: Final = (
         "VAULT_ADDR",
         "URL",
         "The Vault (or OpenBao) server URL, e.g. ``https://vault.example.com:8200``; "
-        "``https://`` in production. Required.",
+        "``https://`` in production. Required. Several URLs separated by commas name the "
+        "nodes of one cluster: they are tried in turn when one cannot be reached, and a "
+        "redirect (307/308) is followed only to one of them.",
     ),
     _vault(
         "VAULT_TRANSIT_KEY",

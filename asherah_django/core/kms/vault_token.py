@@ -4,7 +4,9 @@ Tokens are checked lazily, before each Vault call (no background thread, so noth
 stop and nothing to fork): a token past two thirds of its TTL is renewed while Vault says
 it is renewable; once renewal no longer extends it (max TTL) or it is not renewable, a
 login-based client logs in again before it expires. A call answered 403 whose token Vault
-no longer knows (lookup-self answers 403 too) logs in again and is repeated once.
+no longer knows (lookup-self answers 403 too) logs in again and is repeated once;
+through an agent's API proxy (``VAULT_AUTH_METHOD=agent``) it is repeated once the agent
+holds a token Vault accepts again.
 A static ``VAULT_TOKEN`` is looked up after its first successful call (so that the first
 error a user sees is the Transit call's own) and then renewed while renewable.
 ``VAULT_TOKEN_FILE`` (a Vault Agent token sink) is read at the first call, and read again
@@ -33,6 +35,7 @@ from .vault_errors import (
     HINT_AGENT,
     HINT_AUTH,
     HINT_FRESH_SECRET_ID,
+    HINT_REDIRECT,
     HINT_TOKEN,
     HINT_TOKEN_FILE,
     HINT_UNAVAILABLE,
@@ -45,7 +48,8 @@ from .vault_http import VaultHTTP, VaultReply, on_fork
 
 logger = logging.getLogger("asherah_django.core.kms.vault")
 
-#: How long a refused token's file is watched for the agent's next token, and how often.
+#: How long a refused token's file (or the agent's API proxy) is watched for the agent's
+#: next token, and how often.
 TOKEN_FILE_GRACE = 5.0
 TOKEN_FILE_POLL = 0.05
 
@@ -106,7 +110,10 @@ class TokenManager:
     def call(self, label: str, method: str, path: str, body: object, kind: str) -> VaultReply:
         """A request with the current token; after a 403 from a dead token, once more."""
         if self.config.auth_method == "agent":  # the agent's API proxy adds its token
-            return self._send(method, path, label, token=None, kind=kind, body=body)
+            reply = self._send(method, path, label, token=None, kind=kind, body=body)
+            if reply.status == 403 and self._agent_token_replaced():
+                reply = self._send(method, path, label, token=None, kind=kind, body=body)
+            return reply
         for attempt in (1, 2):
             token = self.token()
             reply = self._send(method, path, label, token=token, kind=kind, body=body)
@@ -127,6 +134,24 @@ class TokenManager:
                 if self._lease is not None and self._lease.token == token:
                     self._lease = None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _agent_token_replaced(self) -> bool:
+        """After a 403 through the agent: True once the agent holds a token Vault accepts.
+
+        A busy agent may let its token expire before its next login lands; its
+        ``lookup-self`` then answers 403 too, and is asked again for up to
+        ``TOKEN_FILE_GRACE`` seconds (at most VAULT_TIMEOUT). A 403 with a live token (the
+        policy) answers at once, and the request is repeated only once."""
+        deadline = time.monotonic() + min(TOKEN_FILE_GRACE, self.config.timeout)
+        while True:
+            reply = self._lookup_self(None)
+            if reply is None:
+                return False
+            if reply.ok:
+                return True
+            if reply.status not in (401, 403) or time.monotonic() >= deadline:
+                return False
+            time.sleep(TOKEN_FILE_POLL)
 
     def _reread_token_file(self, refused: str) -> bool:
         """``VAULT_TOKEN_FILE`` read again: True when it now holds another token (now used).
@@ -244,9 +269,10 @@ class TokenManager:
                     return self._login()
                 raise self._spent(label, reply)
             server = reply.status >= 500
+            hint = HINT_UNAVAILABLE if server else HINT_AUTH[method].format(mount=mount)
             raise (VaultUnavailableError if server else VaultAuthError)(
                 f"{label} failed: {reply.text()} {self._ctx}",
-                hint=(HINT_UNAVAILABLE if server else HINT_AUTH[method]).format(mount=mount),
+                hint=HINT_REDIRECT if 300 <= reply.status < 400 else hint,
                 status=reply.status,
             )
         lease = lease_from_auth(reply.payload.get("auth"), time.monotonic(), from_login=True)
@@ -289,14 +315,16 @@ class TokenManager:
 
     def _is_dead(self, token: str) -> bool:
         """After a 403: True when Vault no longer knows the token (expired or revoked)."""
+        reply = self._lookup_self(token)
+        return reply is not None and reply.status in (401, 403)
+
+    def _lookup_self(self, token: str | None) -> VaultReply | None:
+        """``lookup-self`` with ``token`` (None: through the agent); None when it failed."""
+        label = "Vault token lookup-self" + (" through the agent" if token is None else "")
         try:
-            reply = self._send(
-                "GET", "v1/auth/token/lookup-self", "Vault token lookup-self",
-                token=token, kind="other",
-            )  # fmt: skip
+            return self._send("GET", "v1/auth/token/lookup-self", label, token=token, kind="other")
         except VaultKMSError:
-            return False
-        return reply.status in (401, 403)
+            return None
 
 
 _LOOKUP = {"lease_duration": "ttl", "renewable": "renewable"}
