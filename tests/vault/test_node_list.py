@@ -16,9 +16,8 @@ import pytest
 
 from asherah_django.core.kms.vault import VaultTransitKMS
 from asherah_django.core.kms.vault_errors import VaultConnectionError, VaultKMSError
-from asherah_django.testing.openbao import free_port
+from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer, free_port
 from tests.support.loopback_http import LoopbackHTTP, Reply, Request
-from tests.support.openbao import TRANSIT_POLICY, OpenBaoServer
 
 pytestmark = pytest.mark.vault
 MakeKMS = Callable[[dict[str, object]], VaultTransitKMS]
