@@ -60,7 +60,9 @@ def fix_relative(text: str, old: str, new: str, where: dict[str, str]) -> str:
 
     def absolute(module: str) -> str | None:
         moved = where.get(f"{old_pkg}/{module}.py", f"{old_pkg}/{module}.py")
-        return None if str(Path(moved).parent) == new_pkg else dotted(moved)
+        if str(Path(moved).parent) == new_pkg and Path(moved).stem == module:
+            return None
+        return dotted(moved)
 
     def from_dot(match: re.Match[str]) -> str:
         found = absolute(match.group(2))

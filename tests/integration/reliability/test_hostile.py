@@ -1,7 +1,7 @@
 """Hostile input: only our typed errors (or 400/404 in the admin), never a crash, never
 another exception type, never wrong plaintext.
 
-Extends tests/unit/core/test_properties.py (bit flips, field mutations, garbage, arbitrary JSON,
+Extends tests/unit/core/session/test_properties.py (bit flips, field mutations, garbage, arbitrary JSON,
 key-record dictionaries) and tests/integration/admin/test_pages.py (object ids and single list
 parameters) with:
 

@@ -64,7 +64,7 @@ def test_each_encrypt_uses_a_fresh_data_key(factory: SessionFactory, path: str) 
     ik = factory.keys.intermediate_key(rows[0].parent)
     data_keys = [ik.unwrap(row.encrypted_key) for row in rows]
     assert len(data_keys[0]) == 32 and data_keys[0] != data_keys[1]
-    # Fresh nonces too (a fresh key alone would hide a constant nonce): tests/unit/core/test_nonces.py
+    # Fresh nonces too (a fresh key alone would hide a constant nonce): tests/unit/core/aead/test_nonces.py
     assert rows[0].encrypted_key[-12:] != rows[1].encrypted_key[-12:]
     assert rows[0].data[-12:] != rows[1].data[-12:]
     assert rows[0].data != rows[1].data

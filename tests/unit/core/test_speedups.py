@@ -144,7 +144,16 @@ def test_extension_is_built_and_used_when_required() -> None:
 def test_core_suite_passes_on_the_pure_python_path() -> None:
     env = {**os.environ, "ASHERAH_DJANGO_PURE_PYTHON": "1"}
     env.pop("COVERAGE_PROCESS_START", None)
-    command = [sys.executable, "-m", "pytest", "tests/unit/core", "-q", "-x", "-p", "no:cacheprovider"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/unit/core",
+        "-q",
+        "-x",
+        "-p",
+        "no:cacheprovider",
+    ]
     result = subprocess.run(
         [*command, "--ignore=tests/unit/core/test_speedups.py", "--no-cov"],
         env=env,

@@ -3,9 +3,9 @@ assumption holds on the Django this combination runs (5.2, 6.0 or 6.1), what the
 when one stops holding, and that nothing else in the package looks at the call stack.
 
 Assumption B (who reads ``unique``) is exercised through the schema itself by
-tests/unit/blind_index/test_unique.py::test_the_schema_puts_unique_on_the_index_column_only and
-tests/unit/blind_index/test_migrations.py (tables from migrations and from the live models);
-D (the UPDATE guard) by tests/unit/blind_index/test_writes.py::
+tests/unit/fields/blind/test_unique.py::test_the_schema_puts_unique_on_the_index_column_only and
+tests/unit/fields/blind/test_migrations.py (tables from migrations and from the live models);
+D (the UPDATE guard) by tests/unit/fields/blind/test_writes.py::
 test_update_that_would_leave_the_index_stale_is_refused.
 """
 

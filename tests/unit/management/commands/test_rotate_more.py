@@ -21,7 +21,7 @@ from asherah_django.rotation.reencrypt import _Writer
 from tests.testapp.models import TenantNote
 from tests.unit.management.commands.conftest import Vault, database_url, run_command, unique
 from tests.unit.management.commands.models import StampedNote
-from tests.unit.management.commands.test_rotate import (
+from tests.unit.management.commands.test_asherah_rotate import (
     assert_no_revoked_keys,
     assert_readable,
     key_of,
