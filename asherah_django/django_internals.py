@@ -1,7 +1,7 @@
 """Every assumption about Django's internals that the fields make where Django has no hook.
 
 This is the only module of asherah_django that looks at the call stack (a test enforces
-it: tests/fields/test_django_internals.py). Each assumption below names the Django code it
+it: tests/unit/test_django_internals.py). Each assumption below names the Django code it
 leans on; those tests check each of them on every supported Django version (5.2, 6.0, 6.1:
 they run in each combination of the test matrix), and :func:`check_startup` checks what it
 can without a database when the app starts (``AsherahDjangoConfig.ready``). A Django that

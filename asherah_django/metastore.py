@@ -63,7 +63,7 @@ insert race all run on ``ASHERAH["DATABASE"]``, which must be the writable prima
 libpq multi-host entry with ``target_session_attrs=read-write``). A router that sends
 reads to a lagging replica therefore never hides a key this or another process has just
 written; only the admin's and your own ORM queries of the model follow the router
-(``tests/topology/test_postgres_replica.py``).
+(``tests/integration/topology/test_postgres_replica.py``).
 
 Cold loads
 ----------

@@ -3,7 +3,7 @@
 # the same matrix as tox.ini): on the main one (the newest Django on the newest Python,
 # .venv) everything on SQLite, then every test that uses the database again on PostgreSQL
 # and on MariaDB, then lint and types (ruff, mypy); on each other combination the whole
-# SQLite suite (but the release artifacts' test, tests/release, which runs once, on the main
+# SQLite suite (but the release artifacts' test, tests/integration/release, which runs once, on the main
 # combination); then the documentation site is built with warnings as errors. Real servers
 # only: OpenBao is started by the tests themselves; the
 # databases by bootstrap.sh. A combination whose Python is missing fails the run.

@@ -48,7 +48,7 @@ INSTALLED_APPS = [
     # Integrations (#18)
     "rest_framework",
     "django_filters",
-    "tests.integrations.app",
+    "tests.integrationsapp",
 ]
 
 MIDDLEWARE = [

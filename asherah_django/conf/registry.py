@@ -16,7 +16,7 @@ Each item is a :class:`~asherah_django.core.setting.Setting` (frozen dataclass) 
 settings layer (``asherah_django.conf``) reads exactly these keys and parses them with
 their ``parse``; the Vault and AWS configurations read theirs through the same
 descriptors (``core/kms/vault_settings.py``, ``core/kms/aws_settings.py``). A test
-(``tests/django/test_registry.py``) fails when code reads a setting not listed here or
+(``tests/unit/conf/test_registry.py``) fails when code reads a setting not listed here or
 one listed here is read nowhere.
 """
 

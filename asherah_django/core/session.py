@@ -12,7 +12,7 @@ extension ``asherah_django.core._speedups`` is built, a path that does the per-v
 and base64 in one C call (``_encrypt_c``/``_decrypt_c``). ``Session.encrypt``/``decrypt``
 are the C ones when the extension imports, unless ``ASHERAH_DJANGO_PURE_PYTHON=1`` was set
 when this module was imported. Both write the same records and accept and reject the same
-records with the same errors (tests/core/test_speedups.py checks them against each other).
+records with the same errors (tests/unit/core/test_speedups.py checks them against each other).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 entry per setting: its name, its environment variables in order of precedence, its
 default and, where the code documents it, its meaning. The rows come from
 :func:`settings_rows`, never from text written here, so the page cannot drift from the code
-(``tests/docs/test_site.py`` compares the rendered page with the code).
+(``tests/integration/docs/test_site.py`` compares the rendered page with the code).
 
 The rows come from the settings registry, ``asherah_django.conf.registry.SETTINGS`` (key,
 environment variables, default, kind, the KMS values it applies to, and its doc), in its

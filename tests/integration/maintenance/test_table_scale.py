@@ -1,0 +1,42 @@
+"""benchmarks/table_scale.py at 20,000 rows on PostgreSQL: the maintenance commands leave
+every value decryptable under a current key and every row found by its blind index (the
+script's --verify). Correctness only: the timings it prints are not asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.unit.management.commands.conftest import database_url
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.database
+@pytest.mark.slow
+def test_table_scale_benchmark_at_20000_rows_is_correct(transactional_db: None) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the table-scale benchmark runs on PostgreSQL (COPY, VACUUM)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONDEVMODE", None)
+    run = subprocess.run(
+        [sys.executable, "benchmarks/table_scale.py", "--rows=20000", "--verify", "--json",
+         f"--url={database_url()}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    import psycopg
+
+    base, _, name = database_url().rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}_table_scale"')  # (the script's own)
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(run.stdout[run.stdout.index("{") :])
+    assert figures["rows"] == 20000
+    for step in ("encrypt", "reencrypt", "reindex", "reencrypt_2_shards"):
+        assert figures[step]["seconds"] > 0, step

@@ -1,7 +1,0 @@
-from django.apps import AppConfig
-
-
-class IntegrationsAppConfig(AppConfig):
-    name = "tests.integrations.app"
-    label = "integrations_app"
-    default_auto_field = "django.db.models.BigAutoField"
