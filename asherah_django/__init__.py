@@ -1,7 +1,8 @@
 """asherah_django: Asherah envelope encryption for Django model fields.
 
 The public API is the names below, each also importable from the module that owns it
-(README, "Public API"; tests/integration/docs/test_public_api.py fails when one appears or disappears).
+(README, "Public API"; tests/integration/docs/test_public_api.py fails when one appears or
+disappears).
 They are imported lazily, on first use, so that importing this package never configures
 Django nor imports it.
 """
