@@ -19,7 +19,8 @@ peak RSS growth of the process (target < 50 MB), and the latency of a simple que
 (``SELECT ... WHERE id = %s``) run every 20 ms by this process meanwhile. ``--verify``
 checks the outcome (every value decrypts to its plaintext under a current key, every row
 is found by its blind index) and exits 1 if not;
-tests/integration/maintenance/test_table_scale.py runs it at 20,000 rows (correctness only, never timing).
+tests/integration/maintenance/test_table_scale.py runs it at 20,000 rows (correctness only,
+never timing).
 """
 
 from __future__ import annotations
