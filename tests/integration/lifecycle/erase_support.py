@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def start_worker(module: str, *args: str, **env: str) -> subprocess.Popen[str]:
-    """``python -m tests.lifecycle.<module> ARGS`` on the test database, pipes open."""
+    """``python -m tests.integration.lifecycle.<module> ARGS`` on the test database, pipes open."""
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -68,7 +68,7 @@ def start_worker(module: str, *args: str, **env: str) -> subprocess.Popen[str]:
     }
     environment.pop("ASHERAH_TEST_DB_NAME", None)
     return subprocess.Popen(
-        [sys.executable, "-m", f"tests.lifecycle.{module}", *args],
+        [sys.executable, "-m", f"tests.integration.lifecycle.{module}", *args],
         cwd=ROOT, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
