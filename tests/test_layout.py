@@ -75,7 +75,6 @@ ELSEWHERE: dict[str, str] = {
     "rotation/erase_state.py": "resumed erasures: tests/integration/lifecycle/test_erase_runs.py",
     "rotation/receipt.py": "tests/integration/lifecycle/test_erase_receipt.py",
     "core/__init__.py": "the core's exports: tests/unit/core/test_session.py",
-    "core/cache.py": "through the session: tests/unit/core/envelope/test_read_recheck.py",
     "core/errors.py": "raised and matched by every core test",
     "core/keys.py": "through the session: tests/unit/core/envelope/test_rotation.py",
     "core/observability.py": "tests/integration/integrations/test_observability.py",
