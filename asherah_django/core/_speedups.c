@@ -7,9 +7,10 @@
  *
  * Byte layout of every AES-256-GCM blob, as every Asherah implementation writes it:
  * ciphertext || tag(16) || nonce(12), no AAD. encrypt_row draws a fresh data row key (DRK)
- * and two nonces with RAND_bytes, wraps the DRK under the intermediate key (IK), seals the
- * data under the DRK and returns both blobs as standard padded base64. decrypt_row is the
- * inverse; it accepts only canonical base64 (RFC 4648 section 4: a multiple of 4 characters,
+ * and two nonces from the random pools (OpenSSL's DRBGs, see "Random pools"), wraps the DRK
+ * under the intermediate key (IK), seals the data under the DRK and returns both blobs as
+ * standard padded base64; encrypt_record returns the whole DataRowRecord JSON around them.
+ * decrypt_row is the inverse (decrypt_record takes the blobs from a canonical record); it accepts only canonical base64 (RFC 4648 section 4: a multiple of 4 characters,
  * padding only at the end, zero trailing bits), a strict subset of what Python's
  * binascii.a2b_base64(s, strict_mode=True) accepts, with identical output on that subset.
  * Anything else raises Base64Error, and the caller (session.py) then takes its reference
@@ -37,7 +38,11 @@
 #include <Python.h>
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#ifndef _WIN32
+#include <pthread.h>
+#endif
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -87,6 +92,67 @@ static EVP_CIPHER_CTX *ik_ctx;
 static int ik_ctx_busy;
 static int ik_ctx_keyed; /* ik_ctx holds the key schedule of ik_cached */
 static unsigned char ik_cached[KEY_SIZE];
+
+/* ------------------------------------------------------------------------------------ */
+/* Random pools                                                                         */
+
+/*
+ * OpenSSL 3's RAND_bytes costs about 0.7 us per call on a small request (locking, a fork
+ * check and a CTR-DRBG generate that re-keys AES each time): more than both AES-GCM
+ * operations of a small value together. So the random bytes come from two pools, each
+ * refilled with one call when it runs short: data row keys from RAND_priv_bytes (OpenSSL's
+ * DRBG for private values), nonces from RAND_bytes. Every byte is handed out once and
+ * cleansed from the pool as it is handed out, so the pool holds only bytes that no key or
+ * nonce has used yet. A child process must never hand out its parent's bytes (two
+ * processes would then share data row keys and nonces): a pthread_atfork child handler,
+ * registered when the module is first imported, empties both pools in every child that
+ * fork() makes (os.fork, multiprocessing, gunicorn and Celery prefork all fork this way).
+ * (A getpid() check per draw would cost a system call, as much as the pool saves.)
+ * Used only with the GIL held.
+ */
+#define POOL_SIZE 4096
+
+struct pool {
+    unsigned char bytes[POOL_SIZE];
+    size_t next; /* bytes[next:] are unread; POOL_SIZE when empty */
+    int (*fill)(unsigned char *, int);
+};
+
+static struct pool key_pool = {{0}, POOL_SIZE, RAND_priv_bytes};
+static struct pool nonce_pool = {{0}, POOL_SIZE, RAND_bytes};
+
+static void
+pool_empty(struct pool *pool)
+{
+    OPENSSL_cleanse(pool->bytes, sizeof(pool->bytes));
+    pool->next = POOL_SIZE;
+}
+
+#ifndef _WIN32
+static void
+pools_empty_in_child(void)
+{
+    pool_empty(&key_pool);
+    pool_empty(&nonce_pool);
+}
+#endif
+
+/* n (<= POOL_SIZE) fresh random bytes into out: 1, or 0 when OpenSSL fails. */
+static int
+pool_draw(struct pool *pool, unsigned char *out, size_t n)
+{
+    if (POOL_SIZE - pool->next < n) {
+        if (pool->fill(pool->bytes, POOL_SIZE) != 1) {
+            pool_empty(pool);
+            return 0;
+        }
+        pool->next = 0;
+    }
+    memcpy(out, pool->bytes + pool->next, n);
+    OPENSSL_cleanse(pool->bytes + pool->next, n);
+    pool->next += n;
+    return 1;
+}
 
 /* ------------------------------------------------------------------------------------ */
 /* base64                                                                               */
@@ -471,6 +537,84 @@ ascii_of(PyObject *text, const char *name, Py_ssize_t *length, int *failed)
     return (const unsigned char *)PyUnicode_1BYTE_DATA(text);
 }
 
+/*
+ * Draw a fresh data row key and two nonces, wrap the key under ik (32 bytes), seal the n
+ * bytes at data under it, and write the base64 of the wrapped key (80 characters) to
+ * key_out and that of the data blob (b64_encoded_size(n + 28)) to data_out. Called with the
+ * GIL held and every Python object already made (key_out and data_out may point into new
+ * str objects); values of NOGIL_THRESHOLD bytes or more are sealed with the GIL released.
+ * 0, or -1 with a Python exception set.
+ */
+static int
+seal_row(const unsigned char *ik, const unsigned char *data, Py_ssize_t n, unsigned char *key_out,
+         unsigned char *data_out)
+{
+    unsigned char stack_blob[STACK_BUF];
+    unsigned char *blob = stack_blob;
+    unsigned char drk[KEY_SIZE], nonces[2 * NONCE_SIZE], wrapped[WRAPPED_SIZE];
+    const unsigned char *ik_arg;
+    Py_ssize_t blob_size = n + OVERHEAD;
+    int status = ST_OPENSSL, keyed = 0;
+
+    if (blob_size > STACK_BUF) {
+        blob = PyMem_RawMalloc((size_t)blob_size);
+        if (blob == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    if (!pool_draw(&key_pool, drk, KEY_SIZE) || !pool_draw(&nonce_pool, nonces, sizeof(nonces))) {
+        ERR_clear_error();
+        OPENSSL_cleanse(drk, sizeof(drk));
+        if (blob != stack_blob) {
+            PyMem_RawFree(blob);
+        }
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL RAND_bytes failed to produce a data key");
+        return -1;
+    }
+    EVP_CIPHER_CTX *ctx = acquire_ik_ctx(ik, &ik_arg);
+    if (ctx != NULL && gcm_seal(ctx, ik_arg, nonces, drk, KEY_SIZE, wrapped, &keyed)) {
+        status = ST_OK;
+    }
+    release_ik_ctx(ctx, keyed);
+    if (status == ST_OK) {
+        b64_encode(wrapped, WRAPPED_SIZE, key_out);
+        if (n < NOGIL_THRESHOLD) {
+            status = seal_data(1, drk, nonces + NONCE_SIZE, data, n, blob, data_out);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            status = seal_data(0, drk, nonces + NONCE_SIZE, data, n, blob, data_out);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    OPENSSL_cleanse(drk, sizeof(drk));
+    if (blob != stack_blob) {
+        PyMem_RawFree(blob);
+    }
+    if (status != ST_OK) {
+        raise_status(status);
+        return -1;
+    }
+    return 0;
+}
+
+/* The buffer of a plaintext argument, or -1 with an exception set (also when too large). */
+static int
+plaintext_of(PyObject *data, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(data, view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if ((long long)view->len > GCM_MAX_PLAINTEXT ||
+        view->len > (PY_SSIZE_T_MAX - OVERHEAD) / 4 * 3 - 4) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_OverflowError, "data is too large for AES-256-GCM");
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(encrypt_row_doc,
 "encrypt_row(ik_key, data, /)\n--\n\n"
 "Seal data under a fresh data row key and wrap that key under ik_key (32 bytes).\n\n"
@@ -485,77 +629,19 @@ encrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "encrypt_row() takes 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *ik = args[0];
-    if (check_ik(ik) < 0) {
-        return NULL;
-    }
     Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+    if (check_ik(args[0]) < 0 || plaintext_of(args[1], &view) < 0) {
         return NULL;
     }
-    PyObject *key_text = NULL, *data_text = NULL, *result = NULL;
-    unsigned char stack_blob[STACK_BUF];
-    unsigned char *blob = stack_blob, *key_out = NULL, *data_out = NULL;
-    /* random = DRK (32) || wrapping nonce (12) || data nonce (12) */
-    unsigned char random[KEY_SIZE + 2 * NONCE_SIZE];
-    unsigned char wrapped[WRAPPED_SIZE];
-    const unsigned char *drk = random;
-    const unsigned char *key_nonce = random + KEY_SIZE;
-    const unsigned char *data_nonce = random + KEY_SIZE + NONCE_SIZE;
-    const unsigned char *ik_bytes = (const unsigned char *)PyBytes_AS_STRING(ik), *ik_arg;
-    Py_ssize_t n = view.len, blob_size = n + OVERHEAD;
-    int with_gil = n < NOGIL_THRESHOLD;
-    int status = ST_OPENSSL, keyed = 0;
-    EVP_CIPHER_CTX *ctx = NULL;
-
-    if ((long long)n > GCM_MAX_PLAINTEXT || n > (PY_SSIZE_T_MAX - OVERHEAD) / 4 * 3 - 4) {
-        PyErr_SetString(PyExc_OverflowError, "data is too large for AES-256-GCM");
-        goto done;
-    }
-    /* Every Python object and buffer first: no Python API call once the crypto starts. */
-    key_text = new_ascii(b64_encoded_size(WRAPPED_SIZE), &key_out);
-    data_text = key_text ? new_ascii(b64_encoded_size(blob_size), &data_out) : NULL;
-    if (data_text == NULL) {
-        goto done;
-    }
-    if (blob_size > STACK_BUF) {
-        blob = PyMem_RawMalloc((size_t)blob_size);
-        if (blob == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-    }
-    if (RAND_bytes(random, (int)sizeof(random)) != 1) {
-        ERR_clear_error();
-        PyErr_SetString(PyExc_RuntimeError, "OpenSSL RAND_bytes failed to produce a data key");
-        goto done;
-    }
-    ctx = acquire_ik_ctx(ik_bytes, &ik_arg);
-    if (ctx != NULL && gcm_seal(ctx, ik_arg, key_nonce, drk, KEY_SIZE, wrapped, &keyed)) {
-        status = ST_OK;
-    }
-    release_ik_ctx(ctx, keyed);
-    if (status == ST_OK) {
-        b64_encode(wrapped, WRAPPED_SIZE, key_out);
-        if (with_gil) {
-            status = seal_data(1, drk, data_nonce, view.buf, n, blob, data_out);
-        }
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            status = seal_data(0, drk, data_nonce, view.buf, n, blob, data_out);
-            Py_END_ALLOW_THREADS
-        }
-    }
-    if (status != ST_OK) {
-        raise_status(status);
-        goto done;
-    }
-    result = PyTuple_Pack(2, key_text, data_text);
-
-done:
-    OPENSSL_cleanse(random, sizeof(random));
-    if (blob != stack_blob) {
-        PyMem_RawFree(blob);
+    unsigned char *key_out = NULL, *data_out = NULL;
+    PyObject *result = NULL;
+    PyObject *key_text = new_ascii(b64_encoded_size(WRAPPED_SIZE), &key_out);
+    PyObject *data_text = key_text ? new_ascii(b64_encoded_size(view.len + OVERHEAD), &data_out)
+                                   : NULL;
+    if (data_text != NULL &&
+        seal_row((const unsigned char *)PyBytes_AS_STRING(args[0]), view.buf, view.len, key_out,
+                 data_out) == 0) {
+        result = PyTuple_Pack(2, key_text, data_text);
     }
     Py_XDECREF(key_text);
     Py_XDECREF(data_text);
@@ -563,35 +649,132 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(decrypt_row_doc,
-"decrypt_row(ik_key, wrapped_drk_b64, data_b64, /)\n--\n\n"
-"Open the data row key with ik_key (32 bytes), then the data; return the plaintext.\n\n"
-"Both arguments are canonical standard padded base64 str; anything else raises\n"
-"Base64Error. AuthenticationError when either blob fails authentication, is too short,\n"
-"or the data row key is not 32 bytes.");
+/* The Created argument of encrypt_record: an int, or a finite float (truncated, as int()). */
+static int
+created_of(PyObject *value, long long *created)
+{
+    if (PyLong_Check(value)) {
+        *created = PyLong_AsLongLong(value);
+        return *created == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    if (PyFloat_Check(value)) {
+        double seconds = PyFloat_AS_DOUBLE(value);
+        if (seconds > -9.2e18 && seconds < 9.2e18) { /* false for NaN and infinities */
+            *created = (long long)seconds;
+            return 0;
+        }
+        PyErr_SetString(PyExc_ValueError, "created must be a finite number of seconds");
+        return -1;
+    }
+    PyErr_Format(PyExc_TypeError, "created must be int or float, not %.100s",
+                 Py_TYPE(value)->tp_name);
+    return -1;
+}
+
+static const char record_head[] = "{\"Key\":{\"Created\":";
+static const char record_key[] = ",\"Key\":\"";
+static const char record_parent[] = "\",\"ParentKeyMeta\":";
+static const char record_data[] = "},\"Data\":\"";
+static const char record_end[] = "\"}";
+#define LITERAL_LENGTH(text) ((Py_ssize_t)sizeof(text) - 1)
+
+static unsigned char *
+put(unsigned char *out, const void *text, Py_ssize_t length)
+{
+    memcpy(out, text, (size_t)length);
+    return out + length;
+}
+
+PyDoc_STRVAR(encrypt_record_doc,
+"encrypt_record(ik_key, data, created, parent_meta_json, /)\n--\n\n"
+"The whole DataRowRecord JSON of data sealed as encrypt_row does:\n"
+"{\"Key\":{\"Created\":created,\"Key\":\"...\",\"ParentKeyMeta\":parent_meta_json},\"Data\":\"...\"}\n"
+"(compact, in the key order every Asherah writes). created is the data row key's Created,\n"
+"int or float seconds (truncated); parent_meta_json is the intermediate key's KeyMeta JSON.");
 
 static PyObject *
-decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+encrypt_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "decrypt_row() takes 3 arguments (%zd given)", nargs);
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "encrypt_record() takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *ik = args[0];
-    if (check_ik(ik) < 0) {
+    long long created;
+    if (check_ik(args[0]) < 0 || created_of(args[2], &created) < 0) {
         return NULL;
     }
-    Py_ssize_t key_len = 0, data_len = 0;
-    int failed;
-    const unsigned char *key_b64 = ascii_of(args[1], "wrapped_drk_b64", &key_len, &failed);
-    if (failed) {
+    PyObject *meta = args[3];
+    if (!PyUnicode_Check(meta)) {
+        PyErr_Format(PyExc_TypeError, "parent_meta_json must be str, not %.100s",
+                     Py_TYPE(meta)->tp_name);
         return NULL;
     }
-    const unsigned char *data_b64 = ascii_of(args[2], "data_b64", &data_len, &failed);
-    if (failed) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(meta) < 0) {
         return NULL;
     }
+#endif
+    Py_buffer view;
+    if (plaintext_of(args[1], &view) < 0) {
+        return NULL;
+    }
+    const unsigned char *ik = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t data_size = b64_encoded_size(view.len + OVERHEAD);
+    PyObject *result = NULL;
+    unsigned char *key_out = NULL, *data_out = NULL;
+    if (PyUnicode_IS_ASCII(meta)) { /* the usual case: one ASCII str, written in place */
+        char digits[24];
+        Py_ssize_t digits_length = snprintf(digits, sizeof(digits), "%lld", created);
+        Py_ssize_t meta_length = PyUnicode_GET_LENGTH(meta);
+        Py_ssize_t fixed = LITERAL_LENGTH(record_head) + digits_length +
+                           LITERAL_LENGTH(record_key) + b64_encoded_size(WRAPPED_SIZE) +
+                           LITERAL_LENGTH(record_parent) + LITERAL_LENGTH(record_data) +
+                           LITERAL_LENGTH(record_end);
+        unsigned char *out;
+        if (meta_length > PY_SSIZE_T_MAX - fixed - data_size) {
+            PyErr_NoMemory();
+        }
+        else if ((result = new_ascii(fixed + meta_length + data_size, &out)) != NULL) {
+            out = put(out, record_head, LITERAL_LENGTH(record_head));
+            out = put(out, digits, digits_length);
+            out = put(out, record_key, LITERAL_LENGTH(record_key));
+            key_out = out;
+            out += b64_encoded_size(WRAPPED_SIZE);
+            out = put(out, record_parent, LITERAL_LENGTH(record_parent));
+            out = put(out, PyUnicode_1BYTE_DATA(meta), meta_length);
+            out = put(out, record_data, LITERAL_LENGTH(record_data));
+            data_out = out;
+            put(out + data_size, record_end, LITERAL_LENGTH(record_end));
+            if (seal_row(ik, view.buf, view.len, key_out, data_out) < 0) {
+                Py_CLEAR(result);
+            }
+        }
+    }
+    else { /* a partition id with non-ASCII characters: format the pieces */
+        PyObject *key_text = new_ascii(b64_encoded_size(WRAPPED_SIZE), &key_out);
+        PyObject *data_text = key_text ? new_ascii(data_size, &data_out) : NULL;
+        if (data_text != NULL && seal_row(ik, view.buf, view.len, key_out, data_out) == 0) {
+            result = PyUnicode_FromFormat("%s%lld%s%U%s%U%s%U%s", record_head, created, record_key,
+                                          key_text, record_parent, meta, record_data, data_text,
+                                          record_end);
+        }
+        Py_XDECREF(key_text);
+        Py_XDECREF(data_text);
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/*
+ * The plaintext of the two canonical base64 blobs (key_b64, data_b64: ASCII characters;
+ * either NULL when its argument was not ASCII), opened with ik: a new bytes, or NULL with
+ * Base64Error, AuthenticationError or another exception set.
+ */
+static PyObject *
+open_b64(const unsigned char *ik, const unsigned char *key_b64, Py_ssize_t key_len,
+         const unsigned char *data_b64, Py_ssize_t data_len)
+{
     Py_ssize_t wrapped_size = key_b64 ? b64_decoded_size(key_b64, key_len) : -1;
     Py_ssize_t blob_size = data_b64 ? b64_decoded_size(data_b64, data_len) : -1;
     if (wrapped_size < 0 || blob_size < 0) {
@@ -616,15 +799,14 @@ decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (key_buf != NULL && blob != NULL) {
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(plaintext);
-        const unsigned char *ik_bytes = (const unsigned char *)PyBytes_AS_STRING(ik);
         if (with_gil) {
-            status = open_row(1, ik_bytes, key_b64, key_len, wrapped_size, key_buf, data_b64,
-                              data_len, blob_size, blob, out);
+            status = open_row(1, ik, key_b64, key_len, wrapped_size, key_buf, data_b64, data_len,
+                              blob_size, blob, out);
         }
         else {
             Py_BEGIN_ALLOW_THREADS
-            status = open_row(0, ik_bytes, key_b64, key_len, wrapped_size, key_buf, data_b64,
-                              data_len, blob_size, blob, out);
+            status = open_row(0, ik, key_b64, key_len, wrapped_size, key_buf, data_b64, data_len,
+                              blob_size, blob, out);
             Py_END_ALLOW_THREADS
         }
     }
@@ -646,6 +828,38 @@ decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return plaintext;
 }
 
+PyDoc_STRVAR(decrypt_row_doc,
+"decrypt_row(ik_key, wrapped_drk_b64, data_b64, /)\n--\n\n"
+"Open the data row key with ik_key (32 bytes), then the data; return the plaintext.\n\n"
+"Both arguments are canonical standard padded base64 str; anything else raises\n"
+"Base64Error. AuthenticationError when either blob fails authentication, is too short,\n"
+"or the data row key is not 32 bytes.");
+
+static PyObject *
+decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "decrypt_row() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (check_ik(args[0]) < 0) {
+        return NULL;
+    }
+    Py_ssize_t key_len = 0, data_len = 0;
+    int failed;
+    const unsigned char *key_b64 = ascii_of(args[1], "wrapped_drk_b64", &key_len, &failed);
+    if (failed) {
+        return NULL;
+    }
+    const unsigned char *data_b64 = ascii_of(args[2], "data_b64", &data_len, &failed);
+    if (failed) {
+        return NULL;
+    }
+    return open_b64((const unsigned char *)PyBytes_AS_STRING(args[0]), key_b64, key_len,
+                    data_b64, data_len);
+}
+
 /* The canonical DataRowRecord layout (session.py's fast path), by code point offsets. */
 static const char drr_head[] = "{\"Key\":{\"Created\":";   /* at 0 */
 static const char drr_key_label[] = ",\"Key\":\"";         /* after the 10-digit DRK Created */
@@ -657,6 +871,9 @@ static const char drr_tail[] = "}},\"Data\":\"";           /* after the 10-digit
 static int
 matches_ascii(int kind, const void *data, Py_ssize_t at, const char *text, Py_ssize_t length)
 {
+    if (kind == PyUnicode_1BYTE_KIND) {
+        return memcmp((const Py_UCS1 *)data + at, text, (size_t)length) == 0;
+    }
     for (Py_ssize_t i = 0; i < length; i++) {
         if (PyUnicode_READ(kind, data, at + i) != (Py_UCS4)(unsigned char)text[i]) {
             return 0;
@@ -715,15 +932,98 @@ canonical_created(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                  matches_ascii(kind, data, end + 10, drr_tail, 11) &&
                  matches_ascii(kind, data, length - 2, "\"}", 2) &&
                  ten_digits(kind, data, DRR_CREATED_START) >= 0;
-        for (Py_ssize_t i = 0; ok && i < middle_length; i++) {
-            ok = PyUnicode_READ(kind, data, DRR_KEY_END + i) ==
-                 PyUnicode_READ(middle_kind, middle_data, i);
+        if (ok && kind == PyUnicode_1BYTE_KIND && middle_kind == PyUnicode_1BYTE_KIND) {
+            ok = memcmp((const Py_UCS1 *)data + DRR_KEY_END, middle_data, (size_t)middle_length) == 0;
+        }
+        else {
+            for (Py_ssize_t i = 0; ok && i < middle_length; i++) {
+                ok = PyUnicode_READ(kind, data, DRR_KEY_END + i) ==
+                     PyUnicode_READ(middle_kind, middle_data, i);
+            }
         }
         if (ok) {
             created = ten_digits(kind, data, end);
         }
     }
     return PyLong_FromLongLong(created);
+}
+
+/*
+ * The ASCII characters of text[start:end] (a str of any kind) for the base64 decoder: a
+ * pointer into text when it is 1-byte (Latin-1 characters are not in the alphabet, so the
+ * decoder refuses them), else a narrowed copy in *copy (PyMem_RawFree it) with every
+ * character above 127 replaced by one the decoder refuses. NULL with an exception set on
+ * failure to allocate.
+ */
+static const unsigned char *
+chars_of(PyObject *text, Py_ssize_t start, Py_ssize_t end, unsigned char **copy)
+{
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    *copy = NULL;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        return (const unsigned char *)data + start;
+    }
+    *copy = PyMem_RawMalloc((size_t)(end - start) + 1);
+    if (*copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        (*copy)[i - start] = c < 128 ? (unsigned char)c : 0x80;
+    }
+    return *copy;
+}
+
+PyDoc_STRVAR(decrypt_record_doc,
+"decrypt_record(ik_key, record, middle_end, /)\n--\n\n"
+"decrypt_row of a record in the canonical compact layout: the wrapped key is\n"
+"record[36:116] and the data record[middle_end + 21:-2], where middle_end is where the\n"
+"intermediate key's Created starts (canonical_created has checked the layout). Base64Error\n"
+"when those are not canonical base64 or lie outside the record.");
+
+static PyObject *
+decrypt_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "decrypt_record() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *record = args[1];
+    if (check_ik(args[0]) < 0) {
+        return NULL;
+    }
+    if (!PyUnicode_Check(record)) {
+        PyErr_Format(PyExc_TypeError, "record must be str, not %.100s", Py_TYPE(record)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t middle_end = PyLong_AsSsize_t(args[2]);
+    if (middle_end == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(record) < 0) {
+        return NULL;
+    }
+#endif
+    Py_ssize_t length = PyUnicode_GET_LENGTH(record);
+    if (middle_end < DRR_KEY_END || middle_end > length - 23) {
+        return raise_status(ST_BASE64);
+    }
+    unsigned char *key_copy, *data_copy = NULL;
+    PyObject *plaintext = NULL;
+    const unsigned char *key_b64 = chars_of(record, DRR_KEY_START, DRR_KEY_END, &key_copy);
+    const unsigned char *data_b64 =
+        key_b64 ? chars_of(record, middle_end + 21, length - 2, &data_copy) : NULL;
+    if (data_b64 != NULL) {
+        plaintext = open_b64((const unsigned char *)PyBytes_AS_STRING(args[0]), key_b64,
+                             DRR_KEY_END - DRR_KEY_START, data_b64, length - 2 - middle_end - 21);
+    }
+    PyMem_RawFree(key_copy);
+    PyMem_RawFree(data_copy);
+    return plaintext;
 }
 
 PyDoc_STRVAR(forget_key_doc,
@@ -805,6 +1105,10 @@ py_b64decode(PyObject *module, PyObject *text)
 static PyMethodDef methods[] = {
     {"encrypt_row", (PyCFunction)(void (*)(void))encrypt_row, METH_FASTCALL, encrypt_row_doc},
     {"decrypt_row", (PyCFunction)(void (*)(void))decrypt_row, METH_FASTCALL, decrypt_row_doc},
+    {"encrypt_record", (PyCFunction)(void (*)(void))encrypt_record, METH_FASTCALL,
+     encrypt_record_doc},
+    {"decrypt_record", (PyCFunction)(void (*)(void))decrypt_record, METH_FASTCALL,
+     decrypt_record_doc},
     {"forget_key", forget_key, METH_O, forget_key_doc},
     {"canonical_created", (PyCFunction)(void (*)(void))canonical_created, METH_FASTCALL,
      canonical_created_doc},
@@ -839,6 +1143,16 @@ PyInit__speedups(void)
         }
         b64_init();
     }
+#ifndef _WIN32
+    static int fork_handler_registered;
+    if (!fork_handler_registered) {
+        if (pthread_atfork(NULL, NULL, pools_empty_in_child) != 0) {
+            PyErr_SetString(PyExc_ImportError, "could not register the random pools' fork handler");
+            return NULL;
+        }
+        fork_handler_registered = 1;
+    }
+#endif
     if (data_ctx == NULL) {
         data_ctx = new_ctx();
     }

@@ -21,6 +21,14 @@ def encrypt_row(ik_key: bytes, data: ReadableBuffer, /) -> tuple[str, str]:
 def decrypt_row(ik_key: bytes, wrapped_drk_b64: str, data_b64: str, /) -> bytes:
     """The plaintext; AuthenticationError or Base64Error if the blobs do not open."""
 
+def encrypt_record(
+    ik_key: bytes, data: ReadableBuffer, created: float, parent_meta_json: str, /
+) -> str:
+    """The whole compact DataRowRecord JSON of ``data`` sealed as encrypt_row does."""
+
+def decrypt_record(ik_key: bytes, record: str, middle_end: int, /) -> bytes:
+    """decrypt_row of the blobs at the canonical offsets of ``record`` (canonical_created)."""
+
 def canonical_created(record: str, middle: str, /) -> int:
     """The IK Created of a record in the canonical compact layout for ``middle``, else -1."""
 
