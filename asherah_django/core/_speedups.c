@@ -38,6 +38,7 @@
 #include <Python.h>
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #ifndef _WIN32
@@ -162,6 +163,12 @@ static const char b64_alphabet[] =
 
 /* 0..63 for alphabet characters, 0x80 for everything else (including '=' and non-ASCII). */
 static unsigned char b64_values[256];
+/* The two alphabet characters of every 12-bit value, in memory order (encoder). */
+static uint16_t b64_pairs[4096];
+/* Each character's 6 bits already shifted to its place in a quad's 24 bits (decoder), or
+ * B64_BAD for a character outside the alphabet. */
+#define B64_BAD (1u << 24)
+static uint32_t b64_quad[4][256];
 
 static void
 b64_init(void)
@@ -169,6 +176,18 @@ b64_init(void)
     memset(b64_values, 0x80, sizeof(b64_values));
     for (int i = 0; i < 64; i++) {
         b64_values[(unsigned char)b64_alphabet[i]] = (unsigned char)i;
+    }
+    for (int i = 0; i < 4096; i++) {
+        unsigned char pair[2] = {(unsigned char)b64_alphabet[i >> 6],
+                                 (unsigned char)b64_alphabet[i & 63]};
+        memcpy(&b64_pairs[i], pair, 2);
+    }
+    for (int c = 0; c < 256; c++) {
+        for (int place = 0; place < 4; place++) {
+            b64_quad[place][c] = b64_values[c] == 0x80
+                                     ? B64_BAD
+                                     : (uint32_t)b64_values[c] << (6 * (3 - place));
+        }
     }
 }
 
@@ -182,12 +201,11 @@ static void
 b64_encode(const unsigned char *in, Py_ssize_t n, unsigned char *out)
 {
     Py_ssize_t i = 0;
-    for (; i + 3 <= n; i += 3) {
+    for (; i + 3 <= n; i += 3) { /* 3 bytes -> two 12-bit halves -> two character pairs */
         unsigned int v = ((unsigned int)in[i] << 16) | ((unsigned int)in[i + 1] << 8) | in[i + 2];
-        *out++ = (unsigned char)b64_alphabet[v >> 18];
-        *out++ = (unsigned char)b64_alphabet[(v >> 12) & 63];
-        *out++ = (unsigned char)b64_alphabet[(v >> 6) & 63];
-        *out++ = (unsigned char)b64_alphabet[v & 63];
+        memcpy(out, &b64_pairs[v >> 12], 2);
+        memcpy(out + 2, &b64_pairs[v & 0xFFF], 2);
+        out += 4;
     }
     if (n - i == 1) {
         unsigned int v = (unsigned int)in[i] << 16;
@@ -228,15 +246,16 @@ b64_decode(const unsigned char *s, Py_ssize_t n, unsigned char *out)
     }
     const unsigned char *last = s + n - 4;
     unsigned int bad = 0;
-    for (; s < last; s += 4) {
-        unsigned int a = b64_values[s[0]], b = b64_values[s[1]];
-        unsigned int c = b64_values[s[2]], d = b64_values[s[3]];
-        bad |= a | b | c | d;
-        unsigned int v = (a << 18) | (b << 12) | (c << 6) | d;
-        *out++ = (unsigned char)(v >> 16);
-        *out++ = (unsigned char)(v >> 8);
-        *out++ = (unsigned char)v;
+    uint32_t quads_bad = 0;
+    for (; s < last; s += 4) { /* every quad but the last: no padding allowed */
+        uint32_t v = b64_quad[0][s[0]] | b64_quad[1][s[1]] | b64_quad[2][s[2]] | b64_quad[3][s[3]];
+        quads_bad |= v;
+        out[0] = (unsigned char)(v >> 16);
+        out[1] = (unsigned char)(v >> 8);
+        out[2] = (unsigned char)v;
+        out += 3;
     }
+    bad |= (quads_bad & B64_BAD) ? 0x80 : 0;
     unsigned int a = b64_values[s[0]], b = b64_values[s[1]];
     bad |= a | b;
     if (s[3] != '=') {
