@@ -1,22 +1,28 @@
 /*
  * asherah_django.core._speedups: the per-value work of Session.encrypt / Session.decrypt
- * in one C call each way (CPython C API + OpenSSL libcrypto EVP, nothing else).
+ * in one C call each way (CPython C API + OpenSSL libcrypto, nothing else; on OpenSSL 3 the
+ * AES-256-GCM provider is called through the public provider interface, see "One AES-256-GCM
+ * context" below).
  *
+ *   encrypt_record(ik_key: bytes, data: Buffer, created: int | float, parent_meta_json: str) -> str
+ *   decrypt_record(ik_key: bytes, record: str, middle_end: int) -> bytes
  *   encrypt_row(ik_key: bytes, data: Buffer) -> tuple[str, str]
  *   decrypt_row(ik_key: bytes, wrapped_drk_b64: str, data_b64: str) -> bytes
+ *   canonical_created(record: str, middle: str) -> int;  forget_key, b64encode, b64decode
  *
  * Byte layout of every AES-256-GCM blob, as every Asherah implementation writes it:
  * ciphertext || tag(16) || nonce(12), no AAD. encrypt_row draws a fresh data row key (DRK)
  * and two nonces from the random pools (OpenSSL's DRBGs, see "Random pools"), wraps the DRK
  * under the intermediate key (IK), seals the data under the DRK and returns both blobs as
  * standard padded base64; encrypt_record returns the whole DataRowRecord JSON around them.
- * decrypt_row is the inverse (decrypt_record takes the blobs from a canonical record); it accepts only canonical base64 (RFC 4648 section 4: a multiple of 4 characters,
- * padding only at the end, zero trailing bits), a strict subset of what Python's
+ * decrypt_row is the inverse (decrypt_record takes the blobs from a canonical record); it
+ * accepts only canonical base64 (RFC 4648 section 4: a multiple of 4 characters, padding
+ * only at the end, zero trailing bits), a strict subset of what Python's
  * binascii.a2b_base64(s, strict_mode=True) accepts, with identical output on that subset.
  * Anything else raises Base64Error, and the caller (session.py) then takes its reference
  * Python path, so records are accepted and rejected exactly as before.
  *
- * Contexts and thread safety: two module-level EVP_CIPHER_CTX are reused (OpenSSL 3 makes
+ * Contexts and thread safety: two module-level cipher contexts are reused (OpenSSL 3 makes
  * a fresh context and its key schedule cost more than the AES-GCM work on a small value):
  * ik_ctx keeps the key schedule of the last intermediate key used (compared in constant
  * time with the key of each call; forget_key() scrubs it when that key is wiped), and
@@ -28,7 +34,7 @@
  * Python re-enables the GIL for this module (it does not declare Py_mod_gil).
  *
  * Secrets: data row keys live in stack buffers that are OPENSSL_cleanse()d before the call
- * returns; contexts made for one call are freed, which cleanses their key schedules. data_ctx
+ * returns (and, before they are drawn, in the key pool, which wipes each byte it hands out); contexts made for one call are freed, which cleanses their key schedules. data_ctx
  * holds the key schedule of the last data row key until the next call (that key opens only
  * the one value, and the intermediate key that wraps it is in memory anyway). Error messages
  * are fixed strings that never contain key bytes.
@@ -39,7 +45,7 @@
 
 #include <limits.h>
 #include <stdint.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #ifndef _WIN32
 #include <pthread.h>
@@ -49,6 +55,12 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+#endif
 #include <openssl/rand.h>
 
 #ifdef FORCE_ERROR
@@ -87,9 +99,9 @@ static PyObject *Base64Error;
 static EVP_CIPHER *aes_gcm_fetched; /* OpenSSL 3: fetched once, so no implicit fetch per init */
 static const EVP_CIPHER *aes_gcm;
 /* Only with the GIL held; see the header comment. */
-static EVP_CIPHER_CTX *data_ctx;
+static void *data_ctx; /* cipher_ctx (defined below) */
 static int data_ctx_busy;
-static EVP_CIPHER_CTX *ik_ctx;
+static void *ik_ctx;
 static int ik_ctx_busy;
 static int ik_ctx_keyed; /* ik_ctx holds the key schedule of ik_cached */
 static unsigned char ik_cached[KEY_SIZE];
@@ -281,18 +293,258 @@ b64_decode(const unsigned char *s, Py_ssize_t n, unsigned char *out)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* One AES-256-GCM context: OpenSSL 3's provider implementation called directly, or EVP */
+
+/*
+ * OpenSSL 3.0's EVP layer asks the provider for the key and nonce lengths through OSSL_PARAM
+ * name lookups on every init, and turns each tag ctrl into another lookup: together more
+ * than the AES-GCM work on a small value. When the provider that EVP_CIPHER_fetch chose
+ * publishes AES-256-GCM through the provider interface (OSSL_PROVIDER_query_operation,
+ * core_dispatch.h: public API), its functions are called directly: the very code EVP would
+ * run, without that bookkeeping. A known-answer test at import checks the direct calls
+ * against EVP (a sealed and an opened vector, a refused forgery); on any difference, or
+ * with OpenSSL 1.1.1, every call goes through EVP.
+ */
+typedef void cipher_ctx; /* an EVP_CIPHER_CTX, or the provider's context when direct */
+static int direct;
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+static void *provider_ctx;
+static OSSL_FUNC_cipher_newctx_fn *p_newctx;
+static OSSL_FUNC_cipher_freectx_fn *p_freectx;
+static OSSL_FUNC_cipher_encrypt_init_fn *p_einit;
+static OSSL_FUNC_cipher_decrypt_init_fn *p_dinit;
+static OSSL_FUNC_cipher_update_fn *p_update;
+static OSSL_FUNC_cipher_final_fn *p_final;
+static OSSL_FUNC_cipher_get_ctx_params_fn *p_get_ctx_params;
+static OSSL_FUNC_cipher_set_ctx_params_fn *p_set_ctx_params;
+#endif
+
+static cipher_ctx *
+cctx_new(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        return p_newctx(provider_ctx);
+    }
+#endif
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx != NULL && EVP_EncryptInit_ex(ctx, aes_gcm, NULL, NULL, NULL) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+/* Frees NULL too; either way the provider cleanses the key schedule it held. */
+static void
+cctx_free(cipher_ctx *ctx)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        if (ctx != NULL) {
+            p_freectx(ctx);
+        }
+        return;
+    }
+#endif
+    EVP_CIPHER_CTX_free(ctx);
+}
+
+/* Start a message with this 12-byte nonce; key NULL keeps the context's key schedule. */
+static int
+cctx_init(cipher_ctx *ctx, int enc, const unsigned char *key, const unsigned char *nonce)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        size_t key_size = key ? KEY_SIZE : 0;
+        return (enc ? p_einit(ctx, key, key_size, nonce, NONCE_SIZE, NULL)
+                    : p_dinit(ctx, key, key_size, nonce, NONCE_SIZE, NULL)) == 1;
+    }
+#endif
+    return (enc ? EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce)
+                : EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce)) == 1;
+}
+
+static int
+cctx_update(cipher_ctx *ctx, int enc, unsigned char *out, const unsigned char *in, int n)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        size_t written = 0;
+        return p_update(ctx, out, &written, (size_t)n, in, (size_t)n) == 1 &&
+               written == (size_t)n;
+    }
+#endif
+    int written = 0;
+    int ok = enc ? EVP_EncryptUpdate(ctx, out, &written, in, n)
+                 : EVP_DecryptUpdate(ctx, out, &written, in, n);
+    return ok == 1 && written == n;
+}
+
+/* Finish a sealed message and write its 16-byte tag. */
+static int
+cctx_seal_final(cipher_ctx *ctx, unsigned char *tag)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        size_t written = 0;
+        OSSL_PARAM params[2] = {
+            OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, TAG_SIZE),
+            OSSL_PARAM_construct_end(),
+        };
+        return p_final(ctx, tag, &written, 0) == 1 && written == 0 &&
+               p_get_ctx_params(ctx, params) == 1 && params[0].return_size == TAG_SIZE;
+    }
+#endif
+    int written = 0;
+    return EVP_EncryptFinal_ex(ctx, tag, &written) == 1 && written == 0 &&
+           EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, tag) == 1;
+}
+
+/* Finish an opened message against its 16-byte tag: ST_OK, ST_AUTH or ST_OPENSSL. */
+static int
+cctx_open_final(cipher_ctx *ctx, const unsigned char *tag)
+{
+    unsigned char tag_copy[TAG_SIZE]; /* both APIs take a non-const pointer */
+    memcpy(tag_copy, tag, TAG_SIZE);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        size_t written = 0;
+        OSSL_PARAM params[2] = {
+            OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag_copy, TAG_SIZE),
+            OSSL_PARAM_construct_end(),
+        };
+        if (p_set_ctx_params(ctx, params) != 1) {
+            return ST_OPENSSL;
+        }
+        return p_final(ctx, tag_copy, &written, 0) == 1 && written == 0 ? ST_OK : ST_AUTH;
+    }
+#endif
+    int written = 0;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag_copy) != 1) {
+        return ST_OPENSSL;
+    }
+    return EVP_DecryptFinal_ex(ctx, tag_copy, &written) == 1 && written == 0 ? ST_OK : ST_AUTH;
+}
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+/* Whether a provider's "NAME:ALIAS:OID" list names AES-256-GCM. */
+static int
+names_aes_256_gcm(const char *names)
+{
+    static const char wanted[] = "AES-256-GCM";
+    const size_t length = sizeof(wanted) - 1;
+    for (const char *name = names; name != NULL && *name != '\0';) {
+        const char *end = strchr(name, ':');
+        size_t size = end ? (size_t)(end - name) : strlen(name);
+        if (size == length && OPENSSL_strncasecmp(name, wanted, length) == 0) {
+            return 1;
+        }
+        name = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Look up the provider functions of the fetched AES-256-GCM: 1 when all are there. */
+static int
+find_provider_functions(void)
+{
+    const OSSL_PROVIDER *provider = EVP_CIPHER_get0_provider(aes_gcm_fetched);
+    if (provider == NULL) {
+        return 0;
+    }
+    int no_cache = 0;
+    const OSSL_ALGORITHM *algorithms =
+        OSSL_PROVIDER_query_operation(provider, OSSL_OP_CIPHER, &no_cache);
+    const OSSL_DISPATCH *functions = NULL;
+    for (const OSSL_ALGORITHM *a = algorithms; a != NULL && a->algorithm_names != NULL; a++) {
+        if (names_aes_256_gcm(a->algorithm_names)) {
+            functions = a->implementation;
+            break;
+        }
+    }
+    for (; functions != NULL && functions->function_id != 0; functions++) {
+        switch (functions->function_id) {
+        case OSSL_FUNC_CIPHER_NEWCTX: p_newctx = OSSL_FUNC_cipher_newctx(functions); break;
+        case OSSL_FUNC_CIPHER_FREECTX: p_freectx = OSSL_FUNC_cipher_freectx(functions); break;
+        case OSSL_FUNC_CIPHER_ENCRYPT_INIT: p_einit = OSSL_FUNC_cipher_encrypt_init(functions); break;
+        case OSSL_FUNC_CIPHER_DECRYPT_INIT: p_dinit = OSSL_FUNC_cipher_decrypt_init(functions); break;
+        case OSSL_FUNC_CIPHER_UPDATE: p_update = OSSL_FUNC_cipher_update(functions); break;
+        case OSSL_FUNC_CIPHER_FINAL: p_final = OSSL_FUNC_cipher_final(functions); break;
+        case OSSL_FUNC_CIPHER_GET_CTX_PARAMS:
+            p_get_ctx_params = OSSL_FUNC_cipher_get_ctx_params(functions);
+            break;
+        case OSSL_FUNC_CIPHER_SET_CTX_PARAMS:
+            p_set_ctx_params = OSSL_FUNC_cipher_set_ctx_params(functions);
+            break;
+        default: break;
+        }
+    }
+    provider_ctx = OSSL_PROVIDER_get0_provider_ctx(provider);
+    if (algorithms != NULL) {
+        OSSL_PROVIDER_unquery_operation(provider, OSSL_OP_CIPHER, algorithms);
+    }
+    return p_newctx && p_freectx && p_einit && p_dinit && p_update && p_final &&
+           p_get_ctx_params && p_set_ctx_params;
+}
+#endif
+
+/* Seal (with a fresh context) 40 fixed bytes; 1 on success. */
+static int
+known_answer_seal(unsigned char *sealed, unsigned char *tag)
+{
+    static const unsigned char key[KEY_SIZE] = "known-answer test key, 32 bytes";
+    static const unsigned char nonce[NONCE_SIZE] = "known nonce";
+    static const unsigned char plaintext[40] = "asherah_django known-answer plaintext..";
+    cipher_ctx *ctx = cctx_new();
+    int ok = ctx != NULL && cctx_init(ctx, 1, key, nonce) &&
+             cctx_update(ctx, 1, sealed, plaintext, (int)sizeof(plaintext)) &&
+             cctx_seal_final(ctx, tag);
+    if (ok) { /* and it opens again, and a changed tag is refused */
+        unsigned char opened[40], bad_tag[TAG_SIZE];
+        memcpy(bad_tag, tag, TAG_SIZE);
+        bad_tag[0] ^= 1;
+        ok = cctx_init(ctx, 0, key, nonce) &&
+             cctx_update(ctx, 0, opened, sealed, (int)sizeof(opened)) &&
+             cctx_open_final(ctx, tag) == ST_OK && memcmp(opened, plaintext, 40) == 0 &&
+             cctx_init(ctx, 0, NULL, nonce) &&
+             cctx_update(ctx, 0, opened, sealed, (int)sizeof(opened)) &&
+             cctx_open_final(ctx, bad_tag) == ST_AUTH;
+    }
+    cctx_free(ctx);
+    return ok;
+}
+
+/* At import: call the provider directly when it gives exactly EVP's answers. */
+static void
+choose_direct(void)
+{
+    direct = 0;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    unsigned char by_evp[40 + TAG_SIZE], by_provider[40 + TAG_SIZE];
+    if (getenv("ASHERAH_DJANGO_SPEEDUPS_EVP") == NULL && find_provider_functions() &&
+        known_answer_seal(by_evp, by_evp + 40)) {
+        direct = 1;
+        if (!known_answer_seal(by_provider, by_provider + 40) ||
+            memcmp(by_evp, by_provider, sizeof(by_evp)) != 0) {
+            direct = 0;
+        }
+    }
+    ERR_clear_error();
+#endif
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* AES-256-GCM in Asherah's layout                                                      */
 
 static int
-gcm_update(EVP_CIPHER_CTX *ctx, int enc, const unsigned char *in, Py_ssize_t n,
+gcm_update(cipher_ctx *ctx, int enc, const unsigned char *in, Py_ssize_t n,
            unsigned char *out)
 {
     while (n > 0) {
         int part = n > CHUNK ? CHUNK : (int)n;
-        int written = 0;
-        int ok = enc ? EVP_EncryptUpdate(ctx, out, &written, in, part)
-                     : EVP_DecryptUpdate(ctx, out, &written, in, part);
-        if (ok != 1 || written != part) {
+        if (!cctx_update(ctx, enc, out, in, part)) {
             return 0;
         }
         in += part;
@@ -307,14 +559,11 @@ gcm_update(EVP_CIPHER_CTX *ctx, int enc, const unsigned char *in, Py_ssize_t n,
  * keep the context's key. *keyed = whether the context holds a key schedule afterwards.
  */
 static int
-gcm_seal(EVP_CIPHER_CTX *ctx, const unsigned char *key, const unsigned char *nonce,
+gcm_seal(cipher_ctx *ctx, const unsigned char *key, const unsigned char *nonce,
          const unsigned char *in, Py_ssize_t n, unsigned char *out, int *keyed)
 {
-    int written = 0;
-    *keyed = EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
-    if (!*keyed || !gcm_update(ctx, 1, in, n, out) ||
-        EVP_EncryptFinal_ex(ctx, out + n, &written) != 1 || written != 0 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, out + n) != 1) {
+    *keyed = cctx_init(ctx, 1, key, nonce);
+    if (!*keyed || !gcm_update(ctx, 1, in, n, out) || !cctx_seal_final(ctx, out + n)) {
         return 0;
     }
     memcpy(out + n + TAG_SIZE, nonce, NONCE_SIZE);
@@ -324,40 +573,30 @@ gcm_seal(EVP_CIPHER_CTX *ctx, const unsigned char *key, const unsigned char *non
 /* out (n - 28 bytes) = plaintext of the blob (n >= 28 bytes): ST_OK, ST_AUTH or ST_OPENSSL.
  * key and *keyed as for gcm_seal. */
 static int
-gcm_open(EVP_CIPHER_CTX *ctx, const unsigned char *key, const unsigned char *blob, Py_ssize_t n,
+gcm_open(cipher_ctx *ctx, const unsigned char *key, const unsigned char *blob, Py_ssize_t n,
          unsigned char *out, int *keyed)
 {
     Py_ssize_t size = n - OVERHEAD;
-    const unsigned char *tag = blob + size;
-    const unsigned char *nonce = tag + TAG_SIZE;
-    unsigned char tag_copy[TAG_SIZE]; /* the ctrl takes a non-const pointer */
-    int written = 0;
-    memcpy(tag_copy, tag, TAG_SIZE);
-    /* Opening in place (out == blob) overwrites only the ciphertext, never tag or nonce. */
-    *keyed = EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
-    if (!*keyed || !gcm_update(ctx, 0, blob, size, out) ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag_copy) != 1) {
+    unsigned char tag[TAG_SIZE], nonce[NONCE_SIZE];
+    /* Copies first: opening in place (out == blob) overwrites the ciphertext only, but the
+     * tag and nonce are read after the update. */
+    memcpy(tag, blob + size, TAG_SIZE);
+    memcpy(nonce, blob + size + TAG_SIZE, NONCE_SIZE);
+    *keyed = cctx_init(ctx, 0, key, nonce);
+    if (!*keyed || !gcm_update(ctx, 0, blob, size, out)) {
         return ST_OPENSSL;
     }
-    if (EVP_DecryptFinal_ex(ctx, out + size, &written) != 1 || written != 0) {
-        return ST_AUTH;
-    }
-    return ST_OK;
+    return cctx_open_final(ctx, tag);
 }
 
-static EVP_CIPHER_CTX *
+static cipher_ctx *
 new_ctx(void)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx != NULL && EVP_EncryptInit_ex(ctx, aes_gcm, NULL, NULL, NULL) != 1) {
-        EVP_CIPHER_CTX_free(ctx);
-        ctx = NULL;
-    }
-    return ctx;
+    return cctx_new();
 }
 
 /* data_ctx when free (GIL held), else a fresh context; NULL when OpenSSL fails. */
-static EVP_CIPHER_CTX *
+static cipher_ctx *
 acquire_ctx(int with_gil)
 {
     if (with_gil && !data_ctx_busy && data_ctx != NULL) {
@@ -368,13 +607,13 @@ acquire_ctx(int with_gil)
 }
 
 static void
-release_ctx(EVP_CIPHER_CTX *ctx)
+release_ctx(cipher_ctx *ctx)
 {
     if (ctx == data_ctx) {
         data_ctx_busy = 0;
     }
     else {
-        EVP_CIPHER_CTX_free(ctx); /* frees NULL too; the provider cleanses its key schedule */
+        cctx_free(ctx); /* frees NULL too; the provider cleanses its key schedule */
     }
 }
 
@@ -384,7 +623,7 @@ release_ctx(EVP_CIPHER_CTX *ctx)
  * context and *key = ik. Pass the result to release_ik_ctx with whether the operation's
  * init succeeded.
  */
-static EVP_CIPHER_CTX *
+static cipher_ctx *
 acquire_ik_ctx(const unsigned char *ik, const unsigned char **key)
 {
     *key = ik;
@@ -403,7 +642,7 @@ acquire_ik_ctx(const unsigned char *ik, const unsigned char **key)
 }
 
 static void
-release_ik_ctx(EVP_CIPHER_CTX *ctx, int keyed)
+release_ik_ctx(cipher_ctx *ctx, int keyed)
 {
     if (ctx == ik_ctx) {
         ik_ctx_keyed = keyed;
@@ -413,7 +652,7 @@ release_ik_ctx(EVP_CIPHER_CTX *ctx, int keyed)
         ik_ctx_busy = 0;
     }
     else {
-        EVP_CIPHER_CTX_free(ctx);
+        cctx_free(ctx);
     }
 }
 
@@ -425,7 +664,7 @@ static int
 seal_data(int with_gil, const unsigned char *drk, const unsigned char *nonce,
           const unsigned char *data, Py_ssize_t n, unsigned char *blob, unsigned char *out)
 {
-    EVP_CIPHER_CTX *ctx = acquire_ctx(with_gil);
+    cipher_ctx *ctx = acquire_ctx(with_gil);
     int keyed;
     int ok = ctx != NULL && gcm_seal(ctx, drk, nonce, data, n, blob, &keyed);
     release_ctx(ctx);
@@ -456,14 +695,14 @@ open_row(int with_gil, const unsigned char *ik, const unsigned char *key_b64, Py
     int status, keyed = 0;
     if (with_gil) {
         const unsigned char *key;
-        EVP_CIPHER_CTX *ctx = acquire_ik_ctx(ik, &key);
+        cipher_ctx *ctx = acquire_ik_ctx(ik, &key);
         status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, key, key_buf, wrapped_size, key_buf, &keyed);
         release_ik_ctx(ctx, keyed);
     }
     else {
-        EVP_CIPHER_CTX *ctx = new_ctx();
+        cipher_ctx *ctx = new_ctx();
         status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, ik, key_buf, wrapped_size, key_buf, &keyed);
-        EVP_CIPHER_CTX_free(ctx);
+        cctx_free(ctx);
     }
     if (status == ST_OK && wrapped_size != WRAPPED_SIZE) {
         status = ST_DRK_SIZE;
@@ -473,7 +712,7 @@ open_row(int with_gil, const unsigned char *ik, const unsigned char *key_b64, Py
             status = ST_AUTH;
         }
         else {
-            EVP_CIPHER_CTX *ctx = acquire_ctx(with_gil);
+            cipher_ctx *ctx = acquire_ctx(with_gil);
             status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, key_buf, blob, blob_size, out, &keyed);
             release_ctx(ctx);
         }
@@ -591,7 +830,7 @@ seal_row(const unsigned char *ik, const unsigned char *data, Py_ssize_t n, unsig
         PyErr_SetString(PyExc_RuntimeError, "OpenSSL RAND_bytes failed to produce a data key");
         return -1;
     }
-    EVP_CIPHER_CTX *ctx = acquire_ik_ctx(ik, &ik_arg);
+    cipher_ctx *ctx = acquire_ik_ctx(ik, &ik_arg);
     if (ctx != NULL && gcm_seal(ctx, ik_arg, nonces, drk, KEY_SIZE, wrapped, &keyed)) {
         status = ST_OK;
     }
@@ -690,6 +929,28 @@ created_of(PyObject *value, long long *created)
     return -1;
 }
 
+/* The decimal text of value in out (24 bytes are enough); its length. (snprintf costs more
+ * than the rest of building the record.) */
+static Py_ssize_t
+decimal(long long value, char *out)
+{
+    char reversed[20];
+    unsigned long long magnitude =
+        value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    Py_ssize_t count = 0, length = 0;
+    do {
+        reversed[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+    if (value < 0) {
+        out[length++] = '-';
+    }
+    while (count > 0) {
+        out[length++] = reversed[--count];
+    }
+    return length;
+}
+
 static const char record_head[] = "{\"Key\":{\"Created\":";
 static const char record_key[] = ",\"Key\":\"";
 static const char record_parent[] = "\",\"ParentKeyMeta\":";
@@ -744,7 +1005,7 @@ encrypt_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     unsigned char *key_out = NULL, *data_out = NULL;
     if (PyUnicode_IS_ASCII(meta)) { /* the usual case: one ASCII str, written in place */
         char digits[24];
-        Py_ssize_t digits_length = snprintf(digits, sizeof(digits), "%lld", created);
+        Py_ssize_t digits_length = decimal(created, digits);
         Py_ssize_t meta_length = PyUnicode_GET_LENGTH(meta);
         Py_ssize_t fixed = LITERAL_LENGTH(record_head) + digits_length +
                            LITERAL_LENGTH(record_key) + b64_encoded_size(WRAPPED_SIZE) +
@@ -1062,7 +1323,7 @@ forget_key(PyObject *module, PyObject *ik)
         /* Freeing the context cleanses its key schedule; a new one replaces it. */
         ik_ctx_keyed = 0;
         OPENSSL_cleanse(ik_cached, sizeof(ik_cached));
-        EVP_CIPHER_CTX_free(ik_ctx);
+        cctx_free(ik_ctx);
         ik_ctx = new_ctx(); /* NULL on failure: every call then uses a fresh context */
         ERR_clear_error();
     }
@@ -1161,6 +1422,7 @@ PyInit__speedups(void)
             return NULL;
         }
         b64_init();
+        choose_direct();
     }
 #ifndef _WIN32
     static int fork_handler_registered;
@@ -1206,6 +1468,7 @@ PyInit__speedups(void)
     if (PyModule_AddObjectRef(module, "AuthenticationError", AuthenticationError) < 0 ||
         PyModule_AddObjectRef(module, "Base64Error", Base64Error) < 0 ||
         PyModule_AddIntConstant(module, "NOGIL_THRESHOLD", NOGIL_THRESHOLD) < 0 ||
+        PyModule_AddIntConstant(module, "PROVIDER_DIRECT", direct) < 0 ||
         PyModule_AddStringConstant(module, "OPENSSL_VERSION",
                                    OpenSSL_version(OPENSSL_VERSION)) < 0) {
         Py_DECREF(module);

@@ -6,6 +6,10 @@ from _typeshed import ReadableBuffer
 
 #: Values of at least this many bytes are processed with the GIL released.
 NOGIL_THRESHOLD: Final[int]
+#: 1 when AES-256-GCM is called through OpenSSL 3's provider interface directly (it passed the
+#: known-answer test at import), 0 when through EVP (OpenSSL 1.1.1, or
+#: ASHERAH_DJANGO_SPEEDUPS_EVP set at import).
+PROVIDER_DIRECT: Final[int]
 #: The OpenSSL the extension runs with, e.g. "OpenSSL 3.0.19 27 Jan 2026".
 OPENSSL_VERSION: Final[str]
 

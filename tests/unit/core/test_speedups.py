@@ -167,6 +167,38 @@ def test_core_suite_passes_on_the_pure_python_path() -> None:
     assert " passed" in result.stdout
 
 
+@requires_c_path
+def test_openssl_3_is_called_through_its_provider_directly() -> None:
+    """The fast route is really taken on OpenSSL 3 (it passed the known-answer test)."""
+    if not speedups.OPENSSL_VERSION.startswith("OpenSSL 3"):
+        pytest.skip(f"{speedups.OPENSSL_VERSION}: EVP only, by design")
+    assert speedups.PROVIDER_DIRECT == 1
+
+
+@pytest.mark.slow
+@requires_c_path
+def test_speedups_suite_passes_through_evp_too() -> None:
+    """The EVP route (OpenSSL 1.1.1, or the provider's functions not found) stays proven."""
+    env = {**os.environ, "ASHERAH_DJANGO_SPEEDUPS_EVP": "1"}
+    env.pop("COVERAGE_PROCESS_START", None)
+    code = "from asherah_django.core import _speedups as s; print(s.PROVIDER_DIRECT)"
+    check = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert check.stdout.split() == ["0"], check.stderr
+    command = [sys.executable, "-m", "pytest", "tests/unit/core/test_speedups.py", "-q", "-x"]
+    result = subprocess.run(
+        [*command, "-p", "no:cacheprovider", "-k", "not through_evp and not provider_directly"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
+
+
 # -- known answers ---------------------------------------------------------------------
 
 
@@ -287,6 +319,9 @@ def test_encrypt_record_argument_checks() -> None:
     ik = os.urandom(32)
     assert speedups.encrypt_record(ik, b"x", 7, _META).startswith('{"Key":{"Created":7,')
     assert speedups.encrypt_record(ik, b"x", -1.5, _META).startswith('{"Key":{"Created":-1,')
+    for created in (0, -(2**63), 2**63 - 1, 10**9, 10**10 - 1):
+        record = speedups.encrypt_record(ik, b"x", created, _META)
+        assert json.loads(record)["Key"]["Created"] == created
     for created in (float("nan"), float("inf"), -float("inf"), 1e300):
         with pytest.raises(ValueError, match="created must be a finite number"):
             speedups.encrypt_record(ik, b"x", created, _META)
