@@ -62,6 +62,12 @@ BENCHMARKS = (
     ),
     Benchmark("observability", "observability_bench.py", ("--rounds", "11", "--number", "2000")),
     Benchmark("cold_start", "cold_start.py", ("--samples", "3"), ("--samples", "7")),
+    Benchmark(
+        "cold_start_vault",
+        "cold_start.py",
+        ("--kms", "vault", "--samples", "3"),
+        ("--kms", "vault", "--samples", "7"),
+    ),
     Benchmark("table_scale", "table_scale.py", ("--rows", "20000"), ("--rows", "20000")),
 )
 
@@ -128,7 +134,8 @@ def postgres_version() -> str:
     try:
         import psycopg
 
-        with psycopg.connect(url, connect_timeout=3) as conn:
+        server = url.rpartition("/")[0] + "/postgres"  # (the named database may not exist)
+        with psycopg.connect(server, connect_timeout=3) as conn:
             row = conn.execute("SHOW server_version").fetchone()
             return str(row[0]).split()[0] if row else "unknown"
     except Exception as exc:

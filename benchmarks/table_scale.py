@@ -369,8 +369,8 @@ def to_figures(figures: dict[str, Any]) -> list[Figure]:
     found = []
     for name, command in (
         ("encrypt", "asherah_encrypt"),
-        ("reencrypt", "asherah_rotate --reencrypt"),
-        ("reindex", "asherah_reindex --rotate"),
+        ("reencrypt", "rotate --reencrypt"),
+        ("reindex", "reindex --rotate"),
     ):
         f = figures[name]
         found += [
@@ -379,8 +379,8 @@ def to_figures(figures: dict[str, Any]) -> list[Figure]:
                    higher_is_better=True),
             Figure(f"{command}, RSS growth", f["rss_growth_mb"], f"{RSS_LIMIT_MB:g} MB limit",
                    RSS_LIMIT_MB, "MB", target=1.0),
-            Figure(f"{command}, concurrent query p99", f["query_ms"]["p99"],
-                   "during the baseline", f["baseline_query_ms"]["p99"], "ms"),
+            Figure(f"{command}, query p99", f["query_ms"]["p99"],
+                   "same, during baseline", f["baseline_query_ms"]["p99"], "ms"),
         ]  # fmt: skip
     two = figures["reencrypt_2_shards"]
     found.append(

@@ -39,6 +39,6 @@ def test_table_scale_benchmark_at_20000_rows_is_correct(
         admin.execute(f'DROP DATABASE IF EXISTS "{name}_table_scale"')  # (the script's own)
     assert run.returncode == 0, run.stderr[-3000:]
     figures = {f["name"]: f for f in json.loads((tmp_path / "figures.json").read_text())}
-    for step in ("asherah_encrypt", "asherah_rotate --reencrypt", "asherah_reindex --rotate"):
+    for step in ("asherah_encrypt", "rotate --reencrypt", "reindex --rotate"):
         assert figures[f"{step}, 20,000 rows"]["ours"] > 0, step
     assert figures["reencrypt, 2 shards vs 1 process"]["ours"] > 0
