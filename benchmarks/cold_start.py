@@ -262,7 +262,7 @@ def own_postgres(url: str) -> str:
     base, _, name = url.rpartition("/")
     own = f"{name or 'test'}_cold_start"
     with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{own}" WITH (FORCE)')
+        admin.execute(f'DROP DATABASE IF EXISTS "{own}"')
         admin.execute(f'CREATE DATABASE "{own}"')
     return f"{base}/{own}"
 

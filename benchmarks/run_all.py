@@ -19,7 +19,8 @@ A script that fails, times out (``--timeout``, default 900 s) or writes no figur
 as "not reported" with its exit status, and the others still run. ``--check`` exits 1 when
 a figure misses its target or a script did not report. PostgreSQL figures use
 ``$DATABASE_URL`` (default postgres://postgres@127.0.0.1:5432/test); the scripts that need
-it create and drop databases of their own next to it.
+it create and drop databases of their own next to it, named after it (``<name>_cold_start``,
+``<name>_table_scale``), so on a shared server give it a name of your own.
 """
 
 from __future__ import annotations
