@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import json
 
 import pytest
 from django.db import connection
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asherah_django.core import EnvelopeKeyRecord, KeyMeta, MetastoreError
 from asherah_django.core.partition import intermediate_key_id
 from asherah_django.metastore import DjangoMetastore
+from asherah_django.metastore_sql import epoch
 from asherah_django.models import EncryptionKey
 from asherah_django.signals import key_revoked, key_shredded
 
@@ -249,3 +253,20 @@ def test_key_queries_from_an_event_loop_leave_no_connection_open_on_the_helper(
     assert asyncio.run(main()) is not None
     helper = metastore._helper()  # (the helper thread the query ran on)
     assert helper.submit(lambda: connections[metastore.using].connection is None).result()
+
+
+@given(
+    st.datetimes(
+        min_value=datetime.datetime(1000, 1, 1), max_value=datetime.datetime(9999, 12, 31)
+    ),
+    st.sampled_from([None, datetime.UTC, datetime.timezone(datetime.timedelta(hours=-7))]),
+)
+def test_created_columns_read_as_their_wall_clock_epoch_seconds(
+    value: datetime.datetime, zone: datetime.tzinfo | None
+) -> None:
+    """A created column value (naive UTC, or aware as some drivers return it) is its wall
+    clock in epoch seconds, microseconds dropped, whatever its type: what timegm gives."""
+    expected = calendar.timegm(value.timetuple())
+    for column in (value.replace(tzinfo=zone), value.isoformat(sep=" "), value.isoformat()):
+        assert epoch(column) == expected
+    assert epoch(value.isoformat(sep=" ").encode()) == expected
