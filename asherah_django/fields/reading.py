@@ -66,13 +66,13 @@ class ReadingField(OptionsField):
         if not django_internals.building_instances():
             return [self._values_converter()]
         batch = ReadBatch()
-        pending = batch.pending
+        pend = batch.pending.append
         new = object.__new__
 
         def to_sealed(value: Any, expression: Expression, connection: BaseDatabaseWrapper) -> Any:
             if value is None:
                 return None
-            pending.append(value)
+            pend(value)
             # SealedValue(value, batch), without the Python-level __init__ (once per row).
             sealed: SealedValue = new(SealedValue)
             sealed.record, sealed.batch, sealed.value = value, batch, UNREAD
