@@ -4,6 +4,7 @@ PostgreSQL.
 
     python benchmarks/orm_bench.py [--database sqlite|postgres|both] [--rows 5000]
         [--rounds 7] [--cpu] [--check] [--json PATH] [--postgres-url URL]
+        [--postgres-name bench_orm]
 
 For each model: ``bulk_create`` of N rows, then reading all of them back (iterating the
 queryset and reading the field of every instance, so lazy decryption is counted). Also, for
@@ -17,7 +18,7 @@ of ``--rounds``, per row. Caches are warm for all (one small warm-up run first):
 asherah_django's keys come from the Django metastore table of the first database and the
 static KMS; Fernet's key derivation happens once per field.
 
-PostgreSQL: ``--postgres-url`` (default ``$DATABASE_URL``, else
+PostgreSQL: ``--postgres-url`` (default ``$DATABASE_URL`` when it is a PostgreSQL URL, else
 postgres://postgres@127.0.0.1:5432/test) names the server; the benchmark creates a database
 of its own next to it (``--postgres-name``, default ``bench_orm``) and drops it at the end.
 ``--database both`` (the default) measures SQLite and PostgreSQL in the same rounds.
@@ -33,6 +34,15 @@ model with a UUID column; medians of the rounds) and each path against its floor
 TextField storing (reading) the very records ours stores, plus the core alone encrypting
 (decrypting) the same values without Django, which is what a field that cost nothing
 would reach.
+
+Where the floor is (2-core VM, Python 3.13, Django 6.1, C accelerator; microseconds per
+row, SQLite): a plain row reads in about 3.7 and writes in about 6; the same row holding
+the DataRowRecord (about 2.5x longer than the text) costs about 0.2-0.4 more; the core
+decrypts a value in about 1.7 and encrypts in about 2.5. That alone puts reads at about
+1.5x and writes at about 1.45x, before any field code: Django's converter loop (which a
+plain TextField does not have), the attribute's ``__set__`` while Django builds the
+instance and the SealedValue kept for lazy decryption add about 0.6-0.9 per row, the
+descriptor about 0.35 per value read, ``pre_save`` about 0.3 per value written.
 """
 
 from __future__ import annotations
@@ -290,8 +300,12 @@ def main() -> int:
         help="time SQLite with the process's CPU time instead of the wall clock (steadier on "
         "a busy machine; SQLite in memory runs in this process)",
     )
+    environment = os.environ.get("DATABASE_URL", "")
     parser.add_argument(
-        "--postgres-url", default=os.environ.get("DATABASE_URL") or DEFAULT_POSTGRES
+        "--postgres-url",
+        default=environment if environment.startswith("postgres") else DEFAULT_POSTGRES,
+        help="the PostgreSQL server (default: $DATABASE_URL when it names one, else "
+        f"{DEFAULT_POSTGRES})",
     )
     parser.add_argument("--postgres-name", default="bench_orm")
     add_json_argument(parser)
