@@ -39,7 +39,7 @@ Where the floor is (2-core VM, Python 3.13, Django 6.1, C accelerator; microseco
 row, SQLite): a plain row reads in about 3.7 and writes in about 6; the same row holding
 the DataRowRecord (about 2.5x longer than the text) costs about 0.2-0.4 more; the core
 decrypts a value in about 1.7 and encrypts in about 2.5. That alone puts reads at about
-1.5x and writes at about 1.45x, before any field code: Django's converter loop (which a
+1.5x and writes at about 1.5x, before any field code: Django's converter loop (which a
 plain TextField does not have), the attribute's ``__set__`` while Django builds the
 instance and the SealedValue kept for lazy decryption add about 0.6-0.9 per row, the
 descriptor about 0.35 per value read, ``pre_save`` about 0.3 per value written.
