@@ -14,8 +14,9 @@
 #
 #   scripts/c_proof.sh [quick]    bounded, for scripts/test.sh (fuzz 60 s)
 #   scripts/c_proof.sh full       make c-proof (fuzz 600 s, the grown corpus replayed under
-#                                 the gcc sanitizers too, and the C edges each function reached)
-#   scripts/c_proof.sh quick|full asan|valgrind|fuzz...   only those parts
+#                                 the gcc sanitizers too, the C edges each function reached,
+#                                 and gcov's line coverage of _speedups.c: part "coverage")
+#   scripts/c_proof.sh quick|full asan|valgrind|fuzz|coverage...   only those parts
 #   CPROOF_FUZZ_SECONDS=N         the fuzz time; CPROOF_KEEP=DIR keeps the work folder there
 #   ASHERAH_SKIP_CPROOF=1         skip it (reported, never silent)
 # Needs gcc, clang, valgrind and libssl-dev (scripts/bootstrap.sh installs them) and atheris
@@ -27,8 +28,8 @@ if [ "${ASHERAH_SKIP_CPROOF:-0}" = 1 ]; then
   exit 0
 fi
 mode=${1:-quick}
-case $mode in quick|full) shift || true ;; *) echo "usage: $0 [quick|full] [asan|valgrind|fuzz...]" >&2; exit 2 ;; esac
-parts=${*:-asan valgrind fuzz}
+case $mode in quick|full) shift || true ;; *) echo "usage: $0 [quick|full] [asan|valgrind|fuzz|coverage...]" >&2; exit 2 ;; esac
+parts=${*:-asan valgrind fuzz $([ "$mode" = full ] && echo coverage)}
 PY=${CPROOF_PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || scripts/bootstrap.sh
 PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
@@ -150,11 +151,32 @@ run_fuzz() {
     # The C edges the whole grown corpus reaches, per function (the sanitizers' own check
     # branches count as edges too, so no function reaches all of its edges).
     (cd "$tree" && env -u PYTHONDEVMODE "${sanitizer_env[@]}" "PYTHONPATH=$tree" "LD_PRELOAD=$preload" \
-      "$PY" -m tests.cproof.fuzz_speedups fuzz -runs=0 -print_coverage=1 "$corpus") >"$work/coverage.log" 2>&1
-    grep -E 'COVERED_FUNC: .*_speedups\.c' "$work/coverage.log" | sed -E 's/.*edges: ([0-9]+\/[0-9]+) ([a-z_0-9A-Z]+) .*/  \2 \1/' | sort
+      "$PY" -m tests.cproof.fuzz_speedups fuzz -runs=0 -print_coverage=1 "$corpus") >"$work/fuzz-coverage.log" 2>&1
+    grep -E 'COVERED_FUNC: .*_speedups\.c' "$work/fuzz-coverage.log" | sed -E 's/.*edges: ([0-9]+\/[0-9]+) ([a-z_0-9A-Z]+) .*/  \2 \1/' | sort
     mkdir -p "$artifacts/corpus" && cp "$corpus"/* "$artifacts/corpus/"
   fi
   echo "c-proof fuzz: ok in $((SECONDS - begun))s"
+}
+
+run_coverage() {  # the C lines the driver, the tests and the (grown) corpus execute: gcov
+  local tree begun=$SECONDS extra=""
+  tree=$work/coverage
+  build coverage gcc -O0 -g >/dev/null  # the copy of the package (its .so replaced below)
+  gcc -c -fPIC -O0 --coverage -I"$include" "$source" -o "$tree/_speedups.o"
+  gcc -shared --coverage "$tree/_speedups.o" -lcrypto -o "$tree/asherah_django/core/_speedups$suffix"
+  [ -d "$work/corpus" ] && extra=$work/corpus
+  echo "== c-proof coverage: gcov of _speedups.c (driver, test_speedups.py, corpus)"
+  (
+    cd "$tree"
+    export PYTHONPATH=$tree ASHERAH_DJANGO_REQUIRE_SPEEDUPS=1
+    "$PY" tests/cproof/speedups_driver.py "$tree/asherah_django/core/_speedups$suffix" tests/cproof/corpus/speedups
+    nice "$PY" -m pytest -q -p no:cacheprovider -m "not slow" tests/unit/core/test_speedups.py
+    nice "$PY" -m tests.cproof.fuzz_speedups replay tests/cproof/corpus/speedups $extra
+  ) >"$work/coverage.log" 2>&1 || { tail -n 40 "$work/coverage.log"; echo "c_proof: coverage run FAILED" >&2; return 1; }
+  (cd "$tree" && gcov -o "$tree" "$root/$source" >"$work/gcov.log" 2>&1)
+  grep -A1 "File '.*_speedups.c'" "$work/gcov.log" | tail -n1 | sed 's/^/c-proof coverage: _speedups.c: /'
+  cp "$tree/_speedups.c.gcov" "$artifacts/" 2>/dev/null || true
+  echo "c-proof coverage: ok in $((SECONDS - begun))s (unexecuted lines: '#####' in $artifacts/_speedups.c.gcov)"
 }
 
 begun=$SECONDS
@@ -164,6 +186,7 @@ for part in $parts; do
     asan) run_asan || status=1 ;;
     valgrind) run_valgrind || status=1 ;;
     fuzz) run_fuzz || status=1 ;;
+    coverage) run_coverage || status=1 ;;
     *) echo "c_proof: unknown part '$part'" >&2; exit 2 ;;
   esac
 done
