@@ -29,7 +29,7 @@ if [ "${ASHERAH_SKIP_CPROOF:-0}" = 1 ]; then
 fi
 mode=${1:-quick}
 case $mode in quick|full) shift || true ;; *) echo "usage: $0 [quick|full] [asan|valgrind|fuzz|coverage...]" >&2; exit 2 ;; esac
-parts=${*:-asan valgrind fuzz $([ "$mode" = full ] && echo coverage)}
+parts=${*:-asan valgrind fuzz $([ "$mode" = full ] && echo coverage || true)}
 PY=${CPROOF_PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || scripts/bootstrap.sh
 PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
