@@ -7,7 +7,8 @@
 #              a missed target), also written to benchmarks/results.md
 # make bench-scale - the maintenance commands on 1,000,000 PostgreSQL rows (ROWS=..., DATABASE_URL=...)
 # make mutate - mutation testing of the security-critical modules, every mutant (long)
-.PHONY: demo test bench bench-scale venv lint clean mutate docs
+# make c-proof - the C accelerator under ASan/UBSan and valgrind, and a 10-minute atheris fuzz run
+.PHONY: demo test bench bench-scale venv lint clean mutate docs c-proof
 
 demo:
 	scripts/demo.sh
@@ -17,6 +18,9 @@ test:
 
 mutate: venv
 	scripts/mutate.sh full $(MUTATE_ARGS)
+
+c-proof: venv
+	scripts/c_proof.sh full $(CPROOF_ARGS)
 
 docs: venv
 	.venv/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a machine for the test suite and the demo; safe to run again.
 #  - system packages the Python dependencies need (MariaDB client headers for mysqlclient,
-#    OpenSSL headers and a C compiler for the optional accelerator),
+#    OpenSSL headers and a C compiler for the optional accelerator, clang and valgrind for
+#    its proof, scripts/c_proof.sh),
 #    installed with apt-get when missing and we are root;
 #  - the local PostgreSQL and MariaDB servers, started when installed but not running;
 #  - headless Chromium for the admin's browser tests (scripts/install-browser.sh);
@@ -26,6 +27,9 @@ fi
 if ! command -v cc >/dev/null && ! command -v gcc >/dev/null; then
   need_apt+=(gcc)
 fi
+# The accelerator's proof (scripts/c_proof.sh): clang for the fuzz build, valgrind.
+command -v clang >/dev/null || need_apt+=(clang)
+command -v valgrind >/dev/null || need_apt+=(valgrind)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing ${need_apt[*]}"
@@ -66,7 +70,7 @@ make_venv() {  # make_venv COMBO VENV STAMP
   local combo=$1 venv=$2 stamp=$3 python django extras=test,docs,release
   python=$(python_of "$(combo_python "$combo")")
   django=$(combo_django "$combo")
-  [ "$venv" = .venv ] && extras=test,docs,release,lint
+  [ "$venv" = .venv ] && extras=test,docs,release,lint,cproof
   "$python" -m venv --clear "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -e ".[$extras]" "django~=$django.0"

@@ -4,7 +4,8 @@
 # .venv) everything on SQLite, then every test that uses the database again on PostgreSQL
 # and on MariaDB, then lint and types (ruff, mypy); on each other combination the whole
 # SQLite suite (but the release artifacts' test, tests/integration/release, which runs once, on the main
-# combination); then the documentation site is built with warnings as errors. Real servers
+# combination); then the documentation site is built with warnings as errors, and the C
+# accelerator's bounded proof runs (scripts/c_proof.sh quick: ASan/UBSan, valgrind, atheris). Real servers
 # only: OpenBao is started by the tests themselves; the
 # databases by bootstrap.sh. A combination whose Python is missing fails the run.
 #
@@ -95,6 +96,17 @@ case " $combos " in
     .venv/bin/mypy || status=1
     .venv/bin/lint-imports || status=1
     { echo "== mutation testing: scripts/mutate.sh (mutation.toml)"; scripts/mutate.sh; } || status=1
+    # The C accelerator's proof (issue #21): ASan/UBSan, valgrind and a bounded fuzz run.
+    echo "== C proof: scripts/c_proof.sh quick (ASan/UBSan, valgrind, atheris)"
+    begun=$SECONDS
+    set +e
+    scripts/c_proof.sh quick 2>&1 | tee "$logs/cproof.log"
+    cproof_rc=${PIPESTATUS[0]}
+    set -e
+    [ "$cproof_rc" = 0 ] || status=1
+    printf '%-15s %-10s %5ss  exit %s %s\n' "$MATRIX_MAIN" "C-proof" $((SECONDS - begun)) "$cproof_rc" \
+      "$(sed -nE 's/^c-proof fuzz: ([0-9]+) executions in ([0-9]+s).*, ([0-9]+) edges,.*/fuzz: \1 runs in \2, \3 edges/p' "$logs/cproof.log")" \
+      >"$logs/$MATRIX_MAIN-zcproof.summary"
     ;;
 esac
 if [ -n "${others_pid:-}" ]; then

@@ -129,6 +129,7 @@ ELSEWHERE: dict[str, str] = {
 # What tests/ may hold besides the two layouts.
 SUPPORT = {
     "unit", "integration", "support", "testapp", "bidxapp", "bindapp", "integrationsapp",
+    "cproof",
     "__init__.py", "conftest.py", "settings.py", "urls.py", "hygiene.py", "test_layout.py",
     "README.md", "__pycache__",
 }  # fmt: skip

@@ -288,7 +288,7 @@ def test_tutorial_models_are_what_the_tutorial_says() -> None:
 #: Programs a shell block may run, and which test checks each when it is not manage.py.
 SHELL_PROGRAMS = {
     "python": "manage.py lines parsed here; python -m ... run by tests/integration/docs/test_newcomer.py",
-    "make": "the two set-up commands: scripts/test.sh and scripts/demo.sh",
+    "make": "the set-up commands (scripts/test.sh, scripts/demo.sh); make c-proof: scripts/c_proof.sh, run quick by scripts/test.sh",
     "pip": "tests/integration/release/test_artifacts.py installs the sdist and the wheel",
     "cd": "the checkout's root",
     "source": "tests/integration/docs/test_newcomer.py",

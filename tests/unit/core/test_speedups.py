@@ -790,3 +790,30 @@ def test_threads_on_the_module_functions_with_several_keys() -> None:
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(work, range(6)))
+
+
+# -- the proof's harness (scripts/c_proof.sh runs it under sanitizers, valgrind, atheris) --
+
+
+@requires_c_path
+def test_fuzz_seed_corpus_agrees_on_every_target() -> None:
+    """The seeds the fuzzer starts from, through the differential targets of tests/cproof."""
+    from tests.cproof import fuzz_speedups, speedups_targets
+
+    files = fuzz_speedups.inputs([str(fuzz_speedups.CORPUS)])
+    seeded = set()
+    for path in files:
+        data = path.read_bytes()
+        speedups_targets.one_input(data)
+        seeded.add(speedups_targets.target_of(data).letter)
+    assert seeded == {target.letter for target in speedups_targets.TARGETS}
+
+
+def test_memcheck_driver_covers_every_function_and_passes() -> None:
+    """valgrind's driver: cases for every public function of the extension, all as expected."""
+    from tests.cproof import speedups_driver as driver
+
+    table = driver.cases(speedups)
+    assert driver.run(speedups, table, []) == []
+    wrapped = a2b_base64(driver.SHORT_DRK)  # the constant is what it says it is
+    assert len(AESGCM(driver.KEY).decrypt(wrapped[-12:], wrapped[:-12], None)) == 16
