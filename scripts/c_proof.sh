@@ -88,6 +88,11 @@ run_asan() {
       tests/cproof/corpus/speedups ${CPROOF_EXTRA_CORPUS:-}
     env -u PYTHONDEVMODE "${env_[@]}" nice "$PY" tests/cproof/speedups_driver.py \
       "$tree/asherah_django/core/_speedups$suffix" tests/cproof/corpus/speedups
+    # The EVP route too (OpenSSL 1.1.1's, and the fallback when the provider's functions
+    # are not found): the same driver with the provider's direct calls turned off.
+    env -u PYTHONDEVMODE "${env_[@]}" ASHERAH_DJANGO_SPEEDUPS_EVP=1 nice "$PY" \
+      tests/cproof/speedups_driver.py "$tree/asherah_django/core/_speedups$suffix" \
+      tests/cproof/corpus/speedups
   ) >"$log" 2>&1 || { tail -n 60 "$log"; cp "$log" "$artifacts/"; echo "c_proof: asan FAILED" >&2; return 1; }
   no_reports "$log"
   grep -E "passed|^replay:|^driver:" "$log"
@@ -102,12 +107,17 @@ run_valgrind() {
   # No suppressions: CPython with PYTHONMALLOC=malloc and OpenSSL 3 give memcheck nothing to
   # report here. CPython never frees some objects at exit (the module's own, made at import),
   # so leaks count as errors only when our code allocated them after import (below).
-  if ! env -u PYTHONDEVMODE PYTHONMALLOC=malloc nice valgrind --error-exitcode=1 \
-    --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=none --num-callers=40 \
-    --track-origins=yes "$PY" tests/cproof/speedups_driver.py \
-    "$tree/asherah_django/core/_speedups$suffix" tests/cproof/corpus/speedups >"$log" 2>&1; then
-    tail -n 60 "$log"; cp "$log" "$artifacts/"; echo "c_proof: valgrind FAILED" >&2; return 1
-  fi
+  # Both AES-GCM routes: OpenSSL 3's provider called directly, then EVP.
+  local route
+  for route in "" 1; do
+    if ! env -u PYTHONDEVMODE PYTHONMALLOC=malloc ASHERAH_DJANGO_SPEEDUPS_EVP=$route nice \
+      valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
+      --errors-for-leak-kinds=none --num-callers=40 --track-origins=yes \
+      "$PY" tests/cproof/speedups_driver.py \
+      "$tree/asherah_django/core/_speedups$suffix" tests/cproof/corpus/speedups >>"$log" 2>&1; then
+      tail -n 60 "$log"; cp "$log" "$artifacts/"; echo "c_proof: valgrind FAILED" >&2; return 1
+    fi
+  done
   local ours
   ours=$(awk '/are definitely lost in loss record/ {rec = $0; keep = 1; next}
     keep && /^==[0-9]+== $/ {if (rec ~ /_speedups\.c/ && rec !~ /PyInit__speedups/) print rec; keep = 0; next}

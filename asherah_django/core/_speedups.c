@@ -523,7 +523,8 @@ choose_direct(void)
     direct = 0;
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
     unsigned char by_evp[40 + TAG_SIZE], by_provider[40 + TAG_SIZE];
-    if (getenv("ASHERAH_DJANGO_SPEEDUPS_EVP") == NULL && find_provider_functions() &&
+    const char *evp_only = getenv("ASHERAH_DJANGO_SPEEDUPS_EVP");
+    if ((evp_only == NULL || evp_only[0] == '\0') && find_provider_functions() &&
         known_answer_seal(by_evp, by_evp + 40)) {
         direct = 1;
         if (!known_answer_seal(by_provider, by_provider + 40) ||

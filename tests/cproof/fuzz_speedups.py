@@ -126,6 +126,18 @@ def seeds(folder: Path) -> int:
     files["r-empty-key"] = f"r0\n{data}"
     for size in (0, 1, 2020, 2021, 4096, 32767, 32768, 65536):
         files[f"w-{size}"] = f"w{size}:ab"
+    middle_end = len(targets.SESSION._middle) + 116
+    files["x-vector"] = f"x{middle_end}:{payload}"
+    files["x-vector-empty"] = f"x{middle_end}:{empty}"
+    files["x-off-by-one"] = f"x{middle_end + 1}:{payload}"
+    files["x-past-the-end"] = f"x{len(payload) - 22}:{payload}"
+    files["x-before-the-key"] = f"x115:{payload}"
+    files["x-astral-data"] = f"x{middle_end}:{payload.replace(data, '🔑' + data[1:])}"
+    for name, created in {"now": 1795866781, "zero": 0, "negative": -5, "max": 2**63 - 1}.items():
+        files[f"y-{name}"] = f"y{created}:64:"
+    files["y-gil-released"] = "y1795866781:40000:"
+    files["y-created-past-64-bits"] = "y9223372036854775837264:"  # found by the fuzzer
+    files["y-astral-meta"] = 'y1795866781:3:{"KeyId":"_IK_🔑_s_p","Created":1}'
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / f"{name}.txt").write_text(text, encoding="utf-8", newline="")

@@ -60,6 +60,18 @@ def roundtrip(m: ModuleType, size: int, make: Callable[[bytes], object] = bytes)
     return bool(m.decrypt_row(KEY, key_b64, data_b64) == payload)
 
 
+def record_roundtrip(m: ModuleType, size: int, middle: str = MIDDLE) -> bool:
+    """encrypt_record, then decrypt_record at the record's canonical offsets."""
+    payload = bytes((i * 5) & 255 for i in range(size))
+    meta = '{"KeyId":"' + middle.split('"KeyId":"', 1)[1] + "1795866780}"
+    text = m.encrypt_record(KEY, payload, 1795866781, meta)
+    middle_end = 116 + len(middle)
+    return bool(
+        m.canonical_created(text, middle) == 1795866780
+        and m.decrypt_record(KEY, text, middle_end) == payload
+    )
+
+
 def tampered(m: ModuleType, size: int, edit: Callable[[str, str], tuple[str, str]]) -> object:
     key_b64, data_b64 = m.encrypt_row(KEY, bytes(size))
     return m.decrypt_row(KEY, *edit(key_b64, data_b64))
@@ -115,6 +127,62 @@ def cases(m: ModuleType) -> dict[str, list[Case]]:
             ),
             Case("one argument", lambda m: m.encrypt_row(KEY), "TypeError"),
             Case("three arguments", lambda m: m.encrypt_row(KEY, b"", b""), "TypeError"),
+        ],
+        "encrypt_record": [
+            *(
+                Case(f"round trip, {n} bytes", lambda m, n=n: record_roundtrip(m, n), check=bool)
+                for n in sizes(m)
+            ),
+            Case(
+                "non-ASCII parent",
+                lambda m: m.encrypt_record(KEY, b"x", 1, '{"KeyId":"_IK_🔑","Created":1}'),
+                check=lambda r: '"ParentKeyMeta":{"KeyId":"_IK_🔑","Created":1}}' in str(r),
+            ),
+            Case(
+                "extreme Created",
+                lambda m: [m.encrypt_record(KEY, b"", c, "{}") for c in (-(2**63), 2**63 - 1)],
+                check=lambda r: '"Created":-9223372036854775808,' in r[0],  # type: ignore[index]
+            ),
+            Case(
+                "Created NaN",
+                lambda m: m.encrypt_record(KEY, b"", float("nan"), "{}"),
+                "ValueError",
+            ),
+            Case(
+                "Created 2**64", lambda m: m.encrypt_record(KEY, b"", 2**64, "{}"), "OverflowError"
+            ),
+            Case("Created str", lambda m: m.encrypt_record(KEY, b"", "1", "{}"), "TypeError"),
+            Case("meta bytes", lambda m: m.encrypt_record(KEY, b"", 1, b"{}"), "TypeError"),
+            Case("key None", lambda m: m.encrypt_record(None, b"", 1, "{}"), "TypeError"),
+            Case("data str", lambda m: m.encrypt_record(KEY, "x", 1, "{}"), "TypeError"),
+            Case("three arguments", lambda m: m.encrypt_record(KEY, b"", 1), "TypeError"),
+        ],
+        "decrypt_record": [
+            Case(
+                "UCS-4 record",
+                lambda m: record_roundtrip(m, 100, MIDDLE + "🔑"),
+                check=bool,
+            ),
+            *(
+                Case(
+                    f"offset {label}",
+                    lambda m, at=at: m.decrypt_record(KEY, record(), at(len(record()))),
+                    "Base64Error",
+                )
+                for label, at in (
+                    ("negative", lambda n: -1),
+                    ("before the key's end", lambda n: 115),
+                    ("past the end", lambda n: n - 22),
+                    ("far past the end", lambda n: 2**40),
+                )
+            ),
+            Case(
+                "offset too large for C",
+                lambda m: m.decrypt_record(KEY, record(), 2**80),
+                "OverflowError",
+            ),
+            Case("record bytes", lambda m: m.decrypt_record(KEY, b"{}", 150), "TypeError"),
+            Case("two arguments", lambda m: m.decrypt_record(KEY, record()), "TypeError"),
         ],
         "decrypt_row": [
             Case(
@@ -359,8 +427,9 @@ def main(argv: list[str]) -> int:
     for failure in failures:
         print(f"driver: FAIL {failure}", file=sys.stderr)
     total = sum(len(c) for c in table.values()) + len(extra)
+    route = "provider direct" if module.PROVIDER_DIRECT else "EVP"
     print(f"driver: {len(table)} functions, {total} cases ({len(extra)} corpus texts), "
-          f"{len(failures)} failures; module {module.__file__}")  # fmt: skip
+          f"{len(failures)} failures, AES-GCM via {route}; module {module.__file__}")  # fmt: skip
     return 1 if failures else 0
 
 

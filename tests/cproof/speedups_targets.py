@@ -80,6 +80,8 @@ def vector_session() -> tuple[Session, bytes]:
 
 SESSION, IK = vector_session()
 OTHER_IK = bytes(32)
+#: The vectors' intermediate key as a record's ParentKeyMeta names it.
+SESSION_META = f'{{"KeyId":"{v.IK_ID}","Created":{v.CREATED}}}'
 
 
 def text_of(payload: bytes) -> str:
@@ -238,6 +240,57 @@ def _encrypt_row(payload: bytes) -> None:
     agree("encrypt_row (Session._decrypt_py)", Session._decrypt_py(SESSION, record), plaintext)
 
 
+def _decrypt_record(payload: bytes) -> None:
+    """decrypt_record on attacker text and offset: ``<decimal offset>:<record>``. Inside the
+    record it must do exactly what decrypt_row does on the slices it names (text of any
+    kind: characters past ASCII are never base64); outside it, Base64Error, never a read."""
+    digits, _, rest = payload.partition(b":")
+    middle_end = int(digits[:7]) if digits[:7].isdigit() else -len(digits)
+    record = text_of(rest)
+    errors = (speedups.Base64Error, speedups.AuthenticationError)
+    by_c = outcome(lambda: speedups.decrypt_record(IK, record, middle_end), errors)
+    if 116 <= middle_end <= len(record) - 23:
+        key_b64, data_b64 = record[36:116], record[middle_end + 21 : -2]
+        reference = outcome(lambda: speedups.decrypt_row(IK, key_b64, data_b64), errors)
+        agree("decrypt_record (decrypt_row)", by_c, reference)
+        agree("decrypt_record (cryptography)", by_c, reference_decrypt_row(IK, key_b64, data_b64))
+    else:
+        agree("decrypt_record (out of the record)", by_c[:2], ("error", speedups.Base64Error))
+
+
+def _encrypt_record(payload: bytes) -> None:
+    """encrypt_record at a fuzzed size with a fuzzed Created and parent KeyMeta text:
+    ``<decimal created>:<decimal size>:<meta>`` (created may be negative; no meta: the
+    vectors' session's). The record is the compact layout around them, and its blobs open
+    (with cryptography, and as a record of the vectors' session when the meta is its)."""
+    created_text, _, rest = payload.partition(b":")
+    size_text, _, meta_bytes = rest.partition(b":")
+    sign, magnitude = (
+        (-1, created_text[1:20]) if created_text[:1] == b"-" else (1, created_text[:19])
+    )
+    created = sign * int(magnitude) if magnitude.isdigit() else len(payload)
+    size = min(int(size_text[:6]) if size_text[:6].isdigit() else len(rest), MAX_PLAINTEXT)
+    meta = text_of(meta_bytes) or SESSION_META
+    plaintext = bytes(size)
+    if not -(2**63) <= created < 2**63:  # a Created no record can hold: refused, typed
+        got = outcome(lambda: speedups.encrypt_record(IK, plaintext, created, meta), OverflowError)
+        agree("encrypt_record (Created outside 64 bits)", got[:2], ("error", OverflowError))
+        return
+    record = speedups.encrypt_record(IK, plaintext, created, meta)
+    head = f'{{"Key":{{"Created":{created},"Key":"'
+    middle = f'","ParentKeyMeta":{meta}}},"Data":"'
+    agree("encrypt_record (head)", record[: len(head)], head)
+    key_b64 = record[len(head) : len(head) + 80]
+    agree("encrypt_record (middle)", record[len(head) + 80 : len(head) + 80 + len(middle)], middle)
+    data_b64 = record[len(head) + 80 + len(middle) : -2]
+    agree("encrypt_record (end)", record[-2:], '"}')
+    agree("encrypt_record (cryptography)", reference_decrypt_row(IK, key_b64, data_b64),
+          ("ok", plaintext))  # fmt: skip
+    if meta == SESSION_META and 10**9 <= created < 10**10:
+        agree("encrypt_record (Session._decrypt_py)", Session._decrypt_py(SESSION, record),
+              plaintext)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Target:
     letter: str
@@ -254,6 +307,8 @@ TARGETS: tuple[Target, ...] = (
     Target("d", "Session.decrypt (C path vs reference)", _decrypt),
     Target("r", "decrypt_row", _decrypt_row),
     Target("w", "encrypt_row", _encrypt_row),
+    Target("x", "decrypt_record", _decrypt_record),
+    Target("y", "encrypt_record", _encrypt_record),
 )
 _BY_LETTER = {ord(t.letter): t for t in TARGETS}
 assert len(_BY_LETTER) == len(TARGETS), "two targets share a letter"
