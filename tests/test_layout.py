@@ -76,7 +76,6 @@ ELSEWHERE: dict[str, str] = {
     "core/errors.py": "raised and matched by every core test",
     "core/keys.py": "through the session: tests/unit/core/envelope/test_rotation.py",
     "core/observability.py": "tests/integration/integrations/test_observability.py",
-    "core/partition.py": "key ids: tests/unit/core/test_session.py",
     "core/policy.py": "through the session: tests/unit/core/envelope/test_rotation.py",
     "core/protocols.py": "typing protocols only; honoured by tests/integration/kms_conformance/test_kit.py",
     "core/kms/__init__.py": "the KMS factory: tests/unit/test_conf.py",

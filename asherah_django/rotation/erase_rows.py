@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 from django.db import connections
 
 from ..core.integrity import TAG_COLUMN
-from ..core.partition import is_internal_id
+from ..core.key_ids import is_internal_id
 from ..core.records import EnvelopeKeyRecord, KeyMeta
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from asherah_django.core import EnvelopeKeyRecord, KeyMeta, MetastoreError
-from asherah_django.core.partition import intermediate_key_id
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
 from asherah_django.signals import key_revoked, key_shredded
@@ -209,7 +209,7 @@ def test_cold_first_encrypt_query_count(metastore: DjangoMetastore, service: str
 
 def test_prefetch_never_answers_load_latest(metastore: DjangoMetastore, service: str) -> None:
     sk_id = f"_SK_{service}_prod"
-    ik_id = intermediate_key_id("p", service, "prod")
+    ik_id = KeyIds(service, "prod").intermediate("p")
     metastore.store(sk_id, MINUTE, record(MINUTE))
     metastore.store(ik_id, MINUTE, record(MINUTE, KeyMeta(sk_id, MINUTE)))
     assert metastore.load_latest(ik_id) is not None  # prefetches the SK rows
@@ -240,7 +240,7 @@ def test_key_queries_from_an_event_loop_leave_no_connection_open_on_the_helper(
 
     from django.db import connections
 
-    key_id = intermediate_key_id("loop", "svc", "prod")
+    key_id = KeyIds("svc", "prod").intermediate("loop")
     metastore.store(key_id, 1_700_000_040, record(1_700_000_040))
 
     async def main() -> EnvelopeKeyRecord | None:
