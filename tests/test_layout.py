@@ -91,7 +91,6 @@ ELSEWHERE: dict[str, str] = {
     "core/kms/vault_inspect.py": "asherah_check's Vault checks: tests/unit/management/commands/asherah_check/test_vault.py",
     "core/kms/vault_token.py": "needs OpenBao: tests/integration/vault/test_token_lifecycle.py",
     "core/metastore/__init__.py": "a package marker",
-    "core/metastore/memory.py": "the metastore of every core test: tests/unit/core/test_session.py",
     "fields/__init__.py": "the field exports: tests/unit/fields/test_types.py",
     "fields/descriptors.py": "through every field test: tests/unit/fields/test_types.py",
     "fields/sealed.py": "batched key loading: tests/unit/fields/base/test_partitions.py",
