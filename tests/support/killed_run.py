@@ -10,11 +10,9 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
+from tests.support.common import ROOT
 from tests.unit.management.commands.conftest import database_url
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def rotate_killed_after_two_windows(args: list[str]) -> list[str]:

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -23,9 +22,9 @@ from asherah_django.core import parse_data_row
 from asherah_django.core.key_ids import KeyIds
 from asherah_django.models import EncryptionKey
 from asherah_django.runtime import get_session_factory
+from tests.support.common import ROOT
 from tests.unit.conftest import unique
 
-ROOT = Path(__file__).resolve().parents[3]
 PROCESSES = 8
 
 
