@@ -2,6 +2,9 @@
 # make test  - the whole test suite (lint, types, SQLite, PostgreSQL, MariaDB, a bounded mutation
 #              run) on Django 6.1 / Python 3.13, and the SQLite suite on every other tested combination
 # make docs  - the documentation site (Sphinx, furo, MyST) in docs/_build/html, warnings as errors
+# make bench - every benchmark, each in its own process, as one table (quick mode, a few
+#              minutes; BENCH_ARGS="--full --check" for the scripts' own rounds and exit 1 on
+#              a missed target), also written to benchmarks/results.md
 # make bench-scale - the maintenance commands on 1,000,000 PostgreSQL rows (ROWS=..., DATABASE_URL=...)
 # make mutate - mutation testing of the security-critical modules, every mutant (long)
 .PHONY: demo test bench bench-scale venv lint clean mutate docs
@@ -28,10 +31,7 @@ lint: venv
 	.venv/bin/lint-imports
 
 bench: venv
-	.venv/bin/python benchmarks/core_bench.py
-	.venv/bin/python benchmarks/orm_bench.py
-	.venv/bin/python benchmarks/integrity_bench.py
-	.venv/bin/python benchmarks/observability_bench.py
+	.venv/bin/python benchmarks/run_all.py $(BENCH_ARGS)
 
 ROWS ?= 1000000
 bench-scale: venv

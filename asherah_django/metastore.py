@@ -137,7 +137,8 @@ class DjangoMetastore(KeyConnections):
         #: Statements executed (for tests and metrics).
         self.queries = 0
         self._prefetched: dict[KeyMeta, tuple[EnvelopeKeyRecord, float]] = {}
-        self._pending = PendingKeys()
+        #: SQLite: keys stored inside callers' transactions, not committed yet.
+        self.pending_keys = PendingKeys()
         self._vendor: str | None = None
         self._sql: dict[str, str] = {}
         self._init_process_state()
@@ -343,14 +344,14 @@ class DjangoMetastore(KeyConnections):
         """Close every dedicated connection (all threads) and forget prefetched rows."""
         with self._lock:
             self._prefetched.clear()
-            self._pending.clear()
+            self.pending_keys.clear()
         self._close_connections()
 
     def after_fork_in_child(self) -> None:
         """In a forked child: abandon the parent's connections (never closed here)."""
         self._abandon_connections()
         self._prefetched = {}
-        self._pending = PendingKeys()
+        self.pending_keys = PendingKeys()
 
     # -- SQLite: keys inside the caller's transaction ------------------------------------------
 
@@ -360,22 +361,22 @@ class DjangoMetastore(KeyConnections):
         with transaction.atomic(using=self.using):
             inserted = self._execute(self._sql_for("insert-if-absent"), params)
         if inserted and outer:
-            self._pending.add(meta, conn, self.using)
+            self.pending_keys.add(meta, conn, self.using)
         return inserted > 0
 
     def is_uncommitted(self, key_id: str, created: int) -> bool:
         """True while ``(key_id, created)`` was inserted in a caller's SQLite transaction
         that has not committed (or has rolled back and was not taken yet)."""
-        return self._pending.is_uncommitted(KeyMeta(key_id, created))
+        return self.pending_keys.is_uncommitted(KeyMeta(key_id, created))
 
     @property
     def has_pending(self) -> bool:
         """True while a key inserted in a caller's (SQLite) transaction awaits its commit."""
-        return bool(self._pending)
+        return bool(self.pending_keys)
 
     def take_rolled_back(self) -> list[KeyMeta]:
         """Keys inserted in a caller's transaction that has since rolled back (SQLite)."""
-        return self._pending.take_rolled_back()
+        return self.pending_keys.take_rolled_back()
 
     # -- statements ------------------------------------------------------------------------
 

@@ -35,21 +35,22 @@ class PendingKeys:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: list[_Pending] = []
+        #: The keys tracked (read without the lock: the runtime tests it on every value).
+        self.entries: list[_Pending] = []
 
     def add(self, meta: KeyMeta, connection: BaseDatabaseWrapper, using: str) -> None:
         """Track ``meta``, just inserted in ``connection``'s open transaction."""
         pending = _Pending(meta, connection)
         with self._lock:
-            self._pending.append(pending)
+            self.entries.append(pending)
         transaction.on_commit(pending.mark_committed, using=using)
 
     def __bool__(self) -> bool:
-        return bool(self._pending)
+        return bool(self.entries)
 
     def is_uncommitted(self, meta: KeyMeta) -> bool:
         with self._lock:
-            return any(p.meta == meta and not p.committed for p in self._pending)
+            return any(p.meta == meta and not p.committed for p in self.entries)
 
     def take_rolled_back(self) -> list[KeyMeta]:
         """Keys whose transaction has rolled back (each reported once); committed ones are
@@ -57,7 +58,7 @@ class PendingKeys:
         rolled_back: list[KeyMeta] = []
         with self._lock:
             still = []
-            for pending in self._pending:
+            for pending in self.entries:
                 if pending.committed:
                     continue
                 hooks = pending.connection.run_on_commit
@@ -65,9 +66,9 @@ class PendingKeys:
                     still.append(pending)
                 else:
                     rolled_back.append(pending.meta)
-            self._pending = still
+            self.entries = still
         return rolled_back
 
     def clear(self) -> None:
         with self._lock:
-            self._pending.clear()
+            self.entries.clear()

@@ -24,6 +24,7 @@ Row = tuple[Any, ...]
 MYSQL_DUPLICATE: Final = 1062
 MYSQL_RETRYABLE: Final = frozenset({1205, 1213})  # lock wait timeout, deadlock
 _EPOCH: Final = datetime.datetime(1970, 1, 1)
+_SECOND: Final = datetime.timedelta(seconds=1)
 _MIN_CREATED: Final = calendar.timegm((1000, 1, 1, 0, 0, 0))
 _MAX_CREATED: Final = calendar.timegm((9999, 12, 31, 23, 59, 59))
 HINT: Final = (
@@ -165,7 +166,8 @@ def epoch(value: object) -> int:
     if isinstance(value, str):
         value = datetime.datetime.fromisoformat(value.strip())
     if isinstance(value, datetime.datetime):
-        return calendar.timegm(value.replace(tzinfo=None).timetuple())
+        # (timegm(timetuple()) gives the same integer, four times slower: one per key row.)
+        return (value.replace(tzinfo=None, microsecond=0) - _EPOCH) // _SECOND
     raise TypeError(f"unexpected created column value of type {type(value).__name__}")
 
 

@@ -48,7 +48,8 @@ def get_session_factory() -> SessionFactory:
     if factory is None:
         return _build()
     tracker = _tracker
-    if tracker is not None and tracker.has_pending:
+    # (tracker.has_pending, read without its two Python calls: this runs for every value.)
+    if tracker is not None and tracker.pending_keys.entries:
         _discard_rolled_back_keys(factory, tracker)
     return factory
 

@@ -2,7 +2,7 @@
 the extra cost of a cold key load, in interleaved rounds in one process.
 
     python benchmarks/integrity_bench.py [--payload 64] [--rounds 15] [--number 20000]
-                                         [--cold 400]
+                                         [--cold 400] [--json PATH]
 
 Warm: one session per mode with its keys cached; each round times ``--number`` encrypts
 and decrypts per mode, modes alternating, and the best round counts. Tags are checked
@@ -12,6 +12,10 @@ Cold: a fresh factory per sample decrypts one value: the system key is unwrapped
 (static, in-process) KMS and the intermediate key by the system key, plus, with
 ``require``, one HKDF and one HMAC per key. With Vault Transit the KMS call (a network
 round trip, milliseconds) dominates a cold load; the extra microseconds stay the same.
+
+``--json PATH`` writes the figures (benchmarks/figures.py) for ``make bench``'s table, which
+runs it with fewer rounds (``benchmarks/run_all.py --quick``). The ratios are reported,
+with no target.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asherah_django.core import CryptoPolicy, InMemoryMetastore, SessionFactory, StaticKMS
 from asherah_django.core import session as session_module
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
+from benchmarks.figures import Figure, add_json_argument, emit
 
 MODES = ("off", "require")
 
@@ -93,6 +98,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--number", type=int, default=20000, help="operations per round")
     parser.add_argument("--cold", type=int, default=400, help="cold-load samples per mode")
+    add_json_argument(parser)
     args = parser.parse_args()
     logging.getLogger("asherah_django").setLevel(logging.ERROR)  # the static KMS warning
     payload = b"x" * args.payload
@@ -111,6 +117,20 @@ def main() -> int:
         f"  cold decrypt (SK + IK loaded): off {off:.1f} us, require {req:.1f} us, "
         f"extra {req - off:+.1f} us (median of {args.cold})"
     )
+    figures = []
+    for op in ("encrypt", "decrypt"):
+        off = best["off"][op]
+        figures += [
+            Figure(f"KEY_INTEGRITY require, warm {op}", best["require"][op], "KEY_INTEGRITY off",
+                   off, "us/op"),
+            Figure(f"control: off again, warm {op}", best["control"][op], "KEY_INTEGRITY off",
+                   off, "us/op"),
+        ]  # fmt: skip
+    figures.append(
+        Figure("KEY_INTEGRITY require, cold decrypt", medians["require"], "KEY_INTEGRITY off",
+               medians["off"], "us/op")
+    )  # fmt: skip
+    emit(figures, args.json)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Table-scale benchmark of the maintenance commands on PostgreSQL (issue 21, items 3-4).
 
     python benchmarks/table_scale.py [--rows 1000000] [--batch-size 1000] [--url URL]
-                                     [--verify] [--json]
+                                     [--verify] [--json PATH] [--check]
 
 Builds ``--rows`` rows (100 row partitions) in a database of its own (``<name>_table_scale``
 on the server of ``--url``, default ``$DATABASE_URL`` or the local PostgreSQL; dropped
@@ -20,7 +20,9 @@ peak RSS growth of the process (target < 50 MB), and the latency of a simple que
 checks the outcome (every value decrypts to its plaintext under a current key, every row
 is found by its blind index) and exits 1 if not;
 tests/integration/maintenance/test_table_scale.py runs it at 20,000 rows (correctness only,
-never timing).
+never timing). ``--json PATH`` writes the figures (benchmarks/figures.py) for ``make bench``,
+which runs it at 20,000 rows (``make bench-scale`` runs the full 1,000,000); ``--check``
+exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.figures import Figure, add_json_argument, emit  # noqa: E402
 
 TENANTS = 100
 TABLE = "scale_row"
@@ -292,7 +296,7 @@ def verify(rows: int) -> None:
         assert [r.pk for r in found] == [i + 1], i
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=1000)
@@ -300,13 +304,14 @@ def main() -> None:
         "--url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--verify", action="store_true", help="check the outcome; exit 1 if wrong")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    add_json_argument(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
         child(options.url, options.child, options.rest)
-        return
+        return 0
     url = own_database(options.url)
     configure(url)
     rows, size = options.rows, str(options.batch_size)
@@ -346,10 +351,43 @@ def main() -> None:
     figures["reindex"] = step(url, ("baseline", ["email", "both", size, length]), real)
     if options.verify:
         verify(rows)
-    if options.json:
-        print(json.dumps(figures, indent=1))
-    else:
-        report(figures)
+    report(figures)
+    found = to_figures(figures)
+    emit(found, options.json)
+    return 1 if options.check and any(f.met is False for f in found) else 0
+
+
+#: Throughput of a command as a share of its baseline's, at least (issue 21).
+THROUGHPUT_TARGET = 0.5
+#: Peak resident memory growth of a command's process, at most (MB).
+RSS_LIMIT_MB = 50.0
+
+
+def to_figures(figures: dict[str, Any]) -> list[Figure]:
+    """The measurements as figures for ``make bench``'s table."""
+    rows = f"{figures['rows']:,} rows"
+    found = []
+    for name, command in (
+        ("encrypt", "asherah_encrypt"),
+        ("reencrypt", "rotate --reencrypt"),
+        ("reindex", "reindex --rotate"),
+    ):
+        f = figures[name]
+        found += [
+            Figure(f"{command}, {rows}", f["rows_per_s"], "same rewrite, no crypto",
+                   f["baseline_rows_per_s"], "rows/s", target=THROUGHPUT_TARGET,
+                   higher_is_better=True),
+            Figure(f"{command}, RSS growth", f["rss_growth_mb"], f"{RSS_LIMIT_MB:g} MB limit",
+                   RSS_LIMIT_MB, "MB", target=1.0),
+            Figure(f"{command}, query p99", f["query_ms"]["p99"],
+                   "same, during baseline", f["baseline_query_ms"]["p99"], "ms"),
+        ]  # fmt: skip
+    two = figures["reencrypt_2_shards"]
+    found.append(
+        Figure("reencrypt, 2 shards vs 1 process", two["rows_per_s"], "one process",
+               figures["reencrypt"]["rows_per_s"], "rows/s", higher_is_better=True)
+    )  # fmt: skip
+    return found
 
 
 def sample_record() -> str:
@@ -421,4 +459,4 @@ def report(figures: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,21 +1,28 @@
 /*
  * asherah_django.core._speedups: the per-value work of Session.encrypt / Session.decrypt
- * in one C call each way (CPython C API + OpenSSL libcrypto EVP, nothing else).
+ * in one C call each way (CPython C API + OpenSSL libcrypto, nothing else; on OpenSSL 3 the
+ * AES-256-GCM provider is called through the public provider interface, see "One AES-256-GCM
+ * context" below).
  *
+ *   encrypt_record(ik_key: bytes, data: Buffer, created: int | float, parent_meta_json: str) -> str
+ *   decrypt_record(ik_key: bytes, record: str, middle_end: int) -> bytes
  *   encrypt_row(ik_key: bytes, data: Buffer) -> tuple[str, str]
  *   decrypt_row(ik_key: bytes, wrapped_drk_b64: str, data_b64: str) -> bytes
+ *   canonical_created(record: str, middle: str) -> int;  forget_key, b64encode, b64decode
  *
  * Byte layout of every AES-256-GCM blob, as every Asherah implementation writes it:
  * ciphertext || tag(16) || nonce(12), no AAD. encrypt_row draws a fresh data row key (DRK)
- * and two nonces with RAND_bytes, wraps the DRK under the intermediate key (IK), seals the
- * data under the DRK and returns both blobs as standard padded base64. decrypt_row is the
- * inverse; it accepts only canonical base64 (RFC 4648 section 4: a multiple of 4 characters,
- * padding only at the end, zero trailing bits), a strict subset of what Python's
+ * and two nonces from the random pools (OpenSSL's DRBGs, see "Random pools"), wraps the DRK
+ * under the intermediate key (IK), seals the data under the DRK and returns both blobs as
+ * standard padded base64; encrypt_record returns the whole DataRowRecord JSON around them.
+ * decrypt_row is the inverse (decrypt_record takes the blobs from a canonical record); it
+ * accepts only canonical base64 (RFC 4648 section 4: a multiple of 4 characters, padding
+ * only at the end, zero trailing bits), a strict subset of what Python's
  * binascii.a2b_base64(s, strict_mode=True) accepts, with identical output on that subset.
  * Anything else raises Base64Error, and the caller (session.py) then takes its reference
  * Python path, so records are accepted and rejected exactly as before.
  *
- * Contexts and thread safety: two module-level EVP_CIPHER_CTX are reused (OpenSSL 3 makes
+ * Contexts and thread safety: two module-level cipher contexts are reused (OpenSSL 3 makes
  * a fresh context and its key schedule cost more than the AES-GCM work on a small value):
  * ik_ctx keeps the key schedule of the last intermediate key used (compared in constant
  * time with the key of each call; forget_key() scrubs it when that key is wiped), and
@@ -27,7 +34,7 @@
  * Python re-enables the GIL for this module (it does not declare Py_mod_gil).
  *
  * Secrets: data row keys live in stack buffers that are OPENSSL_cleanse()d before the call
- * returns; contexts made for one call are freed, which cleanses their key schedules. data_ctx
+ * returns (and, before they are drawn, in the key pool, which wipes each byte it hands out); contexts made for one call are freed, which cleanses their key schedules. data_ctx
  * holds the key schedule of the last data row key until the next call (that key opens only
  * the one value, and the intermediate key that wraps it is in memory anyway). Error messages
  * are fixed strings that never contain key bytes.
@@ -37,12 +44,23 @@
 #include <Python.h>
 
 #include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <pthread.h>
+#endif
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+#endif
 #include <openssl/rand.h>
 
 #ifdef FORCE_ERROR
@@ -81,12 +99,73 @@ static PyObject *Base64Error;
 static EVP_CIPHER *aes_gcm_fetched; /* OpenSSL 3: fetched once, so no implicit fetch per init */
 static const EVP_CIPHER *aes_gcm;
 /* Only with the GIL held; see the header comment. */
-static EVP_CIPHER_CTX *data_ctx;
+static void *data_ctx; /* cipher_ctx (defined below) */
 static int data_ctx_busy;
-static EVP_CIPHER_CTX *ik_ctx;
+static void *ik_ctx;
 static int ik_ctx_busy;
 static int ik_ctx_keyed; /* ik_ctx holds the key schedule of ik_cached */
 static unsigned char ik_cached[KEY_SIZE];
+
+/* ------------------------------------------------------------------------------------ */
+/* Random pools                                                                         */
+
+/*
+ * OpenSSL 3's RAND_bytes costs about 0.7 us per call on a small request (locking, a fork
+ * check and a CTR-DRBG generate that re-keys AES each time): more than both AES-GCM
+ * operations of a small value together. So the random bytes come from two pools, each
+ * refilled with one call when it runs short: data row keys from RAND_priv_bytes (OpenSSL's
+ * DRBG for private values), nonces from RAND_bytes. Every byte is handed out once and
+ * cleansed from the pool as it is handed out, so the pool holds only bytes that no key or
+ * nonce has used yet. A child process must never hand out its parent's bytes (two
+ * processes would then share data row keys and nonces): a pthread_atfork child handler,
+ * registered when the module is first imported, empties both pools in every child that
+ * fork() makes (os.fork, multiprocessing, gunicorn and Celery prefork all fork this way).
+ * (A getpid() check per draw would cost a system call, as much as the pool saves.)
+ * Used only with the GIL held.
+ */
+#define POOL_SIZE 4096
+
+struct pool {
+    unsigned char bytes[POOL_SIZE];
+    size_t next; /* bytes[next:] are unread; POOL_SIZE when empty */
+    int (*fill)(unsigned char *, int);
+};
+
+static struct pool key_pool = {{0}, POOL_SIZE, RAND_priv_bytes};
+static struct pool nonce_pool = {{0}, POOL_SIZE, RAND_bytes};
+
+static void
+pool_empty(struct pool *pool)
+{
+    OPENSSL_cleanse(pool->bytes, sizeof(pool->bytes));
+    pool->next = POOL_SIZE;
+}
+
+#ifndef _WIN32
+static void
+pools_empty_in_child(void)
+{
+    pool_empty(&key_pool);
+    pool_empty(&nonce_pool);
+}
+#endif
+
+/* n (<= POOL_SIZE) fresh random bytes into out: 1, or 0 when OpenSSL fails. */
+static int
+pool_draw(struct pool *pool, unsigned char *out, size_t n)
+{
+    if (POOL_SIZE - pool->next < n) {
+        if (pool->fill(pool->bytes, POOL_SIZE) != 1) {
+            pool_empty(pool);
+            return 0;
+        }
+        pool->next = 0;
+    }
+    memcpy(out, pool->bytes + pool->next, n);
+    OPENSSL_cleanse(pool->bytes + pool->next, n);
+    pool->next += n;
+    return 1;
+}
 
 /* ------------------------------------------------------------------------------------ */
 /* base64                                                                               */
@@ -96,6 +175,12 @@ static const char b64_alphabet[] =
 
 /* 0..63 for alphabet characters, 0x80 for everything else (including '=' and non-ASCII). */
 static unsigned char b64_values[256];
+/* The two alphabet characters of every 12-bit value, in memory order (encoder). */
+static uint16_t b64_pairs[4096];
+/* Each character's 6 bits already shifted to its place in a quad's 24 bits (decoder), or
+ * B64_BAD for a character outside the alphabet. */
+#define B64_BAD (1u << 24)
+static uint32_t b64_quad[4][256];
 
 static void
 b64_init(void)
@@ -103,6 +188,18 @@ b64_init(void)
     memset(b64_values, 0x80, sizeof(b64_values));
     for (int i = 0; i < 64; i++) {
         b64_values[(unsigned char)b64_alphabet[i]] = (unsigned char)i;
+    }
+    for (int i = 0; i < 4096; i++) {
+        unsigned char pair[2] = {(unsigned char)b64_alphabet[i >> 6],
+                                 (unsigned char)b64_alphabet[i & 63]};
+        memcpy(&b64_pairs[i], pair, 2);
+    }
+    for (int c = 0; c < 256; c++) {
+        for (int place = 0; place < 4; place++) {
+            b64_quad[place][c] = b64_values[c] == 0x80
+                                     ? B64_BAD
+                                     : (uint32_t)b64_values[c] << (6 * (3 - place));
+        }
     }
 }
 
@@ -116,12 +213,11 @@ static void
 b64_encode(const unsigned char *in, Py_ssize_t n, unsigned char *out)
 {
     Py_ssize_t i = 0;
-    for (; i + 3 <= n; i += 3) {
+    for (; i + 3 <= n; i += 3) { /* 3 bytes -> two 12-bit halves -> two character pairs */
         unsigned int v = ((unsigned int)in[i] << 16) | ((unsigned int)in[i + 1] << 8) | in[i + 2];
-        *out++ = (unsigned char)b64_alphabet[v >> 18];
-        *out++ = (unsigned char)b64_alphabet[(v >> 12) & 63];
-        *out++ = (unsigned char)b64_alphabet[(v >> 6) & 63];
-        *out++ = (unsigned char)b64_alphabet[v & 63];
+        memcpy(out, &b64_pairs[v >> 12], 2);
+        memcpy(out + 2, &b64_pairs[v & 0xFFF], 2);
+        out += 4;
     }
     if (n - i == 1) {
         unsigned int v = (unsigned int)in[i] << 16;
@@ -162,15 +258,16 @@ b64_decode(const unsigned char *s, Py_ssize_t n, unsigned char *out)
     }
     const unsigned char *last = s + n - 4;
     unsigned int bad = 0;
-    for (; s < last; s += 4) {
-        unsigned int a = b64_values[s[0]], b = b64_values[s[1]];
-        unsigned int c = b64_values[s[2]], d = b64_values[s[3]];
-        bad |= a | b | c | d;
-        unsigned int v = (a << 18) | (b << 12) | (c << 6) | d;
-        *out++ = (unsigned char)(v >> 16);
-        *out++ = (unsigned char)(v >> 8);
-        *out++ = (unsigned char)v;
+    uint32_t quads_bad = 0;
+    for (; s < last; s += 4) { /* every quad but the last: no padding allowed */
+        uint32_t v = b64_quad[0][s[0]] | b64_quad[1][s[1]] | b64_quad[2][s[2]] | b64_quad[3][s[3]];
+        quads_bad |= v;
+        out[0] = (unsigned char)(v >> 16);
+        out[1] = (unsigned char)(v >> 8);
+        out[2] = (unsigned char)v;
+        out += 3;
     }
+    bad |= (quads_bad & B64_BAD) ? 0x80 : 0;
     unsigned int a = b64_values[s[0]], b = b64_values[s[1]];
     bad |= a | b;
     if (s[3] != '=') {
@@ -196,18 +293,258 @@ b64_decode(const unsigned char *s, Py_ssize_t n, unsigned char *out)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* One AES-256-GCM context: OpenSSL 3's provider implementation called directly, or EVP */
+
+/*
+ * OpenSSL 3.0's EVP layer asks the provider for the key and nonce lengths through OSSL_PARAM
+ * name lookups on every init, and turns each tag ctrl into another lookup: together more
+ * than the AES-GCM work on a small value. When the provider that EVP_CIPHER_fetch chose
+ * publishes AES-256-GCM through the provider interface (OSSL_PROVIDER_query_operation,
+ * core_dispatch.h: public API), its functions are called directly: the very code EVP would
+ * run, without that bookkeeping. A known-answer test at import checks the direct calls
+ * against EVP (a sealed and an opened vector, a refused forgery); on any difference, or
+ * with OpenSSL 1.1.1, every call goes through EVP.
+ */
+typedef void cipher_ctx; /* an EVP_CIPHER_CTX, or the provider's context when direct */
+static int direct;
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+static void *provider_ctx;
+static OSSL_FUNC_cipher_newctx_fn *p_newctx;
+static OSSL_FUNC_cipher_freectx_fn *p_freectx;
+static OSSL_FUNC_cipher_encrypt_init_fn *p_einit;
+static OSSL_FUNC_cipher_decrypt_init_fn *p_dinit;
+static OSSL_FUNC_cipher_update_fn *p_update;
+static OSSL_FUNC_cipher_final_fn *p_final;
+static OSSL_FUNC_cipher_get_ctx_params_fn *p_get_ctx_params;
+static OSSL_FUNC_cipher_set_ctx_params_fn *p_set_ctx_params;
+#endif
+
+static cipher_ctx *
+cctx_new(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        return p_newctx(provider_ctx);
+    }
+#endif
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx != NULL && EVP_EncryptInit_ex(ctx, aes_gcm, NULL, NULL, NULL) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+/* Frees NULL too; either way the provider cleanses the key schedule it held. */
+static void
+cctx_free(cipher_ctx *ctx)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        if (ctx != NULL) {
+            p_freectx(ctx);
+        }
+        return;
+    }
+#endif
+    EVP_CIPHER_CTX_free(ctx);
+}
+
+/* Start a message with this 12-byte nonce; key NULL keeps the context's key schedule. */
+static int
+cctx_init(cipher_ctx *ctx, int enc, const unsigned char *key, const unsigned char *nonce)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        size_t key_size = key ? KEY_SIZE : 0;
+        return (enc ? p_einit(ctx, key, key_size, nonce, NONCE_SIZE, NULL)
+                    : p_dinit(ctx, key, key_size, nonce, NONCE_SIZE, NULL)) == 1;
+    }
+#endif
+    return (enc ? EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce)
+                : EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce)) == 1;
+}
+
+static int
+cctx_update(cipher_ctx *ctx, int enc, unsigned char *out, const unsigned char *in, int n)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        size_t written = 0;
+        return p_update(ctx, out, &written, (size_t)n, in, (size_t)n) == 1 &&
+               written == (size_t)n;
+    }
+#endif
+    int written = 0;
+    int ok = enc ? EVP_EncryptUpdate(ctx, out, &written, in, n)
+                 : EVP_DecryptUpdate(ctx, out, &written, in, n);
+    return ok == 1 && written == n;
+}
+
+/* Finish a sealed message and write its 16-byte tag. */
+static int
+cctx_seal_final(cipher_ctx *ctx, unsigned char *tag)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        size_t written = 0;
+        OSSL_PARAM params[2] = {
+            OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, TAG_SIZE),
+            OSSL_PARAM_construct_end(),
+        };
+        return p_final(ctx, tag, &written, 0) == 1 && written == 0 &&
+               p_get_ctx_params(ctx, params) == 1 && params[0].return_size == TAG_SIZE;
+    }
+#endif
+    int written = 0;
+    return EVP_EncryptFinal_ex(ctx, tag, &written) == 1 && written == 0 &&
+           EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, tag) == 1;
+}
+
+/* Finish an opened message against its 16-byte tag: ST_OK, ST_AUTH or ST_OPENSSL. */
+static int
+cctx_open_final(cipher_ctx *ctx, const unsigned char *tag)
+{
+    unsigned char tag_copy[TAG_SIZE]; /* both APIs take a non-const pointer */
+    memcpy(tag_copy, tag, TAG_SIZE);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (direct) {
+        size_t written = 0;
+        OSSL_PARAM params[2] = {
+            OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag_copy, TAG_SIZE),
+            OSSL_PARAM_construct_end(),
+        };
+        if (p_set_ctx_params(ctx, params) != 1) {
+            return ST_OPENSSL;
+        }
+        return p_final(ctx, tag_copy, &written, 0) == 1 && written == 0 ? ST_OK : ST_AUTH;
+    }
+#endif
+    int written = 0;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag_copy) != 1) {
+        return ST_OPENSSL;
+    }
+    return EVP_DecryptFinal_ex(ctx, tag_copy, &written) == 1 && written == 0 ? ST_OK : ST_AUTH;
+}
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+/* Whether a provider's "NAME:ALIAS:OID" list names AES-256-GCM. */
+static int
+names_aes_256_gcm(const char *names)
+{
+    static const char wanted[] = "AES-256-GCM";
+    const size_t length = sizeof(wanted) - 1;
+    for (const char *name = names; name != NULL && *name != '\0';) {
+        const char *end = strchr(name, ':');
+        size_t size = end ? (size_t)(end - name) : strlen(name);
+        if (size == length && OPENSSL_strncasecmp(name, wanted, length) == 0) {
+            return 1;
+        }
+        name = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Look up the provider functions of the fetched AES-256-GCM: 1 when all are there. */
+static int
+find_provider_functions(void)
+{
+    const OSSL_PROVIDER *provider = EVP_CIPHER_get0_provider(aes_gcm_fetched);
+    if (provider == NULL) {
+        return 0;
+    }
+    int no_cache = 0;
+    const OSSL_ALGORITHM *algorithms =
+        OSSL_PROVIDER_query_operation(provider, OSSL_OP_CIPHER, &no_cache);
+    const OSSL_DISPATCH *functions = NULL;
+    for (const OSSL_ALGORITHM *a = algorithms; a != NULL && a->algorithm_names != NULL; a++) {
+        if (names_aes_256_gcm(a->algorithm_names)) {
+            functions = a->implementation;
+            break;
+        }
+    }
+    for (; functions != NULL && functions->function_id != 0; functions++) {
+        switch (functions->function_id) {
+        case OSSL_FUNC_CIPHER_NEWCTX: p_newctx = OSSL_FUNC_cipher_newctx(functions); break;
+        case OSSL_FUNC_CIPHER_FREECTX: p_freectx = OSSL_FUNC_cipher_freectx(functions); break;
+        case OSSL_FUNC_CIPHER_ENCRYPT_INIT: p_einit = OSSL_FUNC_cipher_encrypt_init(functions); break;
+        case OSSL_FUNC_CIPHER_DECRYPT_INIT: p_dinit = OSSL_FUNC_cipher_decrypt_init(functions); break;
+        case OSSL_FUNC_CIPHER_UPDATE: p_update = OSSL_FUNC_cipher_update(functions); break;
+        case OSSL_FUNC_CIPHER_FINAL: p_final = OSSL_FUNC_cipher_final(functions); break;
+        case OSSL_FUNC_CIPHER_GET_CTX_PARAMS:
+            p_get_ctx_params = OSSL_FUNC_cipher_get_ctx_params(functions);
+            break;
+        case OSSL_FUNC_CIPHER_SET_CTX_PARAMS:
+            p_set_ctx_params = OSSL_FUNC_cipher_set_ctx_params(functions);
+            break;
+        default: break;
+        }
+    }
+    provider_ctx = OSSL_PROVIDER_get0_provider_ctx(provider);
+    if (algorithms != NULL) {
+        OSSL_PROVIDER_unquery_operation(provider, OSSL_OP_CIPHER, algorithms);
+    }
+    return p_newctx && p_freectx && p_einit && p_dinit && p_update && p_final &&
+           p_get_ctx_params && p_set_ctx_params;
+}
+#endif
+
+/* Seal (with a fresh context) 40 fixed bytes; 1 on success. */
+static int
+known_answer_seal(unsigned char *sealed, unsigned char *tag)
+{
+    static const unsigned char key[KEY_SIZE] = "known-answer test key, 32 bytes";
+    static const unsigned char nonce[NONCE_SIZE] = "known nonce";
+    static const unsigned char plaintext[40] = "asherah_django known-answer plaintext..";
+    cipher_ctx *ctx = cctx_new();
+    int ok = ctx != NULL && cctx_init(ctx, 1, key, nonce) &&
+             cctx_update(ctx, 1, sealed, plaintext, (int)sizeof(plaintext)) &&
+             cctx_seal_final(ctx, tag);
+    if (ok) { /* and it opens again, and a changed tag is refused */
+        unsigned char opened[40], bad_tag[TAG_SIZE];
+        memcpy(bad_tag, tag, TAG_SIZE);
+        bad_tag[0] ^= 1;
+        ok = cctx_init(ctx, 0, key, nonce) &&
+             cctx_update(ctx, 0, opened, sealed, (int)sizeof(opened)) &&
+             cctx_open_final(ctx, tag) == ST_OK && memcmp(opened, plaintext, 40) == 0 &&
+             cctx_init(ctx, 0, NULL, nonce) &&
+             cctx_update(ctx, 0, opened, sealed, (int)sizeof(opened)) &&
+             cctx_open_final(ctx, bad_tag) == ST_AUTH;
+    }
+    cctx_free(ctx);
+    return ok;
+}
+
+/* At import: call the provider directly when it gives exactly EVP's answers. */
+static void
+choose_direct(void)
+{
+    direct = 0;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    unsigned char by_evp[40 + TAG_SIZE], by_provider[40 + TAG_SIZE];
+    if (getenv("ASHERAH_DJANGO_SPEEDUPS_EVP") == NULL && find_provider_functions() &&
+        known_answer_seal(by_evp, by_evp + 40)) {
+        direct = 1;
+        if (!known_answer_seal(by_provider, by_provider + 40) ||
+            memcmp(by_evp, by_provider, sizeof(by_evp)) != 0) {
+            direct = 0;
+        }
+    }
+    ERR_clear_error();
+#endif
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* AES-256-GCM in Asherah's layout                                                      */
 
 static int
-gcm_update(EVP_CIPHER_CTX *ctx, int enc, const unsigned char *in, Py_ssize_t n,
+gcm_update(cipher_ctx *ctx, int enc, const unsigned char *in, Py_ssize_t n,
            unsigned char *out)
 {
     while (n > 0) {
         int part = n > CHUNK ? CHUNK : (int)n;
-        int written = 0;
-        int ok = enc ? EVP_EncryptUpdate(ctx, out, &written, in, part)
-                     : EVP_DecryptUpdate(ctx, out, &written, in, part);
-        if (ok != 1 || written != part) {
+        if (!cctx_update(ctx, enc, out, in, part)) {
             return 0;
         }
         in += part;
@@ -222,14 +559,11 @@ gcm_update(EVP_CIPHER_CTX *ctx, int enc, const unsigned char *in, Py_ssize_t n,
  * keep the context's key. *keyed = whether the context holds a key schedule afterwards.
  */
 static int
-gcm_seal(EVP_CIPHER_CTX *ctx, const unsigned char *key, const unsigned char *nonce,
+gcm_seal(cipher_ctx *ctx, const unsigned char *key, const unsigned char *nonce,
          const unsigned char *in, Py_ssize_t n, unsigned char *out, int *keyed)
 {
-    int written = 0;
-    *keyed = EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
-    if (!*keyed || !gcm_update(ctx, 1, in, n, out) ||
-        EVP_EncryptFinal_ex(ctx, out + n, &written) != 1 || written != 0 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, out + n) != 1) {
+    *keyed = cctx_init(ctx, 1, key, nonce);
+    if (!*keyed || !gcm_update(ctx, 1, in, n, out) || !cctx_seal_final(ctx, out + n)) {
         return 0;
     }
     memcpy(out + n + TAG_SIZE, nonce, NONCE_SIZE);
@@ -239,40 +573,30 @@ gcm_seal(EVP_CIPHER_CTX *ctx, const unsigned char *key, const unsigned char *non
 /* out (n - 28 bytes) = plaintext of the blob (n >= 28 bytes): ST_OK, ST_AUTH or ST_OPENSSL.
  * key and *keyed as for gcm_seal. */
 static int
-gcm_open(EVP_CIPHER_CTX *ctx, const unsigned char *key, const unsigned char *blob, Py_ssize_t n,
+gcm_open(cipher_ctx *ctx, const unsigned char *key, const unsigned char *blob, Py_ssize_t n,
          unsigned char *out, int *keyed)
 {
     Py_ssize_t size = n - OVERHEAD;
-    const unsigned char *tag = blob + size;
-    const unsigned char *nonce = tag + TAG_SIZE;
-    unsigned char tag_copy[TAG_SIZE]; /* the ctrl takes a non-const pointer */
-    int written = 0;
-    memcpy(tag_copy, tag, TAG_SIZE);
-    /* Opening in place (out == blob) overwrites only the ciphertext, never tag or nonce. */
-    *keyed = EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1;
-    if (!*keyed || !gcm_update(ctx, 0, blob, size, out) ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag_copy) != 1) {
+    unsigned char tag[TAG_SIZE], nonce[NONCE_SIZE];
+    /* Copies first: opening in place (out == blob) overwrites the ciphertext only, but the
+     * tag and nonce are read after the update. */
+    memcpy(tag, blob + size, TAG_SIZE);
+    memcpy(nonce, blob + size + TAG_SIZE, NONCE_SIZE);
+    *keyed = cctx_init(ctx, 0, key, nonce);
+    if (!*keyed || !gcm_update(ctx, 0, blob, size, out)) {
         return ST_OPENSSL;
     }
-    if (EVP_DecryptFinal_ex(ctx, out + size, &written) != 1 || written != 0) {
-        return ST_AUTH;
-    }
-    return ST_OK;
+    return cctx_open_final(ctx, tag);
 }
 
-static EVP_CIPHER_CTX *
+static cipher_ctx *
 new_ctx(void)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx != NULL && EVP_EncryptInit_ex(ctx, aes_gcm, NULL, NULL, NULL) != 1) {
-        EVP_CIPHER_CTX_free(ctx);
-        ctx = NULL;
-    }
-    return ctx;
+    return cctx_new();
 }
 
 /* data_ctx when free (GIL held), else a fresh context; NULL when OpenSSL fails. */
-static EVP_CIPHER_CTX *
+static cipher_ctx *
 acquire_ctx(int with_gil)
 {
     if (with_gil && !data_ctx_busy && data_ctx != NULL) {
@@ -283,13 +607,13 @@ acquire_ctx(int with_gil)
 }
 
 static void
-release_ctx(EVP_CIPHER_CTX *ctx)
+release_ctx(cipher_ctx *ctx)
 {
     if (ctx == data_ctx) {
         data_ctx_busy = 0;
     }
     else {
-        EVP_CIPHER_CTX_free(ctx); /* frees NULL too; the provider cleanses its key schedule */
+        cctx_free(ctx); /* frees NULL too; the provider cleanses its key schedule */
     }
 }
 
@@ -299,7 +623,7 @@ release_ctx(EVP_CIPHER_CTX *ctx)
  * context and *key = ik. Pass the result to release_ik_ctx with whether the operation's
  * init succeeded.
  */
-static EVP_CIPHER_CTX *
+static cipher_ctx *
 acquire_ik_ctx(const unsigned char *ik, const unsigned char **key)
 {
     *key = ik;
@@ -318,7 +642,7 @@ acquire_ik_ctx(const unsigned char *ik, const unsigned char **key)
 }
 
 static void
-release_ik_ctx(EVP_CIPHER_CTX *ctx, int keyed)
+release_ik_ctx(cipher_ctx *ctx, int keyed)
 {
     if (ctx == ik_ctx) {
         ik_ctx_keyed = keyed;
@@ -328,7 +652,7 @@ release_ik_ctx(EVP_CIPHER_CTX *ctx, int keyed)
         ik_ctx_busy = 0;
     }
     else {
-        EVP_CIPHER_CTX_free(ctx);
+        cctx_free(ctx);
     }
 }
 
@@ -340,7 +664,7 @@ static int
 seal_data(int with_gil, const unsigned char *drk, const unsigned char *nonce,
           const unsigned char *data, Py_ssize_t n, unsigned char *blob, unsigned char *out)
 {
-    EVP_CIPHER_CTX *ctx = acquire_ctx(with_gil);
+    cipher_ctx *ctx = acquire_ctx(with_gil);
     int keyed;
     int ok = ctx != NULL && gcm_seal(ctx, drk, nonce, data, n, blob, &keyed);
     release_ctx(ctx);
@@ -371,14 +695,14 @@ open_row(int with_gil, const unsigned char *ik, const unsigned char *key_b64, Py
     int status, keyed = 0;
     if (with_gil) {
         const unsigned char *key;
-        EVP_CIPHER_CTX *ctx = acquire_ik_ctx(ik, &key);
+        cipher_ctx *ctx = acquire_ik_ctx(ik, &key);
         status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, key, key_buf, wrapped_size, key_buf, &keyed);
         release_ik_ctx(ctx, keyed);
     }
     else {
-        EVP_CIPHER_CTX *ctx = new_ctx();
+        cipher_ctx *ctx = new_ctx();
         status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, ik, key_buf, wrapped_size, key_buf, &keyed);
-        EVP_CIPHER_CTX_free(ctx);
+        cctx_free(ctx);
     }
     if (status == ST_OK && wrapped_size != WRAPPED_SIZE) {
         status = ST_DRK_SIZE;
@@ -388,7 +712,7 @@ open_row(int with_gil, const unsigned char *ik, const unsigned char *key_b64, Py
             status = ST_AUTH;
         }
         else {
-            EVP_CIPHER_CTX *ctx = acquire_ctx(with_gil);
+            cipher_ctx *ctx = acquire_ctx(with_gil);
             status = ctx == NULL ? ST_OPENSSL : gcm_open(ctx, key_buf, blob, blob_size, out, &keyed);
             release_ctx(ctx);
         }
@@ -471,6 +795,84 @@ ascii_of(PyObject *text, const char *name, Py_ssize_t *length, int *failed)
     return (const unsigned char *)PyUnicode_1BYTE_DATA(text);
 }
 
+/*
+ * Draw a fresh data row key and two nonces, wrap the key under ik (32 bytes), seal the n
+ * bytes at data under it, and write the base64 of the wrapped key (80 characters) to
+ * key_out and that of the data blob (b64_encoded_size(n + 28)) to data_out. Called with the
+ * GIL held and every Python object already made (key_out and data_out may point into new
+ * str objects); values of NOGIL_THRESHOLD bytes or more are sealed with the GIL released.
+ * 0, or -1 with a Python exception set.
+ */
+static int
+seal_row(const unsigned char *ik, const unsigned char *data, Py_ssize_t n, unsigned char *key_out,
+         unsigned char *data_out)
+{
+    unsigned char stack_blob[STACK_BUF];
+    unsigned char *blob = stack_blob;
+    unsigned char drk[KEY_SIZE], nonces[2 * NONCE_SIZE], wrapped[WRAPPED_SIZE];
+    const unsigned char *ik_arg;
+    Py_ssize_t blob_size = n + OVERHEAD;
+    int status = ST_OPENSSL, keyed = 0;
+
+    if (blob_size > STACK_BUF) {
+        blob = PyMem_RawMalloc((size_t)blob_size);
+        if (blob == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    if (!pool_draw(&key_pool, drk, KEY_SIZE) || !pool_draw(&nonce_pool, nonces, sizeof(nonces))) {
+        ERR_clear_error();
+        OPENSSL_cleanse(drk, sizeof(drk));
+        if (blob != stack_blob) {
+            PyMem_RawFree(blob);
+        }
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL RAND_bytes failed to produce a data key");
+        return -1;
+    }
+    cipher_ctx *ctx = acquire_ik_ctx(ik, &ik_arg);
+    if (ctx != NULL && gcm_seal(ctx, ik_arg, nonces, drk, KEY_SIZE, wrapped, &keyed)) {
+        status = ST_OK;
+    }
+    release_ik_ctx(ctx, keyed);
+    if (status == ST_OK) {
+        b64_encode(wrapped, WRAPPED_SIZE, key_out);
+        if (n < NOGIL_THRESHOLD) {
+            status = seal_data(1, drk, nonces + NONCE_SIZE, data, n, blob, data_out);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            status = seal_data(0, drk, nonces + NONCE_SIZE, data, n, blob, data_out);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    OPENSSL_cleanse(drk, sizeof(drk));
+    if (blob != stack_blob) {
+        PyMem_RawFree(blob);
+    }
+    if (status != ST_OK) {
+        raise_status(status);
+        return -1;
+    }
+    return 0;
+}
+
+/* The buffer of a plaintext argument, or -1 with an exception set (also when too large). */
+static int
+plaintext_of(PyObject *data, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(data, view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if ((long long)view->len > GCM_MAX_PLAINTEXT ||
+        view->len > (PY_SSIZE_T_MAX - OVERHEAD) / 4 * 3 - 4) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_OverflowError, "data is too large for AES-256-GCM");
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(encrypt_row_doc,
 "encrypt_row(ik_key, data, /)\n--\n\n"
 "Seal data under a fresh data row key and wrap that key under ik_key (32 bytes).\n\n"
@@ -485,77 +887,19 @@ encrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "encrypt_row() takes 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *ik = args[0];
-    if (check_ik(ik) < 0) {
-        return NULL;
-    }
     Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+    if (check_ik(args[0]) < 0 || plaintext_of(args[1], &view) < 0) {
         return NULL;
     }
-    PyObject *key_text = NULL, *data_text = NULL, *result = NULL;
-    unsigned char stack_blob[STACK_BUF];
-    unsigned char *blob = stack_blob, *key_out = NULL, *data_out = NULL;
-    /* random = DRK (32) || wrapping nonce (12) || data nonce (12) */
-    unsigned char random[KEY_SIZE + 2 * NONCE_SIZE];
-    unsigned char wrapped[WRAPPED_SIZE];
-    const unsigned char *drk = random;
-    const unsigned char *key_nonce = random + KEY_SIZE;
-    const unsigned char *data_nonce = random + KEY_SIZE + NONCE_SIZE;
-    const unsigned char *ik_bytes = (const unsigned char *)PyBytes_AS_STRING(ik), *ik_arg;
-    Py_ssize_t n = view.len, blob_size = n + OVERHEAD;
-    int with_gil = n < NOGIL_THRESHOLD;
-    int status = ST_OPENSSL, keyed = 0;
-    EVP_CIPHER_CTX *ctx = NULL;
-
-    if ((long long)n > GCM_MAX_PLAINTEXT || n > (PY_SSIZE_T_MAX - OVERHEAD) / 4 * 3 - 4) {
-        PyErr_SetString(PyExc_OverflowError, "data is too large for AES-256-GCM");
-        goto done;
-    }
-    /* Every Python object and buffer first: no Python API call once the crypto starts. */
-    key_text = new_ascii(b64_encoded_size(WRAPPED_SIZE), &key_out);
-    data_text = key_text ? new_ascii(b64_encoded_size(blob_size), &data_out) : NULL;
-    if (data_text == NULL) {
-        goto done;
-    }
-    if (blob_size > STACK_BUF) {
-        blob = PyMem_RawMalloc((size_t)blob_size);
-        if (blob == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-    }
-    if (RAND_bytes(random, (int)sizeof(random)) != 1) {
-        ERR_clear_error();
-        PyErr_SetString(PyExc_RuntimeError, "OpenSSL RAND_bytes failed to produce a data key");
-        goto done;
-    }
-    ctx = acquire_ik_ctx(ik_bytes, &ik_arg);
-    if (ctx != NULL && gcm_seal(ctx, ik_arg, key_nonce, drk, KEY_SIZE, wrapped, &keyed)) {
-        status = ST_OK;
-    }
-    release_ik_ctx(ctx, keyed);
-    if (status == ST_OK) {
-        b64_encode(wrapped, WRAPPED_SIZE, key_out);
-        if (with_gil) {
-            status = seal_data(1, drk, data_nonce, view.buf, n, blob, data_out);
-        }
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            status = seal_data(0, drk, data_nonce, view.buf, n, blob, data_out);
-            Py_END_ALLOW_THREADS
-        }
-    }
-    if (status != ST_OK) {
-        raise_status(status);
-        goto done;
-    }
-    result = PyTuple_Pack(2, key_text, data_text);
-
-done:
-    OPENSSL_cleanse(random, sizeof(random));
-    if (blob != stack_blob) {
-        PyMem_RawFree(blob);
+    unsigned char *key_out = NULL, *data_out = NULL;
+    PyObject *result = NULL;
+    PyObject *key_text = new_ascii(b64_encoded_size(WRAPPED_SIZE), &key_out);
+    PyObject *data_text = key_text ? new_ascii(b64_encoded_size(view.len + OVERHEAD), &data_out)
+                                   : NULL;
+    if (data_text != NULL &&
+        seal_row((const unsigned char *)PyBytes_AS_STRING(args[0]), view.buf, view.len, key_out,
+                 data_out) == 0) {
+        result = PyTuple_Pack(2, key_text, data_text);
     }
     Py_XDECREF(key_text);
     Py_XDECREF(data_text);
@@ -563,35 +907,154 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(decrypt_row_doc,
-"decrypt_row(ik_key, wrapped_drk_b64, data_b64, /)\n--\n\n"
-"Open the data row key with ik_key (32 bytes), then the data; return the plaintext.\n\n"
-"Both arguments are canonical standard padded base64 str; anything else raises\n"
-"Base64Error. AuthenticationError when either blob fails authentication, is too short,\n"
-"or the data row key is not 32 bytes.");
+/* The Created argument of encrypt_record: an int, or a finite float (truncated, as int()). */
+static int
+created_of(PyObject *value, long long *created)
+{
+    if (PyLong_Check(value)) {
+        *created = PyLong_AsLongLong(value);
+        return *created == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    if (PyFloat_Check(value)) {
+        double seconds = PyFloat_AS_DOUBLE(value);
+        if (seconds > -9.2e18 && seconds < 9.2e18) { /* false for NaN and infinities */
+            *created = (long long)seconds;
+            return 0;
+        }
+        PyErr_SetString(PyExc_ValueError, "created must be a finite number of seconds");
+        return -1;
+    }
+    PyErr_Format(PyExc_TypeError, "created must be int or float, not %.100s",
+                 Py_TYPE(value)->tp_name);
+    return -1;
+}
+
+/* The decimal text of value in out (24 bytes are enough); its length. (snprintf costs more
+ * than the rest of building the record.) */
+static Py_ssize_t
+decimal(long long value, char *out)
+{
+    char reversed[20];
+    unsigned long long magnitude =
+        value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    Py_ssize_t count = 0, length = 0;
+    do {
+        reversed[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+    if (value < 0) {
+        out[length++] = '-';
+    }
+    while (count > 0) {
+        out[length++] = reversed[--count];
+    }
+    return length;
+}
+
+static const char record_head[] = "{\"Key\":{\"Created\":";
+static const char record_key[] = ",\"Key\":\"";
+static const char record_parent[] = "\",\"ParentKeyMeta\":";
+static const char record_data[] = "},\"Data\":\"";
+static const char record_end[] = "\"}";
+#define LITERAL_LENGTH(text) ((Py_ssize_t)sizeof(text) - 1)
+
+static unsigned char *
+put(unsigned char *out, const void *text, Py_ssize_t length)
+{
+    memcpy(out, text, (size_t)length);
+    return out + length;
+}
+
+PyDoc_STRVAR(encrypt_record_doc,
+"encrypt_record(ik_key, data, created, parent_meta_json, /)\n--\n\n"
+"The whole DataRowRecord JSON of data sealed as encrypt_row does:\n"
+"{\"Key\":{\"Created\":created,\"Key\":\"...\",\"ParentKeyMeta\":parent_meta_json},\"Data\":\"...\"}\n"
+"(compact, in the key order every Asherah writes). created is the data row key's Created,\n"
+"int or float seconds (truncated); parent_meta_json is the intermediate key's KeyMeta JSON.");
 
 static PyObject *
-decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+encrypt_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "decrypt_row() takes 3 arguments (%zd given)", nargs);
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "encrypt_record() takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *ik = args[0];
-    if (check_ik(ik) < 0) {
+    long long created;
+    if (check_ik(args[0]) < 0 || created_of(args[2], &created) < 0) {
         return NULL;
     }
-    Py_ssize_t key_len = 0, data_len = 0;
-    int failed;
-    const unsigned char *key_b64 = ascii_of(args[1], "wrapped_drk_b64", &key_len, &failed);
-    if (failed) {
+    PyObject *meta = args[3];
+    if (!PyUnicode_Check(meta)) {
+        PyErr_Format(PyExc_TypeError, "parent_meta_json must be str, not %.100s",
+                     Py_TYPE(meta)->tp_name);
         return NULL;
     }
-    const unsigned char *data_b64 = ascii_of(args[2], "data_b64", &data_len, &failed);
-    if (failed) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(meta) < 0) {
         return NULL;
     }
+#endif
+    Py_buffer view;
+    if (plaintext_of(args[1], &view) < 0) {
+        return NULL;
+    }
+    const unsigned char *ik = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t data_size = b64_encoded_size(view.len + OVERHEAD);
+    PyObject *result = NULL;
+    unsigned char *key_out = NULL, *data_out = NULL;
+    if (PyUnicode_IS_ASCII(meta)) { /* the usual case: one ASCII str, written in place */
+        char digits[24];
+        Py_ssize_t digits_length = decimal(created, digits);
+        Py_ssize_t meta_length = PyUnicode_GET_LENGTH(meta);
+        Py_ssize_t fixed = LITERAL_LENGTH(record_head) + digits_length +
+                           LITERAL_LENGTH(record_key) + b64_encoded_size(WRAPPED_SIZE) +
+                           LITERAL_LENGTH(record_parent) + LITERAL_LENGTH(record_data) +
+                           LITERAL_LENGTH(record_end);
+        unsigned char *out;
+        if (meta_length > PY_SSIZE_T_MAX - fixed - data_size) {
+            PyErr_NoMemory();
+        }
+        else if ((result = new_ascii(fixed + meta_length + data_size, &out)) != NULL) {
+            out = put(out, record_head, LITERAL_LENGTH(record_head));
+            out = put(out, digits, digits_length);
+            out = put(out, record_key, LITERAL_LENGTH(record_key));
+            key_out = out;
+            out += b64_encoded_size(WRAPPED_SIZE);
+            out = put(out, record_parent, LITERAL_LENGTH(record_parent));
+            out = put(out, PyUnicode_1BYTE_DATA(meta), meta_length);
+            out = put(out, record_data, LITERAL_LENGTH(record_data));
+            data_out = out;
+            put(out + data_size, record_end, LITERAL_LENGTH(record_end));
+            if (seal_row(ik, view.buf, view.len, key_out, data_out) < 0) {
+                Py_CLEAR(result);
+            }
+        }
+    }
+    else { /* a partition id with non-ASCII characters: format the pieces */
+        PyObject *key_text = new_ascii(b64_encoded_size(WRAPPED_SIZE), &key_out);
+        PyObject *data_text = key_text ? new_ascii(data_size, &data_out) : NULL;
+        if (data_text != NULL && seal_row(ik, view.buf, view.len, key_out, data_out) == 0) {
+            result = PyUnicode_FromFormat("%s%lld%s%U%s%U%s%U%s", record_head, created, record_key,
+                                          key_text, record_parent, meta, record_data, data_text,
+                                          record_end);
+        }
+        Py_XDECREF(key_text);
+        Py_XDECREF(data_text);
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/*
+ * The plaintext of the two canonical base64 blobs (key_b64, data_b64: ASCII characters;
+ * either NULL when its argument was not ASCII), opened with ik: a new bytes, or NULL with
+ * Base64Error, AuthenticationError or another exception set.
+ */
+static PyObject *
+open_b64(const unsigned char *ik, const unsigned char *key_b64, Py_ssize_t key_len,
+         const unsigned char *data_b64, Py_ssize_t data_len)
+{
     Py_ssize_t wrapped_size = key_b64 ? b64_decoded_size(key_b64, key_len) : -1;
     Py_ssize_t blob_size = data_b64 ? b64_decoded_size(data_b64, data_len) : -1;
     if (wrapped_size < 0 || blob_size < 0) {
@@ -616,15 +1079,14 @@ decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (key_buf != NULL && blob != NULL) {
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(plaintext);
-        const unsigned char *ik_bytes = (const unsigned char *)PyBytes_AS_STRING(ik);
         if (with_gil) {
-            status = open_row(1, ik_bytes, key_b64, key_len, wrapped_size, key_buf, data_b64,
-                              data_len, blob_size, blob, out);
+            status = open_row(1, ik, key_b64, key_len, wrapped_size, key_buf, data_b64, data_len,
+                              blob_size, blob, out);
         }
         else {
             Py_BEGIN_ALLOW_THREADS
-            status = open_row(0, ik_bytes, key_b64, key_len, wrapped_size, key_buf, data_b64,
-                              data_len, blob_size, blob, out);
+            status = open_row(0, ik, key_b64, key_len, wrapped_size, key_buf, data_b64, data_len,
+                              blob_size, blob, out);
             Py_END_ALLOW_THREADS
         }
     }
@@ -646,6 +1108,38 @@ decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return plaintext;
 }
 
+PyDoc_STRVAR(decrypt_row_doc,
+"decrypt_row(ik_key, wrapped_drk_b64, data_b64, /)\n--\n\n"
+"Open the data row key with ik_key (32 bytes), then the data; return the plaintext.\n\n"
+"Both arguments are canonical standard padded base64 str; anything else raises\n"
+"Base64Error. AuthenticationError when either blob fails authentication, is too short,\n"
+"or the data row key is not 32 bytes.");
+
+static PyObject *
+decrypt_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "decrypt_row() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (check_ik(args[0]) < 0) {
+        return NULL;
+    }
+    Py_ssize_t key_len = 0, data_len = 0;
+    int failed;
+    const unsigned char *key_b64 = ascii_of(args[1], "wrapped_drk_b64", &key_len, &failed);
+    if (failed) {
+        return NULL;
+    }
+    const unsigned char *data_b64 = ascii_of(args[2], "data_b64", &data_len, &failed);
+    if (failed) {
+        return NULL;
+    }
+    return open_b64((const unsigned char *)PyBytes_AS_STRING(args[0]), key_b64, key_len,
+                    data_b64, data_len);
+}
+
 /* The canonical DataRowRecord layout (session.py's fast path), by code point offsets. */
 static const char drr_head[] = "{\"Key\":{\"Created\":";   /* at 0 */
 static const char drr_key_label[] = ",\"Key\":\"";         /* after the 10-digit DRK Created */
@@ -657,6 +1151,9 @@ static const char drr_tail[] = "}},\"Data\":\"";           /* after the 10-digit
 static int
 matches_ascii(int kind, const void *data, Py_ssize_t at, const char *text, Py_ssize_t length)
 {
+    if (kind == PyUnicode_1BYTE_KIND) {
+        return memcmp((const Py_UCS1 *)data + at, text, (size_t)length) == 0;
+    }
     for (Py_ssize_t i = 0; i < length; i++) {
         if (PyUnicode_READ(kind, data, at + i) != (Py_UCS4)(unsigned char)text[i]) {
             return 0;
@@ -715,15 +1212,98 @@ canonical_created(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                  matches_ascii(kind, data, end + 10, drr_tail, 11) &&
                  matches_ascii(kind, data, length - 2, "\"}", 2) &&
                  ten_digits(kind, data, DRR_CREATED_START) >= 0;
-        for (Py_ssize_t i = 0; ok && i < middle_length; i++) {
-            ok = PyUnicode_READ(kind, data, DRR_KEY_END + i) ==
-                 PyUnicode_READ(middle_kind, middle_data, i);
+        if (ok && kind == PyUnicode_1BYTE_KIND && middle_kind == PyUnicode_1BYTE_KIND) {
+            ok = memcmp((const Py_UCS1 *)data + DRR_KEY_END, middle_data, (size_t)middle_length) == 0;
+        }
+        else {
+            for (Py_ssize_t i = 0; ok && i < middle_length; i++) {
+                ok = PyUnicode_READ(kind, data, DRR_KEY_END + i) ==
+                     PyUnicode_READ(middle_kind, middle_data, i);
+            }
         }
         if (ok) {
             created = ten_digits(kind, data, end);
         }
     }
     return PyLong_FromLongLong(created);
+}
+
+/*
+ * The ASCII characters of text[start:end] (a str of any kind) for the base64 decoder: a
+ * pointer into text when it is 1-byte (Latin-1 characters are not in the alphabet, so the
+ * decoder refuses them), else a narrowed copy in *copy (PyMem_RawFree it) with every
+ * character above 127 replaced by one the decoder refuses. NULL with an exception set on
+ * failure to allocate.
+ */
+static const unsigned char *
+chars_of(PyObject *text, Py_ssize_t start, Py_ssize_t end, unsigned char **copy)
+{
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    *copy = NULL;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        return (const unsigned char *)data + start;
+    }
+    *copy = PyMem_RawMalloc((size_t)(end - start) + 1);
+    if (*copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        (*copy)[i - start] = c < 128 ? (unsigned char)c : 0x80;
+    }
+    return *copy;
+}
+
+PyDoc_STRVAR(decrypt_record_doc,
+"decrypt_record(ik_key, record, middle_end, /)\n--\n\n"
+"decrypt_row of a record in the canonical compact layout: the wrapped key is\n"
+"record[36:116] and the data record[middle_end + 21:-2], where middle_end is where the\n"
+"intermediate key's Created starts (canonical_created has checked the layout). Base64Error\n"
+"when those are not canonical base64 or lie outside the record.");
+
+static PyObject *
+decrypt_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "decrypt_record() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *record = args[1];
+    if (check_ik(args[0]) < 0) {
+        return NULL;
+    }
+    if (!PyUnicode_Check(record)) {
+        PyErr_Format(PyExc_TypeError, "record must be str, not %.100s", Py_TYPE(record)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t middle_end = PyLong_AsSsize_t(args[2]);
+    if (middle_end == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(record) < 0) {
+        return NULL;
+    }
+#endif
+    Py_ssize_t length = PyUnicode_GET_LENGTH(record);
+    if (middle_end < DRR_KEY_END || middle_end > length - 23) {
+        return raise_status(ST_BASE64);
+    }
+    unsigned char *key_copy, *data_copy = NULL;
+    PyObject *plaintext = NULL;
+    const unsigned char *key_b64 = chars_of(record, DRR_KEY_START, DRR_KEY_END, &key_copy);
+    const unsigned char *data_b64 =
+        key_b64 ? chars_of(record, middle_end + 21, length - 2, &data_copy) : NULL;
+    if (data_b64 != NULL) {
+        plaintext = open_b64((const unsigned char *)PyBytes_AS_STRING(args[0]), key_b64,
+                             DRR_KEY_END - DRR_KEY_START, data_b64, length - 2 - middle_end - 21);
+    }
+    PyMem_RawFree(key_copy);
+    PyMem_RawFree(data_copy);
+    return plaintext;
 }
 
 PyDoc_STRVAR(forget_key_doc,
@@ -743,7 +1323,7 @@ forget_key(PyObject *module, PyObject *ik)
         /* Freeing the context cleanses its key schedule; a new one replaces it. */
         ik_ctx_keyed = 0;
         OPENSSL_cleanse(ik_cached, sizeof(ik_cached));
-        EVP_CIPHER_CTX_free(ik_ctx);
+        cctx_free(ik_ctx);
         ik_ctx = new_ctx(); /* NULL on failure: every call then uses a fresh context */
         ERR_clear_error();
     }
@@ -805,6 +1385,10 @@ py_b64decode(PyObject *module, PyObject *text)
 static PyMethodDef methods[] = {
     {"encrypt_row", (PyCFunction)(void (*)(void))encrypt_row, METH_FASTCALL, encrypt_row_doc},
     {"decrypt_row", (PyCFunction)(void (*)(void))decrypt_row, METH_FASTCALL, decrypt_row_doc},
+    {"encrypt_record", (PyCFunction)(void (*)(void))encrypt_record, METH_FASTCALL,
+     encrypt_record_doc},
+    {"decrypt_record", (PyCFunction)(void (*)(void))decrypt_record, METH_FASTCALL,
+     decrypt_record_doc},
     {"forget_key", forget_key, METH_O, forget_key_doc},
     {"canonical_created", (PyCFunction)(void (*)(void))canonical_created, METH_FASTCALL,
      canonical_created_doc},
@@ -838,7 +1422,18 @@ PyInit__speedups(void)
             return NULL;
         }
         b64_init();
+        choose_direct();
     }
+#ifndef _WIN32
+    static int fork_handler_registered;
+    if (!fork_handler_registered) {
+        if (pthread_atfork(NULL, NULL, pools_empty_in_child) != 0) {
+            PyErr_SetString(PyExc_ImportError, "could not register the random pools' fork handler");
+            return NULL;
+        }
+        fork_handler_registered = 1;
+    }
+#endif
     if (data_ctx == NULL) {
         data_ctx = new_ctx();
     }
@@ -873,6 +1468,7 @@ PyInit__speedups(void)
     if (PyModule_AddObjectRef(module, "AuthenticationError", AuthenticationError) < 0 ||
         PyModule_AddObjectRef(module, "Base64Error", Base64Error) < 0 ||
         PyModule_AddIntConstant(module, "NOGIL_THRESHOLD", NOGIL_THRESHOLD) < 0 ||
+        PyModule_AddIntConstant(module, "PROVIDER_DIRECT", direct) < 0 ||
         PyModule_AddStringConstant(module, "OPENSSL_VERSION",
                                    OpenSSL_version(OPENSSL_VERSION)) < 0) {
         Py_DECREF(module);

@@ -6,6 +6,10 @@ from _typeshed import ReadableBuffer
 
 #: Values of at least this many bytes are processed with the GIL released.
 NOGIL_THRESHOLD: Final[int]
+#: 1 when AES-256-GCM is called through OpenSSL 3's provider interface directly (it passed the
+#: known-answer test at import), 0 when through EVP (OpenSSL 1.1.1, or
+#: ASHERAH_DJANGO_SPEEDUPS_EVP set at import).
+PROVIDER_DIRECT: Final[int]
 #: The OpenSSL the extension runs with, e.g. "OpenSSL 3.0.19 27 Jan 2026".
 OPENSSL_VERSION: Final[str]
 
@@ -20,6 +24,14 @@ def encrypt_row(ik_key: bytes, data: ReadableBuffer, /) -> tuple[str, str]:
 
 def decrypt_row(ik_key: bytes, wrapped_drk_b64: str, data_b64: str, /) -> bytes:
     """The plaintext; AuthenticationError or Base64Error if the blobs do not open."""
+
+def encrypt_record(
+    ik_key: bytes, data: ReadableBuffer, created: float, parent_meta_json: str, /
+) -> str:
+    """The whole compact DataRowRecord JSON of ``data`` sealed as encrypt_row does."""
+
+def decrypt_record(ik_key: bytes, record: str, middle_end: int, /) -> bytes:
+    """decrypt_row of the blobs at the canonical offsets of ``record`` (canonical_created)."""
 
 def canonical_created(record: str, middle: str, /) -> int:
     """The IK Created of a record in the canonical compact layout for ``middle``, else -1."""

@@ -83,8 +83,8 @@ if speedups_allowed(os.environ, getattr(sys, "_is_gil_enabled", None)):
         from ._speedups import AuthenticationError as _AuthenticationError
         from ._speedups import Base64Error as _Base64Error
         from ._speedups import canonical_created as _canonical_created
-        from ._speedups import decrypt_row as _decrypt_row
-        from ._speedups import encrypt_row as _encrypt_row
+        from ._speedups import decrypt_record as _decrypt_record
+        from ._speedups import encrypt_record as _encrypt_record
         from ._speedups import forget_key as _forget_key
     except ImportError:  # not built (no compiler or OpenSSL headers at install time)
         pass
@@ -395,11 +395,7 @@ class Session:
             secret = key.secret_bytes
             if secret is None:
                 raise RuntimeError("this key was wiped (evicted or its factory closed)")
-        wrapped_key, encrypted = _encrypt_row(secret, data)
-        return (
-            f'{{"Key":{{"Created":{int(now)},"Key":"{wrapped_key}","ParentKeyMeta":'
-            f'{key.meta_json}}},"Data":"{encrypted}"}}'
-        )
+        return _encrypt_record(secret, data, now, key.meta_json)
 
     def _decrypt_c(self, record: str | bytes) -> bytes:
         """Decrypt a DataRowRecord made for this partition (by any Asherah implementation)."""
@@ -419,11 +415,7 @@ class Session:
                 ):
                     key.referenced = True
                     try:
-                        return _decrypt_row(
-                            secret,
-                            record[_KEY_START:_KEY_END],
-                            record[self._middle_end + 21 : -2],
-                        )
+                        return _decrypt_record(secret, record, self._middle_end)
                     except _AuthenticationError as exc:
                         raise DecryptionError(f"unable to decrypt record: {exc}") from None
                     except _Base64Error:

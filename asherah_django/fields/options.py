@@ -29,7 +29,7 @@ from . import bind as binding
 from .sql import label
 
 if TYPE_CHECKING:
-    from ..core.session import SessionFactory
+    from ..core.session import Session, SessionFactory
 
     _Field = Field[Any, Any]
 else:
@@ -49,6 +49,41 @@ class RowPartitionRequiredError(AsherahError):
 def session_factory() -> SessionFactory:
     """The process-wide SessionFactory (:func:`asherah_django.runtime.get_session_factory`)."""
     return runtime.get_session_factory()
+
+
+#: Sessions already asked of the process-wide factory, by partition: (factory, sessions).
+#: One tuple, replaced whole when the factory changes, so that a thread never pairs a
+#: factory with another factory's sessions.
+_memo: tuple[SessionFactory | None, dict[str, Session]] = (None, {})
+#: Partitions remembered at most (then forgotten all at once: a bound, not an LRU).
+MEMO_SIZE = 256
+
+
+def session_for(partition_id: str) -> Session:
+    """``session_factory().get_session(partition_id)``, remembered per partition.
+
+    Sessions are stateless (the keys live in their factory's caches, which every call
+    still consults), so one kept here stays correct for as long as its factory is the
+    process-wide one; a closed factory's sessions refuse to work on their own. Each call
+    still goes through :func:`~asherah_django.runtime.get_session_factory`, which drops
+    keys of rolled-back transactions and follows a rebuilt factory. This saves the
+    factory's lookup (its clock and expiry check) on every value written or read. With the
+    policy's ``cache_sessions`` off, nothing is remembered.
+    """
+    global _memo
+    factory = runtime.get_session_factory()
+    owner, sessions = _memo
+    if owner is factory:
+        session = sessions.get(partition_id)
+        if session is not None:
+            return session
+    session = factory.get_session(partition_id)
+    if factory.policy.cache_sessions:
+        if owner is not factory or len(sessions) >= MEMO_SIZE:
+            _memo = factory, {partition_id: session}
+        else:
+            sessions[partition_id] = session
+    return session
 
 
 class OptionsField(_Field):

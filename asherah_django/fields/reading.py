@@ -43,8 +43,14 @@ from ..context import require_partition
 from ..core.binding import unbind
 from ..core.errors import DecryptionError, MalformedRecordError
 from ..core.records import looks_like_data_row
-from .options import OptionsField, PlaintextValueError, _current_partition, session_factory
-from .sealed import ReadBatch, SealedValue
+from .options import (
+    OptionsField,
+    PlaintextValueError,
+    _current_partition,
+    session_factory,
+    session_for,
+)
+from .sealed import UNREAD, ReadBatch, SealedValue
 from .sql import label
 
 if TYPE_CHECKING:
@@ -58,17 +64,52 @@ class ReadingField(OptionsField):
 
     def get_db_converters(self, connection: BaseDatabaseWrapper) -> list[Callable[..., Any]]:
         if not django_internals.building_instances():
-            return [self.from_db_value]
+            return [self._values_converter()]
         batch = ReadBatch()
-        pending = batch.pending
+        pend = batch.pending.append
+        new = object.__new__
 
         def to_sealed(value: Any, expression: Expression, connection: BaseDatabaseWrapper) -> Any:
             if value is None:
                 return None
-            pending.append(value)
-            return SealedValue(value, batch)
+            pend(value)
+            # SealedValue(value, batch), without the Python-level __init__ (once per row).
+            sealed: SealedValue = new(SealedValue)
+            sealed.record, sealed.batch, sealed.value = value, batch, UNREAD
+            return sealed
 
         return [to_sealed]
+
+    def _values_converter(self) -> Callable[..., Any]:
+        """The converter of a query without instances (``values()``): decrypts at once.
+
+        For a field without ``partition=`` or ``bind=``, the open partition's session is
+        looked up once per query (again when the partition changes), and each value costs
+        its decryption; anything unusual (no partition open, legacy plaintext, any error)
+        goes to :meth:`from_db_value`, which handles and reports it precisely.
+        """
+        if self.partition is not None or self.bind is not None:
+            return self.from_db_value
+        slow = self.from_db_value
+        decode = self.decode
+        # The partition last seen and its session's decrypt (a list: one query's state).
+        last: list[Any] = [None, None]
+
+        def from_db(value: Any, expression: Expression, connection: BaseDatabaseWrapper) -> Any:
+            if value is None:
+                return None
+            partition_id = _current_partition()
+            if partition_id is not None:
+                try:
+                    if partition_id != last[0]:
+                        last[1] = session_for(partition_id).decrypt
+                        last[0] = partition_id
+                    return decode(last[1](value))
+                except Exception:
+                    last[0] = None  # (the factory may have been closed meanwhile)
+            return slow(value, expression, connection)
+
+        return from_db
 
     def from_db_value(
         self, value: Any, expression: Expression, connection: BaseDatabaseWrapper
@@ -108,14 +149,13 @@ class ReadingField(OptionsField):
         batch = sealed.batch
         try:
             if batch is None:
-                session = session_factory().get_session(partition_id)
+                session = session_for(partition_id)
             else:
-                cached = None if batch.pending else batch.sessions.get(partition_id)
-                session = cached or batch.session(partition_id, session_factory)
+                session = batch.session(partition_id, session_factory)
             value = self.decode(session.decrypt(sealed.record))
         except Exception:
             if batch is not None:
-                batch.factory = None  # (it may have been closed meanwhile)
+                batch.factory = batch.partition = None  # (it may have been closed meanwhile)
             value, is_record = self._read_record(session_factory(), sealed.record, partition_id)
             sealed.value = value
             sealed.partition = partition_id if is_record else None
@@ -137,10 +177,9 @@ class ReadingField(OptionsField):
         batch = sealed.batch
         try:
             if batch is None:
-                session = session_factory().get_session(partition_id)
+                session = session_for(partition_id)
             else:
-                cached = None if batch.pending else batch.sessions.get(partition_id)
-                session = cached or batch.session(partition_id, session_factory)
+                session = batch.session(partition_id, session_factory)
             header = self.binder.header_of(instance)
             data = session.decrypt(sealed.record)
             if data.startswith(header):
@@ -149,7 +188,7 @@ class ReadingField(OptionsField):
                 return value
         except Exception:
             if batch is not None:
-                batch.factory = None  # (it may have been closed meanwhile)
+                batch.factory = batch.partition = None  # (it may have been closed meanwhile)
         value, is_record = self._read_record(
             session_factory(), sealed.record, partition_id, instance, sealed
         )

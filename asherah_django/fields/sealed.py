@@ -103,14 +103,21 @@ def _opened(
 
 class ReadBatch:
     """Per query column: the records whose keys are not preloaded yet, and the factory
-    and sessions its values are decrypted with (looked up once, not once per row)."""
+    and sessions its values are decrypted with (looked up once, not once per row).
 
-    __slots__ = ("factory", "pending", "sessions")
+    ``partition`` and ``decrypt`` are the partition last opened and its session's
+    ``decrypt``: the descriptor's inline path (:class:`~.descriptors.EncryptedAttribute`)
+    uses them for the next value of the same partition, with nothing looked up.
+    """
+
+    __slots__ = ("decrypt", "factory", "partition", "pending", "sessions")
 
     def __init__(self) -> None:
         self.pending: list[str] = []
         self.factory: SessionFactory | None = None
         self.sessions: dict[str, Session] = {}
+        self.partition: str | None = None
+        self.decrypt: Callable[[str], bytes] | None = None
 
     def session(self, partition_id: str, get_factory: Callable[[], SessionFactory]) -> Session:
         """The session for ``partition_id``, after preloading the pending records' keys."""
@@ -123,6 +130,7 @@ class ReadBatch:
         session = self.sessions.get(partition_id)
         if session is None:
             session = self.sessions[partition_id] = factory.get_session(partition_id)
+        self.partition, self.decrypt = partition_id, session.decrypt
         return session
 
     def flush(self, factory: SessionFactory) -> None:

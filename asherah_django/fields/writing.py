@@ -33,12 +33,13 @@ from .. import django_internals
 from ..blind_index.options import KEEP
 from ..core.errors import DecryptionError, MalformedRecordError, PartitionMismatchError
 from ..core.records import looks_like_data_row, parse_data_row
-from .options import _current_partition, session_factory
+from .options import _current_partition, session_factory, session_for
 from .reading import ReadingField
 from .sealed import UNREAD, SealedValue
 from .sql import check_stored_expression, computed_message, label
 
 _MISSING: Final = object()
+_new = object.__new__
 #: Plaintext types that need no further inspection on the write path.
 _PLAIN_TYPES: Final = frozenset(
     {str, bytes, int, float, bool, dict, list, Decimal, datetime.date, datetime.datetime}
@@ -64,7 +65,7 @@ class WritingField(ReadingField):
         data = self.encode(self.normalize(value))
         if self.bind is not None:
             data = self._header(instance) + data
-        return session_factory().get_session(partition_id).encrypt(data)
+        return session_for(partition_id).encrypt(data)
 
     def pre_save(self, model_instance: Model, add: bool) -> Any:
         value = model_instance.__dict__.get(self.attname, _MISSING)
@@ -91,7 +92,14 @@ class WritingField(ReadingField):
         data = self.encode(self.normalize(value))
         if self.bind is not None:
             data = self.binder.header_of(model_instance) + data
-        return SealedValue(session_factory().get_session(partition_id).encrypt(data))
+        # SealedValue(record), without the Python-level __init__ (once per value written).
+        sealed: SealedValue = _new(SealedValue)
+        sealed.record, sealed.batch, sealed.value = (
+            session_for(partition_id).encrypt(data),
+            None,
+            UNREAD,
+        )
+        return sealed
 
     def _unchanged(self, instance: Model, sealed: SealedValue) -> bool:
         """Whether a decrypted SealedValue may be written back as its own record: it was

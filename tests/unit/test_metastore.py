@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import json
 
 import pytest
 from django.db import connection
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asherah_django.core import EnvelopeKeyRecord, KeyMeta, MetastoreError
 from asherah_django.core.key_ids import KeyIds
 from asherah_django.metastore import DjangoMetastore
+from asherah_django.metastore_sql import epoch
 from asherah_django.models import EncryptionKey
 from asherah_django.signals import key_revoked, key_shredded
 
@@ -296,3 +300,20 @@ def test_delete_version_deletes_exactly_that_row(metastore: DjangoMetastore) -> 
     assert metastore.load(key_id, MINUTE + 60) == record(MINUTE + 60)
     assert metastore.delete_version(key_id, MINUTE) is False
     assert metastore.delete_version("__asherah_internal_x", MINUTE) is False
+
+
+@given(
+    st.datetimes(
+        min_value=datetime.datetime(1000, 1, 1), max_value=datetime.datetime(9999, 12, 31)
+    ),
+    st.sampled_from([None, datetime.UTC, datetime.timezone(datetime.timedelta(hours=-7))]),
+)
+def test_created_columns_read_as_their_wall_clock_epoch_seconds(
+    value: datetime.datetime, zone: datetime.tzinfo | None
+) -> None:
+    """A created column value (naive UTC, or aware as some drivers return it) is its wall
+    clock in epoch seconds, microseconds dropped, whatever its type: what timegm gives."""
+    expected = calendar.timegm(value.timetuple())
+    for column in (value.replace(tzinfo=zone), value.isoformat(sep=" "), value.isoformat()):
+        assert epoch(column) == expected
+    assert epoch(value.isoformat(sep=" ").encode()) == expected

@@ -65,6 +65,7 @@ encrypt_c, decrypt_c = Session._encrypt_c, Session._decrypt_c
 encrypt_py, decrypt_py = Session._encrypt_py, Session._decrypt_py
 Decrypt = Callable[[Session, str | bytes], bytes]
 
+PARTITIONS = ["fuzz", "pärtition", "分区", "key🔑", 'quote"d', "x" * 200]
 _NOW = 1_800_000_000.0
 _FACTORY = SessionFactory(
     "service", "product", StaticKMS.from_hex(TEST_MASTER_KEY_HEX), InMemoryMetastore()
@@ -165,6 +166,38 @@ def test_core_suite_passes_on_the_pure_python_path() -> None:
     assert " passed" in result.stdout
 
 
+@requires_c_path
+def test_openssl_3_is_called_through_its_provider_directly() -> None:
+    """The fast route is really taken on OpenSSL 3 (it passed the known-answer test)."""
+    if not speedups.OPENSSL_VERSION.startswith("OpenSSL 3"):
+        pytest.skip(f"{speedups.OPENSSL_VERSION}: EVP only, by design")
+    assert speedups.PROVIDER_DIRECT == 1
+
+
+@pytest.mark.slow
+@requires_c_path
+def test_speedups_suite_passes_through_evp_too() -> None:
+    """The EVP route (OpenSSL 1.1.1, or the provider's functions not found) stays proven."""
+    env = {**os.environ, "ASHERAH_DJANGO_SPEEDUPS_EVP": "1"}
+    env.pop("COVERAGE_PROCESS_START", None)
+    code = "from asherah_django.core import _speedups as s; print(s.PROVIDER_DIRECT)"
+    check = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert check.stdout.split() == ["0"], check.stderr
+    command = [sys.executable, "-m", "pytest", "tests/unit/core/test_speedups.py", "-q", "-x"]
+    result = subprocess.run(
+        [*command, "-p", "no:cacheprovider", "-k", "not through_evp and not provider_directly"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
+
+
 # -- known answers ---------------------------------------------------------------------
 
 
@@ -233,6 +266,97 @@ def test_encrypt_row_is_asherahs_layout(size: int) -> None:
     # Fresh key and nonces every time.
     again = speedups.encrypt_row(ik, payload)
     assert again[0] != wrapped_b64 and again[1] != data_b64
+
+
+_META = '{"KeyId":"_IK_p_s_p","Created":1800000000}'
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("meta", [_META, '{"KeyId":"_IK_分区_s_p","Created":1800000000}'])
+def test_encrypt_record_is_the_compact_data_row_record(size: int, meta: str) -> None:
+    ik, payload = os.urandom(32), os.urandom(size)
+    record = speedups.encrypt_record(ik, payload, 1_800_000_123.9, meta)
+    head = '{"Key":{"Created":1800000123,"Key":"'
+    assert record.startswith(head)
+    wrapped_b64 = record[len(head) : len(head) + 80]
+    assert record[len(head) + 80 :].startswith(f'","ParentKeyMeta":{meta}}},"Data":"')
+    data_b64 = record[len(head) + 80 + len(f'","ParentKeyMeta":{meta}}},"Data":"') : -2]
+    assert record.endswith('"}') and json.loads(record)["Data"] == data_b64
+    wrapped, blob = a2b_base64(wrapped_b64, strict_mode=True), a2b_base64(data_b64)
+    data_key = AESGCM(ik).decrypt(wrapped[-12:], wrapped[:-12], None)
+    assert AESGCM(data_key).decrypt(blob[-12:], blob[:-12], None) == payload
+    assert speedups.decrypt_row(ik, wrapped_b64, data_b64) == payload
+
+
+@requires_c_path
+@pytest.mark.parametrize("partition", PARTITIONS)
+def test_both_paths_write_the_same_layout(partition: str) -> None:
+    """Everything but the random blobs is the same text on both paths, any partition id."""
+    session = _FACTORY.get_session(partition)
+    by_c, by_py = encrypt_c(session, b"value"), encrypt_py(session, b"value")
+    for record in (by_c, by_py):
+        assert record == rebuild_any(*split(record))
+    blank = {"Key": "", "Data": ""}
+    shape_c, shape_py = json.loads(by_c), json.loads(by_py)
+    for shape in (shape_c, shape_py):
+        shape["Key"].update(Key=blank["Key"], Created=0)
+        shape["Data"] = blank["Data"]
+    assert shape_c == shape_py
+
+
+def rebuild_any(obj: dict[str, Any], key: bytes, data: bytes) -> str:
+    """rebuild() for any partition id: the KeyMeta as json.dumps writes it (ensure_ascii off)."""
+    created, parent = obj["Key"]["Created"], obj["Key"]["ParentKeyMeta"]
+    meta = json.dumps(parent, ensure_ascii=False, separators=(",", ":"))
+    return (
+        f'{{"Key":{{"Created":{created},"Key":"{base64.b64encode(key).decode()}",'
+        f'"ParentKeyMeta":{meta}}},"Data":"{base64.b64encode(data).decode()}"}}'
+    )
+
+
+def test_encrypt_record_argument_checks() -> None:
+    ik = os.urandom(32)
+    assert speedups.encrypt_record(ik, b"x", 7, _META).startswith('{"Key":{"Created":7,')
+    assert speedups.encrypt_record(ik, b"x", -1.5, _META).startswith('{"Key":{"Created":-1,')
+    for created in (0, -(2**63), 2**63 - 1, 10**9, 10**10 - 1):
+        record = speedups.encrypt_record(ik, b"x", created, _META)
+        assert json.loads(record)["Key"]["Created"] == created
+    for created in (float("nan"), float("inf"), -float("inf"), 1e300):
+        with pytest.raises(ValueError, match="created must be a finite number"):
+            speedups.encrypt_record(ik, b"x", created, _META)
+    with pytest.raises(TypeError, match="created must be int or float, not str"):
+        speedups.encrypt_record(ik, b"x", "1", _META)
+    with pytest.raises(OverflowError):
+        speedups.encrypt_record(ik, b"x", 2**64, _META)
+    with pytest.raises(TypeError, match="parent_meta_json must be str, not bytes"):
+        speedups.encrypt_record(ik, b"x", 1, _META.encode())
+    with pytest.raises(TypeError, match="ik_key must be bytes"):
+        speedups.encrypt_record(None, b"x", 1, _META)
+    with pytest.raises(TypeError):
+        speedups.encrypt_record(ik, "text", 1, _META)
+    with pytest.raises(TypeError, match="takes 4 arguments"):
+        speedups.encrypt_record(ik, b"x", 1)
+
+
+@pytest.mark.parametrize("partition", PARTITIONS)
+def test_decrypt_record_reads_the_canonical_offsets(partition: str) -> None:
+    session = _FACTORY.get_session(partition)
+    record = encrypt_py(session, b"value")
+    key = session._keys.intermediate_keys.latest[session.intermediate_key_id]
+    secret = key.secret_bytes
+    assert secret is not None
+    assert speedups.decrypt_record(secret, record, session._middle_end) == b"value"
+    # Offsets outside the record, or that cut the blobs wrong, are never read past: the
+    # caller's reference path then decides.
+    for middle_end in (-1, 0, 115, len(record) - 22, len(record), 2**40):
+        with pytest.raises(speedups.Base64Error):
+            speedups.decrypt_record(secret, record, middle_end)
+    with pytest.raises((speedups.Base64Error, speedups.AuthenticationError)):
+        speedups.decrypt_record(secret, record, session._middle_end + 1)
+    with pytest.raises(TypeError, match="record must be str, not bytes"):
+        speedups.decrypt_record(secret, record.encode(), session._middle_end)
+    with pytest.raises(TypeError, match="takes 3 arguments"):
+        speedups.decrypt_record(secret, record)
 
 
 def test_decrypt_row_opens_blobs_made_by_cryptography() -> None:
@@ -422,7 +546,6 @@ def reference_created(record: str, middle: str) -> int:
     return -1
 
 
-PARTITIONS = ["fuzz", "pärtition", "分区", "key🔑", 'quote"d', "x" * 200]
 _EDIT_CHARS = st.sampled_from('0159A"}{:,/\\=é分🔑 \x00') | st.characters()
 
 

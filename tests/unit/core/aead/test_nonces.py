@@ -20,6 +20,7 @@ from collections.abc import Callable
 import pytest
 
 from asherah_django.core import InMemoryMetastore, Session, SessionFactory, StaticKMS
+from asherah_django.core import session as session_module
 from asherah_django.core.aead import NONCE_SIZE, Cipher, new_key
 from asherah_django.core.records import parse_data_row
 from tests.support import optional
@@ -108,6 +109,11 @@ def test_nonces_are_distinct_across_processes() -> None:
     assert len(lines) == 6  # 2 parents and 4 forked children
     for kind, least in (("drk", 200), ("data", 200), ("ik", 50), ("sk", 50)):
         assert all(len(line[kind]) >= least for line in lines), kind
+    pool_keys = [key for line in lines for key in line.pop("pool_keys", [])]
     everything = [bytes.fromhex(n) for line in lines for nonces in line.values() for n in nonces]
     assert len(everything) >= 6 * 500
     assert_distinct(everything, "nonces of records and keys made by six processes")
+    if session_module.SPEEDUPS:  # the C accelerator's key pool is not shared across a fork
+        assert len(pool_keys) == 6 * 200
+        repeated = [k for k, seen in Counter(pool_keys).items() if seen > 1]
+        assert not repeated, f"{len(repeated)} data row key(s) drawn by two processes"

@@ -19,7 +19,7 @@ from asherah_django.core.errors import (
     PartitionMismatchError,
 )
 from asherah_django.fields import RowPartitionRequiredError, bulk_update
-from asherah_django.metastore import DjangoMetastore
+from asherah_django.metastore import BATCH_SIZE, DjangoMetastore
 from asherah_django.signals import decryption_failed
 from tests.testapp.models import CallableNote, Secret, Tenant, TenantFKNote, TenantNote
 from tests.unit.fields.conftest import factory, raw_column, unique, write_raw
@@ -177,6 +177,25 @@ def test_reading_n_rows_over_p_partitions_costs_at_most_p_key_queries(rows: int)
     with key_queries() as warm:
         assert len([n.body for n in TenantNote.objects.all()]) == rows
         assert len([n.body for n in TenantNote.objects.iterator(chunk_size=7)]) == rows
+    assert warm == []
+
+
+def test_a_cold_read_of_1000_partitions_costs_a_bounded_number_of_key_queries() -> None:
+    """A page of rows of 1,000 tenants, one row each, read by a fresh factory: the keys are
+    loaded in batches of BATCH_SIZE (plus the system key), not one query per partition."""
+    partitions = 1000
+    tenants = [unique("cold") for _ in range(partitions)]
+    TenantNote.objects.bulk_create(
+        TenantNote(tenant_id=tenant, title=str(i), body=f"n{i}") for i, tenant in enumerate(tenants)
+    )
+    runtime.reset_session_factory()
+    with key_queries() as cold:
+        notes = list(TenantNote.objects.filter(tenant_id__in=tenants).order_by("id"))
+        assert [n.body for n in notes] == [f"n{i}" for i in range(partitions)]
+    bound = -(-partitions // BATCH_SIZE) + 1
+    assert 1 <= len(cold) <= bound, (len(cold), bound)
+    with key_queries() as warm:
+        assert len([n.body for n in TenantNote.objects.filter(tenant_id__in=tenants)]) == partitions
     assert warm == []
 
 
