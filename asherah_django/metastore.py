@@ -298,6 +298,31 @@ class DjangoMetastore(KeyConnections):
         key_revoked.send(sender=type(self), key_id=key_id, created=created)
         return True
 
+    def rewrap(self, key_id: str, created: int, expected: str, record: EnvelopeKeyRecord) -> bool:
+        """Replace the record (and, with ``integrity_tags``, the tag) of ``(key_id, created)``
+        with ``record`` only if the row still holds the text ``expected`` (as read): a
+        concurrent revocation or a second rewrap is never written over. Committed at once
+        (on SQLite: with the caller's transaction)."""
+        if is_internal_id(key_id):
+            return False
+        self._forget_prefetched(key_id)
+        params: list[object] = [record.to_json()]
+        if self.integrity_tags:
+            params.append(record.tag or "")
+        params += [key_id, self._created_param(created), expected]
+        name = "rewrap+tag" if self.integrity_tags else "rewrap"
+        return self._execute(self._sql_for(name), params) > 0
+
+    def delete_version(self, key_id: str, created: int) -> bool:
+        """Delete exactly the row ``(key_id, created)``; False if it was absent."""
+        if is_internal_id(key_id):
+            return False
+        self._forget_prefetched(key_id)
+        return (
+            self._execute(self._sql_for("delete-version"), [key_id, self._created_param(created)])
+            > 0
+        )
+
     def delete_key_id(self, key_id: str) -> int:
         """Delete every version of ``key_id`` (crypto-shredding); returns how many.
 

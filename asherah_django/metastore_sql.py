@@ -58,6 +58,14 @@ SQL: Final = {
         "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})"
     ),
     "delete": "DELETE FROM {t} WHERE {id} = %s",
+    "delete-version": "DELETE FROM {t} WHERE ({id} = %s AND {c} = %s)",
+    # A rewrap (asherah_erase) is a compare-and-swap like revocation; the tag goes along.
+    # (created = created: see revoke-mysql; harmless elsewhere.)
+    "rewrap": "UPDATE {t} SET {r} = %s, {c} = {c} WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})",
+    "rewrap+tag": (
+        "UPDATE {t} SET {r} = %s, {g} = %s, {c} = {c} "
+        "WHERE ({id} = %s AND {c} = %s AND {rt} = {pt})"
+    ),
     "versions": "SELECT {id}, {c}, {r} FROM {t} WHERE {id} = %s",
     # (created = created: see revoke-mysql; harmless elsewhere.)
     "set-tag": (

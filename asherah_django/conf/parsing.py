@@ -13,7 +13,7 @@ from typing import Final
 
 from django.conf import settings
 
-from ..core.partition import check_names
+from ..core.key_ids import check_names
 from ..core.policy import KEY_INTEGRITY_MODES
 from ..core.setting import SettingError
 

@@ -59,6 +59,12 @@ class PlainKeyStore:
     def revoke(self, key_id: str, created: int) -> bool:
         raise MetastoreError(f"{type(self.wrapped).__name__} cannot mark keys revoked")
 
+    def rewrap(self, key_id: str, created: int, expected: str, record: EnvelopeKeyRecord) -> bool:
+        raise MetastoreError(f"{type(self.wrapped).__name__} cannot rewrap keys in place")
+
+    def delete_version(self, key_id: str, created: int) -> bool:
+        raise MetastoreError(f"{type(self.wrapped).__name__} cannot delete keys")
+
     def delete_key_id(self, key_id: str) -> int:
         raise MetastoreError(f"{type(self.wrapped).__name__} cannot delete keys")
 

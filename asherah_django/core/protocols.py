@@ -76,6 +76,15 @@ class KeyStore(BatchMetastore, Protocol):
         """Mark a key ``"Revoked":true`` as Asherah's revoke scripts do; False if absent."""
         ...
 
+    def rewrap(self, key_id: str, created: int, expected: str, record: EnvelopeKeyRecord) -> bool:
+        """Replace the record (and integrity tag) of ``(key_id, created)`` with ``record``
+        only if the row still holds the record text ``expected``; False otherwise."""
+        ...
+
+    def delete_version(self, key_id: str, created: int) -> bool:
+        """Delete exactly the row ``(key_id, created)``; False if it was absent."""
+        ...
+
     def delete_key_id(self, key_id: str) -> int:
         """Delete every version of ``key_id`` (crypto-shredding); returns how many."""
         ...

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from ..core.kms.aws import AwsKMS
 from ..core.kms.secrets_manager import SecretsManagerKMS
 from ..core.kms.static import StaticKMS
+from ..core.kms.vault_config import redact_userinfo
 from ..core.kms.vault_errors import (
     HINT_BLOB,
     HINT_UNAVAILABLE,
@@ -53,9 +54,10 @@ def server(ctx: Context) -> Outcome:
     kms = _kms(ctx)
     config = kms.config
     health = kms.health()
-    parts = urlsplit(config.addr)
-    data = {
-        "addr": config.addr,
+    answered = kms.node_in_use
+    parts = urlsplit(answered)
+    data: dict[str, object] = {
+        "addr": redact_userinfo(answered),
         "version": health.version,
         "initialized": health.initialized,
         "sealed": health.sealed,
@@ -63,7 +65,16 @@ def server(ctx: Context) -> Outcome:
         "tls": parts.scheme == "https",
         "namespace": config.namespace,
     }
-    where = f"Vault {health.version} at {config.addr}".replace("  ", " ")
+    where = f"Vault {health.version} at {redact_userinfo(answered)}".replace("  ", " ")
+    nodes = (config.addr, *config.other_addrs)
+    if len(nodes) > 1:  # a node list: which nodes were tried, and which one answered
+        tried = kms.nodes_tried
+        shown = [redact_userinfo(node) for node in tried]
+        data.update(nodes=[redact_userinfo(n) for n in nodes], tried=shown, answered=data["addr"])
+        where += (
+            f" (VAULT_ADDR lists {len(nodes)} nodes; tried {', '.join(shown)}; "
+            f"{data['addr']} answered)"
+        )
     if not health.initialized:
         return fail(f"{where} is not initialized", "initialize and unseal it", **data)
     if health.sealed:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import AsherahError
+from .atomic_file import write_json
 
 
 class Checkpoint:
@@ -31,9 +32,7 @@ class Checkpoint:
         if not data["targets"]:
             self.path.unlink(missing_ok=True)
             return
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_json(self.path, data)
 
     def start(self, key: str) -> dict[str, Any] | None:
         entry = self._load()["targets"].get(key)

@@ -91,14 +91,8 @@ class Erasure:
 
     def plan(self) -> Plan:
         """Read the table and the KMS: what would change, and what blocks it."""
-        from ..blind_index.keyring import index_key_id
-
         partition = self.state.partition
-        f = self.factory
-        doomed = (
-            f.intermediate_key_id(partition),
-            index_key_id(partition, f.service_name, f.product_id),
-        )
+        doomed = self._doomed_ids()
         destroyed, survivors, old, others = [], [], [], []
         new_created = self.state.new_sk_created
         for row in rows.read_rows(self.store):
@@ -389,10 +383,8 @@ class Erasure:
         self.state.indexes_cleared += clear_shredded_indexes(metas, summary)
 
     def _doomed_ids(self) -> tuple[str, ...]:
-        from ..blind_index.keyring import index_key_id
-
-        f, p = self.factory, self.state.partition
-        return (f.intermediate_key_id(p), index_key_id(p, f.service_name, f.product_id))
+        ids, p = self.factory.ids, self.state.partition
+        return (ids.intermediate(p), ids.index(p))
 
     # -- system keys in memory ------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """Key rows for ``asherah_erase``: read every row, compare-and-swap one, delete one.
 
-Raw SQL on the metastore's database alias, because the ``integrity_tag`` column (present
-with ``KEY_INTEGRITY`` sign or require) is not a model field. A swap changes a row only if
-it still holds the record text that was read, so a concurrent revocation or a second erase
-is never overwritten: the row is read again on the next sweep.
+Rows are read with a SELECT on the metastore's database alias, because the ``integrity_tag``
+column (present with ``KEY_INTEGRITY`` sign or require) is not a model field; every write
+goes through the metastore (:meth:`~asherah_django.metastore.DjangoMetastore.rewrap`,
+:meth:`~asherah_django.metastore.DjangoMetastore.delete_version`). A swap changes a row only
+if it still holds the record text that was read, so a concurrent revocation or a second
+erase is never overwritten: the row is read again on the next sweep.
 """
 
 from __future__ import annotations
@@ -12,18 +14,16 @@ import calendar
 import datetime
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from django.db import connections
 
 from ..core.integrity import TAG_COLUMN
-from ..core.partition import is_internal_id
+from ..core.key_ids import is_internal_id
 from ..core.records import EnvelopeKeyRecord, KeyMeta
 
 if TYPE_CHECKING:
     from ..metastore import DjangoMetastore
-
-_EPOCH: Final = datetime.datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,6 @@ def _epoch(value: object) -> int:
     return calendar.timegm(value.replace(tzinfo=None).timetuple())
 
 
-def created_param(store: DjangoMetastore, created: int) -> str | datetime.datetime:
-    """``created`` bound as the naive UTC wall-clock (text on SQLite, as the table holds)."""
-    value = _EPOCH + datetime.timedelta(seconds=created)
-    if store.vendor == "sqlite":
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return value
-
-
 def read_rows(store: DjangoMetastore, *, key_id: str | None = None) -> Iterator[KeyRow]:
     """Every key row (or every version of ``key_id``), internal rows left out."""
     quote = connections[store.using].ops.quote_name
@@ -76,26 +68,9 @@ def read_rows(store: DjangoMetastore, *, key_id: str | None = None) -> Iterator[
 
 def swap(store: DjangoMetastore, row: KeyRow, record: EnvelopeKeyRecord) -> bool:
     """Replace ``row``'s record (and tag) if the row still holds what was read."""
-    quote = connections[store.using].ops.quote_name
-    sets, params = "key_record = %s", [record.to_json()]
-    if store.integrity_tags:
-        sets += f", {quote(TAG_COLUMN)} = %s"
-        params.append(record.tag or "")
-    sql = (
-        f"UPDATE {quote(store.table)} SET {sets} "  # noqa: S608
-        "WHERE id = %s AND created = %s AND key_record = %s"
-    )
-    with connections[store.using].cursor() as cursor:
-        cursor.execute(
-            sql, [*params, row.meta.key_id, created_param(store, row.meta.created), row.text]
-        )
-        return bool(cursor.rowcount)
+    return store.rewrap(row.meta.key_id, row.meta.created, row.text, record)
 
 
 def delete(store: DjangoMetastore, meta: KeyMeta) -> bool:
     """Delete exactly the row ``meta``."""
-    quote = connections[store.using].ops.quote_name
-    sql = f"DELETE FROM {quote(store.table)} WHERE id = %s AND created = %s"  # noqa: S608
-    with connections[store.using].cursor() as cursor:
-        cursor.execute(sql, [meta.key_id, created_param(store, meta.created)])
-        return bool(cursor.rowcount)
+    return store.delete_version(meta.key_id, meta.created)

@@ -7,14 +7,13 @@ ids, times, counts and versions: never a key byte.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import AsherahError
+from ..maintenance.atomic_file import write_json
 
 
 class EraseStateError(AsherahError):
@@ -53,11 +52,7 @@ class EraseState:
 
     def save(self) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "path"}
-        target = Path(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".erase-", dir=target.parent or Path("."))
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, sort_keys=True)
-        os.replace(tmp, target)
+        write_json(self.path, data)
 
     @classmethod
     def start(cls, path: str, partition: str, service: str, product: str) -> EraseState:

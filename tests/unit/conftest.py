@@ -14,8 +14,8 @@ from django.db import connection
 
 from asherah_django import runtime
 from asherah_django.core import CryptoPolicy, SessionFactory, StaticKMS
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
-from asherah_django.core.partition import system_key_id
 from asherah_django.metastore import DjangoMetastore
 
 SQLITE_ONLY = "SQLite-only: other databases keep keys on a dedicated connection"
@@ -50,7 +50,7 @@ def service() -> str:
 
 @pytest.fixture
 def metastore(service: str) -> Iterator[DjangoMetastore]:
-    store = DjangoMetastore(system_key_id=system_key_id(service, "prod"))
+    store = DjangoMetastore(system_key_id=KeyIds(service, "prod").system)
     yield store
     store.close()
 

@@ -22,7 +22,7 @@ from asherah_django.checks import check_database, check_settings
 from asherah_django.conf import asherah_settings
 from asherah_django.core.errors import KeyIntegrityError, KeyParentMismatchError, MetastoreError
 from asherah_django.core.integrity import ADD_TAG_COLUMN_SQL
-from asherah_django.core.partition import system_key_id
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.health import Status, run
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
@@ -238,7 +238,7 @@ def test_a_table_without_the_column_works_off_and_says_what_to_do_otherwise(
     from .test_metastore import record
 
     service = unique("svc")
-    sk = system_key_id(service, "prod")
+    sk = KeyIds(service, "prod").system
     off = DjangoMetastore(system_key_id=sk, table=bare_table)
     assert off.store(sk, 60, record(60)) and off.load(sk, 60) == record(60)
     off.close()
@@ -374,7 +374,7 @@ def test_revoking_keeps_tags_valid(configure: Any) -> None:
     made = populate(service)
     store = runtime.get_session_factory().metastore
     assert isinstance(store, DjangoMetastore)
-    for key_id in (f"_IK_alice_{service}_prod", system_key_id(service, "prod")):
+    for key_id in (f"_IK_alice_{service}_prod", KeyIds(service, "prod").system):
         row = EncryptionKey.objects.get(id=key_id)
         assert store.revoke(key_id, row.created_epoch) and row.id in tags(service)
     read_all(made)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asherah_django.core import EnvelopeKeyRecord, KeyMeta, MetastoreError
-from asherah_django.core.partition import intermediate_key_id
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.metastore_sql import epoch
 from asherah_django.models import EncryptionKey
@@ -213,7 +213,7 @@ def test_cold_first_encrypt_query_count(metastore: DjangoMetastore, service: str
 
 def test_prefetch_never_answers_load_latest(metastore: DjangoMetastore, service: str) -> None:
     sk_id = f"_SK_{service}_prod"
-    ik_id = intermediate_key_id("p", service, "prod")
+    ik_id = KeyIds(service, "prod").intermediate("p")
     metastore.store(sk_id, MINUTE, record(MINUTE))
     metastore.store(ik_id, MINUTE, record(MINUTE, KeyMeta(sk_id, MINUTE)))
     assert metastore.load_latest(ik_id) is not None  # prefetches the SK rows
@@ -244,7 +244,7 @@ def test_key_queries_from_an_event_loop_leave_no_connection_open_on_the_helper(
 
     from django.db import connections
 
-    key_id = intermediate_key_id("loop", "svc", "prod")
+    key_id = KeyIds("svc", "prod").intermediate("loop")
     metastore.store(key_id, 1_700_000_040, record(1_700_000_040))
 
     async def main() -> EnvelopeKeyRecord | None:
@@ -253,6 +253,53 @@ def test_key_queries_from_an_event_loop_leave_no_connection_open_on_the_helper(
     assert asyncio.run(main()) is not None
     helper = metastore._helper()  # (the helper thread the query ran on)
     assert helper.submit(lambda: connections[metastore.using].connection is None).result()
+
+
+@pytest.mark.parametrize("integrity_tags", [False, True], ids=["untagged", "tagged"])
+def test_rewrap_swaps_only_the_record_text_that_was_read(
+    service: str, integrity_tags: bool
+) -> None:
+    """asherah_erase's in-place rewrap: a compare-and-swap on the record text, the tag along."""
+    store = DjangoMetastore(system_key_id=f"_SK_{service}_prod", integrity_tags=integrity_tags)
+    key_id = KeyIds(service, "prod").intermediate("p")
+    old = record(MINUTE, KeyMeta(f"_SK_{service}_prod", MINUTE))
+    new = EnvelopeKeyRecord(MINUTE, bytes(60), KeyMeta(f"_SK_{service}_prod", MINUTE + 60))
+    new.tag = "v1:new-tag"
+    try:
+        assert store.store(key_id, MINUTE, old)
+        assert store.rewrap(key_id, MINUTE + 60, old.to_json(), new) is False  # no such row
+        assert store.rewrap(key_id, MINUTE, new.to_json(), new) is False  # not what it holds
+        assert store.load(key_id, MINUTE) == old
+        assert store.rewrap(key_id, MINUTE, old.to_json(), new) is True
+        loaded = store.load(key_id, MINUTE)
+        assert loaded is not None and loaded.parent == new.parent
+        assert [text for _, text in raw_rows(key_id)] == [new.to_json()]
+        quote = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT integrity_tag FROM encryption_key WHERE {quote('id')} = %s", [key_id]
+            )
+            [(tag,)] = cursor.fetchall()
+        assert tag == ("v1:new-tag" if integrity_tags else None)
+        # A revocation in between wins: the stale swap changes nothing.
+        assert store.revoke(key_id, MINUTE)
+        assert store.rewrap(key_id, MINUTE, new.to_json(), old) is False
+        revoked = store.load(key_id, MINUTE)
+        assert revoked is not None and revoked.revoked
+    finally:
+        store.close()
+
+
+def test_delete_version_deletes_exactly_that_row(metastore: DjangoMetastore) -> None:
+    key_id = unique("_IK_d_")
+    metastore.store(key_id, MINUTE, record(MINUTE))
+    metastore.store(key_id, MINUTE + 60, record(MINUTE + 60))
+    assert metastore.delete_version(key_id, MINUTE + 120) is False
+    assert metastore.delete_version(key_id, MINUTE) is True
+    assert metastore.load(key_id, MINUTE) is None
+    assert metastore.load(key_id, MINUTE + 60) == record(MINUTE + 60)
+    assert metastore.delete_version(key_id, MINUTE) is False
+    assert metastore.delete_version("__asherah_internal_x", MINUTE) is False
 
 
 @given(

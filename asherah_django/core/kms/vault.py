@@ -209,6 +209,16 @@ class VaultTransitKMS:
         self._tokens.login()
 
     @property
+    def node_in_use(self) -> str:
+        """The node of ``VAULT_ADDR`` that answered last (where requests go)."""
+        return self._http.node_in_use
+
+    @property
+    def nodes_tried(self) -> tuple[str, ...]:
+        """Every node of ``VAULT_ADDR`` this KMS sent a request to, in the order first tried."""
+        return self._http.nodes_tried
+
+    @property
     def stats(self) -> VaultStats:
         """Requests this process sent that reached Vault, by kind (a forked child starts at 0)."""
         return self._http.stats

@@ -108,6 +108,8 @@ class VaultHTTP:
         self._adapters: dict[str, Any] = {}
         self._addrs = (config.addr, *config.other_addrs)
         self._current = 0  # the index in _addrs of the node requests go to
+        #: The nodes requests were sent to, in the order first tried (for asherah_check).
+        self._tried: dict[str, None] = {}
         self._closed = False
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -168,6 +170,7 @@ class VaultHTTP:
         tried = min(nodes or len(self._addrs), len(self._addrs))
         for step in range(tried):
             index = (self._current + step) % len(self._addrs)
+            self._tried.setdefault(self._addrs[index])
             try:
                 response = self._session_adapter(self._addrs[index]).request(
                     method, path, headers=headers, json=body, params=params, raise_exception=False
@@ -181,6 +184,16 @@ class VaultHTTP:
             self._current = index
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def node_in_use(self) -> str:
+        """The node of ``VAULT_ADDR`` that requests go to: the last one that answered."""
+        return self._addrs[self._current]
+
+    @property
+    def nodes_tried(self) -> tuple[str, ...]:
+        """Every node of ``VAULT_ADDR`` a request was sent to, in the order first tried."""
+        return tuple(self._tried)
 
     def _follow(self, response: Any) -> bool:
         """Whether ``response`` redirects to another node of ``VAULT_ADDR`` (then in use)."""

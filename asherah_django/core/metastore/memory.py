@@ -63,6 +63,26 @@ class InMemoryMetastore:
             self._records[key_id][created] = record.revoked_copy()
             return True
 
+    def rewrap(self, key_id: str, created: int, expected: str, record: EnvelopeKeyRecord) -> bool:
+        """Replace the record of ``(key_id, created)`` if it still reads as ``expected``."""
+        with self._lock:
+            versions = self._records.get(key_id, {})
+            current = versions.get(created)
+            if current is None or current.to_json() != expected:
+                return False
+            versions[created] = record
+            return True
+
+    def delete_version(self, key_id: str, created: int) -> bool:
+        """Remove exactly ``(key_id, created)``; False if absent."""
+        with self._lock:
+            versions = self._records.get(key_id, {})
+            if versions.pop(created, None) is None:
+                return False
+            if not versions:
+                self._records.pop(key_id, None)
+            return True
+
     def delete_key_id(self, key_id: str) -> int:
         """Remove every version of ``key_id`` (crypto-shredding); returns how many."""
         with self._lock:

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.common import ROOT
+
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path(os.environ.get("ASHERAH_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

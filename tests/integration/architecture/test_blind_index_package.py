@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from asherah_django.blind_index import BlindIndex, BlindIndexField, column, lookups, options
 from asherah_django.fields import BlindIndex as FieldsBlindIndex
 from asherah_django.fields import BlindIndexField as FieldsBlindIndexField
 from tests.bidxapp.models import Customer
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.common import ROOT
 
 
 def test_the_field_side_loads_without_the_fields() -> None:

@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from asherah_django.admin.keys import object_id
 from asherah_django.core import SessionFactory
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.core.kms.aws import AwsKMS
-from asherah_django.core.partition import system_key_id
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
 from asherah_django.testing.moto import MotoServer
@@ -31,11 +31,11 @@ def test_system_key_page_names_aws_kms_and_its_regions_without_key_bytes(
     kms = AwsKMS.from_mapping(
         {"REGION_MAP": arns, "PREFERRED_REGION": WEST, "AWS_ENDPOINT_URL": aws.url}
     )
-    store = DjangoMetastore(system_key_id=system_key_id(service, "testprod"))
+    store = DjangoMetastore(system_key_id=KeyIds(service, "testprod").system)
     with SessionFactory(service, "testprod", kms, store) as factory:
         factory.get_session("alice").encrypt(b"x")
     store.close()
-    row = EncryptionKey.objects.get(id=system_key_id(service, "testprod"))
+    row = EncryptionKey.objects.get(id=KeyIds(service, "testprod").system)
     url = reverse(
         "admin:asherah_django_encryptionkey_change", args=[quote(object_id(row.id, row.created))]
     )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.common import ROOT
 
 
 def test_tests_named_in_the_kms_section_exist() -> None:

@@ -14,7 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from asherah_django import runtime
-from asherah_django.core.partition import system_key_id
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.models import EncryptionKey
 from asherah_django.testing.moto import MotoServer
 from tests.integration.aws.conftest import WEST
@@ -45,7 +45,7 @@ def test_secrets_manager_to_aws_kms_keeps_every_value_readable(
               "AWS_ENDPOINT_URL": aws.url, "SECRETS_MANAGER_SECRET_ID": "legacy-master"}  # fmt: skip
     settings.ASHERAH = {**common, "KMS": "secrets-manager"}
     before = {p: runtime.get_session_factory().get_session(p).encrypt(p.encode()) for p in "abc"}
-    sk_id = system_key_id(service, "prod")
+    sk_id = KeyIds(service, "prod").system
     old_rows = list(EncryptionKey.objects.filter(id=sk_id).values_list("created", "key_record"))
 
     # The new KMS is configured; the old one's settings stay for --from-kms.

@@ -8,7 +8,8 @@ import re
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.common import ROOT
+
 DOCS = ROOT / "docs"
 _FENCE = re.compile(r"^([ \t]*)```([^\n`]*)\n(.*?)^[ \t]*```", re.M | re.S)
 #: A page whose code blocks another test file checks says so in its first lines.

@@ -9,11 +9,10 @@ import re
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import django
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.common import ROOT
 
 
 def _matrix() -> list[str]:

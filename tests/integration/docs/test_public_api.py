@@ -11,13 +11,11 @@ import importlib
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import asherah_django
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.common import ROOT
 
 PUBLIC = [
     "AsherahError",

@@ -5,13 +5,12 @@ sentence cannot outlive the test behind it unnoticed."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.integration.docs import sources
+from tests.support.common import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 # A path, or "::" continuing the last path, then the test name; "[...]" ids are ignored.
 REF = re.compile(r"(tests/[\w/]+\.py)?::\s*(test_\w+)")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from asherah_django import conf
+from tests.support.common import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs"
 SHOTS = ROOT / "test-artifacts" / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))

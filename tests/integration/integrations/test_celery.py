@@ -15,7 +15,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,9 +28,9 @@ from asherah_django.runtime import reset_session_factory
 from tests.hygiene import assert_clean_text
 from tests.integration.integrations.celery_app import make_app
 from tests.integrationsapp.models import Contact
+from tests.support.common import ROOT
 from tests.support.services import ensure_rabbitmq, ensure_redis
 
-ROOT = Path(__file__).resolve().parents[3]
 BROKERS = {
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
     "redis": "redis://127.0.0.1:6379/14",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.common import ROOT
 
 
 def test_example_project_metrics_endpoint_is_scraped() -> None:

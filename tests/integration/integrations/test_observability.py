@@ -9,7 +9,6 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +28,8 @@ from asherah_django.runtime import get_session_factory, reset_session_factory
 from tests.hygiene import MARKER, assert_clean_text
 from tests.integration.integrations.urls import METRICS
 from tests.integrationsapp.models import Contact
+from tests.support.common import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 MASTER = bytes(range(32))
 
 

@@ -15,8 +15,8 @@ import pytest
 from django.db import connection
 
 from asherah_django.core import CryptoPolicy, SessionFactory, StaticKMS
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
-from asherah_django.core.partition import system_key_id
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
 from tests.support import optional
@@ -73,7 +73,7 @@ def ours(service: str, request: pytest.FixtureRequest) -> Iterator[SessionFactor
     integrity_tag column, which the wheel never names (tests/integration/interop/test_shared_table_tags.py)."""
     mode = request.param
     store = DjangoMetastore(
-        system_key_id=system_key_id(service, "prod"), integrity_tags=mode != "off"
+        system_key_id=KeyIds(service, "prod").system, integrity_tags=mode != "off"
     )
     kms = StaticKMS.from_hex(TEST_MASTER_KEY_HEX)
     with SessionFactory(service, "prod", kms, store, CryptoPolicy(key_integrity=mode)) as f:
@@ -91,7 +91,7 @@ def test_values_written_by_the_wheel_decrypt_with_ours(
         for payload in PAYLOADS
     }
     rows = {row.id: row for row in EncryptionKey.objects.all()}
-    assert rows[system_key_id(service, "prod")].kind == "system"
+    assert rows[KeyIds(service, "prod").system].kind == "system"
     for (partition, payload), value in written.items():
         assert ours.get_session(partition).decrypt(value) == payload
     # The wheel's bookkeeping row (if it wrote one) is never taken for a key.

@@ -18,9 +18,9 @@ import pytest
 from django.db import connection
 
 from asherah_django.core import EnvelopeKeyRecord, SessionFactory
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.core.kms.aws import AwsKMS
 from asherah_django.core.kms.aws_envelope import describe
-from asherah_django.core.partition import system_key_id
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
 from asherah_django.testing.moto import MotoServer, aws_test_credentials
@@ -111,7 +111,7 @@ def peer(
 
 @pytest.fixture
 def ours(service: str, region_map: dict[str, str], aws: MotoServer) -> Iterator[SessionFactory]:
-    store = DjangoMetastore(system_key_id=system_key_id(service, "prod"))
+    store = DjangoMetastore(system_key_id=KeyIds(service, "prod").system)
     kms = AwsKMS.from_mapping(
         {"REGION_MAP": region_map, "PREFERRED_REGION": WEST, "AWS_ENDPOINT_URL": aws.url}
     )
@@ -121,7 +121,7 @@ def ours(service: str, region_map: dict[str, str], aws: MotoServer) -> Iterator[
 
 
 def _system_key_regions(service: str) -> list[str]:
-    text = EncryptionKey.objects.get(id=system_key_id(service, "prod")).key_record
+    text = EncryptionKey.objects.get(id=KeyIds(service, "prod").system).key_record
     record = EnvelopeKeyRecord.from_json(text if isinstance(text, str) else json.dumps(text))
     found = describe(record.encrypted_key)
     assert found is not None

@@ -24,8 +24,8 @@ from django.db import connection
 
 from asherah_django.core import CryptoPolicy, SessionFactory, StaticKMS
 from asherah_django.core.errors import KeyIntegrityError
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
-from asherah_django.core.partition import system_key_id
 from asherah_django.key_tags import scan
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
@@ -73,7 +73,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, Any]
 
 def _ours(service: str, table: str, mode: str) -> tuple[SessionFactory, DjangoMetastore]:
     store = DjangoMetastore(
-        system_key_id=system_key_id(service, "prod"), table=table, integrity_tags=True
+        system_key_id=KeyIds(service, "prod").system, table=table, integrity_tags=True
     )
     kms = StaticKMS.from_hex(TEST_MASTER_KEY_HEX)
     return SessionFactory(service, "prod", kms, store, CryptoPolicy(key_integrity=mode)), store
@@ -105,7 +105,7 @@ def test_mixed_fleet_sign_then_require(service: str, table: tuple[str, dict[str,
         theirs = unique("wheel")
         their_value = peer.get_session(theirs).encrypt_bytes(b"wheel's own key")
         tags = _tags(name, service)
-        assert tags[system_key_id(service, "prod")] is not None
+        assert tags[KeyIds(service, "prod").system] is not None
         assert tags[f"_IK_{mine}_{service}_prod"] is not None
         assert tags[f"_IK_{theirs}_{service}_prod"] is None  # the wheel writes no tag
         # "sign" reads both.

@@ -12,6 +12,7 @@ from typing import Any
 from asherah_django.core.records import EnvelopeKeyRecord
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.rotation import erase_rows
+from tests.support.common import ROOT
 from tests.support.sqlite_metastore import SCHEMA, to_column
 from tests.unit.management.commands.conftest import Vault, database_url
 
@@ -52,9 +53,6 @@ def restore(path: Path, rows: list[tuple[str, int, str]], *, overlay: list[Any] 
                 (key_id, to_column(created), text),
             )
     db.close()
-
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def start_worker(module: str, *args: str, **env: str) -> subprocess.Popen[str]:

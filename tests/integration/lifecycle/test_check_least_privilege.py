@@ -11,17 +11,15 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asherah_django.testing.openbao import OpenBaoServer
+from tests.support.common import ROOT
 from tests.unit.management.commands.conftest import run_command
 
 pytestmark = [pytest.mark.vault, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def readme_policy(name: str) -> str:

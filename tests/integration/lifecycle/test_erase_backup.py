@@ -27,7 +27,6 @@ from tests.unit.management.commands.conftest import Vault, run_command
 
 from .erase_support import erase_policy, restore, signing_key, snapshot, start_worker
 
-ROOT = Path(__file__).resolve().parents[3]
 CHECK_INTERVAL = 2
 WRITE_SECONDS = 8
 

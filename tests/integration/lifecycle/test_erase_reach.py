@@ -23,7 +23,6 @@ from tests.unit.management.commands.conftest import run_command, unique
 
 from .erase_support import start_worker
 
-ROOT = Path(__file__).resolve().parents[3]
 CHECK_INTERVAL = 2
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shlex
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +20,10 @@ from asherah_django import runtime
 from asherah_django.core import SessionFactory, StaticKMS
 from asherah_django.core.records import KeyMeta, parse_data_row
 from asherah_django.metastore import DjangoMetastore
+from tests.support.common import ROOT
 from tests.testapp.models import TenantNote
 from tests.unit.management.commands.conftest import run_command, unique
 
-ROOT = Path(__file__).resolve().parents[3]
 DAY = 86400
 MARKER = "<!-- incident-runbook:"
 

@@ -12,15 +12,14 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asherah_django import runtime
+from tests.support.common import ROOT
 from tests.unit.management.commands.conftest import database_url, run_command, unique
 
-ROOT = Path(__file__).resolve().parents[3]
 CHECK_INTERVAL = 2
 
 

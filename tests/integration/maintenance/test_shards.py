@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -22,10 +21,9 @@ from asherah_django.core.records import looks_like_data_row, parse_data_row
 from asherah_django.maintenance import ProgressReporter, Shard, Throttle
 from asherah_django.management.commands.asherah_encrypt import encrypt_column
 from tests.bindapp.models import Migrating
+from tests.support.common import ROOT
 from tests.testapp.models import LegacyNote
 from tests.unit.management.commands.conftest import database_url
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def plain_rows(count: int) -> dict[int, str]:

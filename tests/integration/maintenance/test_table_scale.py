@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from tests.support.common import ROOT
 from tests.unit.management.commands.conftest import database_url
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.database

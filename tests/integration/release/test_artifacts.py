@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import asherah_django
+from tests.support.common import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 SMOKE = Path(__file__).with_name("smoke.py")
 pytestmark = [pytest.mark.release, pytest.mark.slow]
 TIMEOUT = 600

@@ -15,7 +15,6 @@ import itertools
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +22,8 @@ from django.db import connections
 
 from asherah_django import runtime
 from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
+from tests.support.common import ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
 MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 APPROLE = "rel-app"

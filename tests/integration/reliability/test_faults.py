@@ -34,13 +34,13 @@ from django.db import connection, connections
 from asherah_django import runtime
 from asherah_django.conf import asherah_settings
 from asherah_django.core import KMSError, MetastoreError, SessionFactory
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.core.kms.vault import VaultTransitKMS
 from asherah_django.core.kms.vault_errors import (
     VaultAuthError,
     VaultConnectionError,
     VaultUnavailableError,
 )
-from asherah_django.core.partition import intermediate_key_id, system_key_id
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
 from asherah_django.testing.openbao import OpenBaoServer
@@ -95,7 +95,7 @@ def cold_factory() -> SessionFactory:
         service,
         product,
         VaultTransitKMS(conf.vault_config()),
-        DjangoMetastore(conf.DATABASE, system_key_id=system_key_id(service, product)),
+        DjangoMetastore(conf.DATABASE, system_key_id=KeyIds(service, product).system),
     )
 
 
@@ -363,8 +363,8 @@ def test_key_connection_lost_between_system_key_creation_and_intermediate_key_st
     started = time.monotonic()
     note = write(f"{prefix}-a", "first")
     seconds = time.monotonic() - started
-    assert killed == [intermediate_key_id(f"{prefix}-a", service, "prod")]
-    assert key_rows(service) == [killed[0], system_key_id(service, "prod")]
+    assert killed == [KeyIds(service, "prod").intermediate(f"{prefix}-a")]
+    assert key_rows(service) == [killed[0], KeyIds(service, "prod").system]
     assert TenantNote.objects.get(pk=note.pk).body == plaintext(f"{prefix}-a", "first")
     rows, bad = full_scan(prefix)
     report(
@@ -406,14 +406,14 @@ def test_database_gone_between_system_key_creation_and_intermediate_key_store(
     partition = f"{prefix}-a"
     error, seconds = timed(lambda: write(partition, "lost"), MetastoreError)
     assert seconds < FAST and "not currently accepting connections" in str(error.__cause__)
-    assert key_rows(service) == [system_key_id(service, "prod")]  # the SK, no IK
+    assert key_rows(service) == [KeyIds(service, "prod").system]  # the SK, no IK
     assert not TenantNote.objects.filter(tenant_id=partition).exists()
     kms: VaultTransitKMS = factory.kms  # type: ignore[assignment]
     assert kms.stats.encrypt == 1
     write(partition, "after")  # recovery: same factory
     assert kms.stats.encrypt == 1  # the IK is made under the SK already stored
-    assert key_rows(service) == [intermediate_key_id(partition, service, "prod"),
-                                 system_key_id(service, "prod")]  # fmt: skip
+    assert key_rows(service) == [KeyIds(service, "prod").intermediate(partition),
+                                 KeyIds(service, "prod").system]  # fmt: skip
     rows, bad = full_scan(prefix)
     report(
         "fault: database gone between SK creation and IK store (lasting)",
@@ -550,9 +550,9 @@ def test_worker_killed_between_storing_a_key_and_committing_its_data(
     )  # fmt: skip
     assert worker.stdout is not None
     line = worker.stdout.readline()
-    assert line.strip() == f"stored {intermediate_key_id(new, service, 'prod')}", line
+    assert line.strip() == f"stored {KeyIds(service, 'prod').intermediate(new)}", line
     kill(worker)
-    orphans = EncryptionKey.objects.filter(id=intermediate_key_id(new, service, "prod")).count()
+    orphans = EncryptionKey.objects.filter(id=KeyIds(service, "prod").intermediate(new)).count()
     # PostgreSQL/MariaDB: the key was committed on its own; SQLite: rolled back with the rows.
     assert orphans == (0 if connection.vendor == "sqlite" else 1)
     assert list(TenantNote.objects.filter(tenant_id__startswith=prefix).values_list("title", flat=True)) == ["committed"]  # fmt: skip

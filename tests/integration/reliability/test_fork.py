@@ -33,8 +33,8 @@ from django.db import connection, connections
 
 from asherah_django import runtime
 from asherah_django.core import CryptoPolicy, SessionFactory
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.core.kms.vault import VaultTransitKMS
-from asherah_django.core.partition import system_key_id
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.testing.openbao import OpenBaoServer
 
@@ -232,7 +232,7 @@ def own_factory() -> tuple[SessionFactory, DjangoMetastore, VaultTransitKMS]:
     from asherah_django.conf import asherah_settings
 
     service, product = asherah_settings.SERVICE_NAME, asherah_settings.PRODUCT_ID
-    metastore = DjangoMetastore(system_key_id=system_key_id(service, product))
+    metastore = DjangoMetastore(system_key_id=KeyIds(service, product).system)
     kms = VaultTransitKMS(asherah_settings.vault_config())
     return SessionFactory(service, product, kms, metastore, CryptoPolicy()), metastore, kms
 

@@ -24,13 +24,13 @@ from asherah_django.core.kms.vault_errors import (
     VaultRequestError,
 )
 from asherah_django.testing.openbao import TRANSIT_POLICY, OpenBaoServer
+from tests.support.common import ROOT
 from tests.support.sqlite_metastore import SqliteMetastore
 
 from .conftest import factory_for, unique
 
 pytestmark = pytest.mark.vault
 MakeKMS = Callable[[dict[str, object]], VaultTransitKMS]
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def b64(data: bytes) -> str:

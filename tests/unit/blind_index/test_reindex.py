@@ -36,12 +36,11 @@ from tests.bidxapp.models import (
     Subscriber,
     TenantContact,
 )
+from tests.support.common import RATE, ROOT
 
 from .conftest import factory, keys, raw_row, write_raw
 
-ROOT = Path(__file__).resolve().parents[3]
 #: The rate and ETA that end each progress line.
-RATE = r", [\d,]+ rows/s, ETA \d+:\d\d:\d\d$"
 P = "bidx-reindex"
 
 

@@ -18,7 +18,6 @@ import threading
 from binascii import a2b_base64, b2a_base64
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +43,7 @@ from asherah_django.core import keys as keys_module
 from asherah_django.core import session as session_module
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
 from tests.support import optional
+from tests.support.common import ROOT
 
 from . import vectors as v
 
@@ -54,7 +54,6 @@ requires_c_path = pytest.mark.skipif(
     not session_module.SPEEDUPS, reason="Session uses the pure-Python path here"
 )
 
-ROOT = Path(__file__).resolve().parents[3]
 MiB = 1024 * 1024
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SIZES = sorted(

@@ -14,7 +14,6 @@ from django.db import connection
 
 from asherah_django.core import KeyMeta
 from asherah_django.core.key_ids import KeyIds
-from asherah_django.core.partition import system_key_id
 from asherah_django.metastore import DjangoMetastore
 from asherah_django.models import EncryptionKey
 from tests.unit.conftest import MYSQL_ONLY, POSTGRES_ONLY, make_factory, unique, vendor
@@ -105,7 +104,7 @@ def adopted(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.parametrize("adopted", CASES, indirect=True)
 def test_hand_made_reference_table_works_as_the_metastore(adopted: str, service: str) -> None:
-    store = DjangoMetastore(system_key_id=system_key_id(service, "prod"))
+    store = DjangoMetastore(system_key_id=KeyIds(service, "prod").system)
     assert store.table == adopted
     try:
         partitions = ["alice", "Alice", "bob_with_underscores", "42"]
@@ -130,7 +129,7 @@ def test_hand_made_reference_table_works_as_the_metastore(adopted: str, service:
 
         rows = list(EncryptionKey.objects.order_by("id"))  # the ORM reads the same table
         kinds = {row.id: row.kind for row in rows}
-        assert kinds[system_key_id(service, "prod")] == "system"
+        assert kinds[KeyIds(service, "prod").system] == "system"
         ids = KeyIds(service, "prod")
         partitions_found = {ids.partition_of(row.id) for row in rows} - {None}
         assert partitions_found == set(partitions)

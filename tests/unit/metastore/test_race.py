@@ -13,19 +13,18 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.test import override_settings
 
 from asherah_django.core import parse_data_row
-from asherah_django.core.partition import intermediate_key_id, system_key_id
+from asherah_django.core.key_ids import KeyIds
 from asherah_django.models import EncryptionKey
 from asherah_django.runtime import get_session_factory
+from tests.support.common import ROOT
 from tests.unit.conftest import unique
 
-ROOT = Path(__file__).resolve().parents[3]
 PROCESSES = 8
 
 
@@ -75,9 +74,9 @@ def test_first_encrypt_race_between_processes() -> None:
     assert errors == []
     print(f"inserts that lost a race: {len(lost)}")  # shown with -s; usually several
     assert len(results) == PROCESSES * 3
-    ik_id = intermediate_key_id(partition, service, "testprod")
+    ik_id = KeyIds(service, "testprod").intermediate(partition)
     intermediate = list(EncryptionKey.objects.filter(id=ik_id))
-    system = list(EncryptionKey.objects.filter(id=system_key_id(service, "testprod")))
+    system = list(EncryptionKey.objects.filter(id=KeyIds(service, "testprod").system))
     assert len(intermediate) == 1, intermediate
     assert len(system) == 1, system
     assert intermediate[0].info is not None

@@ -3,11 +3,7 @@ auto_now, a run killed midway."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +12,9 @@ from django.db import connection
 
 from asherah_django import rotation, runtime
 from asherah_django.rotation.reencrypt import _Writer
+from tests.support.killed_run import rotate_killed_after_two_windows
 from tests.testapp.models import TenantNote
-from tests.unit.management.commands.conftest import database_url, run_command, unique
+from tests.unit.management.commands.conftest import run_command, unique
 from tests.unit.management.commands.models import StampedNote
 from tests.unit.management.commands.test_asherah_rotate import (
     assert_no_revoked_keys,
@@ -27,8 +24,6 @@ from tests.unit.management.commands.test_asherah_rotate import (
     raw,
     record,
 )
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -99,29 +94,7 @@ def test_run_killed_midway_then_rerun(tmp_path: Path) -> None:
         "--checkpoint",
         str(checkpoint),
     ]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONWARNINGS": "ignore",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "django", "asherah_rotate", *args, "--pause", "0.3", "-v", "2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    seen = []
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(line)
-            if sum(": pk " in entry for entry in seen) == 2:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-    finally:
-        process.kill()
-        _, err = process.communicate()
-    assert process.returncode == -signal.SIGKILL, (seen, err)
+    seen = rotate_killed_after_two_windows(args)
     moved = [pk for pk in expected if not record(key_of(TenantNote, pk)).revoked]
     assert 0 < len(moved) < len(expected), seen
     assert checkpoint.exists()

@@ -16,7 +16,6 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,8 @@ from asherah_django.core import session as session_module
 from asherah_django.core.aead import NONCE_SIZE, Cipher, new_key
 from asherah_django.core.records import parse_data_row
 from tests.support import optional
+from tests.support.common import ROOT
 
-ROOT = Path(__file__).resolve().parents[4]
 Encrypt = Callable[[Session, bytes], str]
 
 

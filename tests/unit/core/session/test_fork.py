@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[4]
+from tests.support.common import ROOT
 
 
 def test_a_factory_forked_while_its_locks_are_held_works_in_the_child() -> None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from asherah_django.core.session import speedups_allowed
-
-ROOT = Path(__file__).resolve().parents[4]
+from tests.support.common import ROOT
 
 
 def test_decision() -> None:

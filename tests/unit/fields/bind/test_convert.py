@@ -6,11 +6,7 @@ Migrating), its stored records were written unbound (as before ``bind=`` was add
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -24,12 +20,11 @@ from asherah_django.core.binding import has_header
 from asherah_django.core.errors import BindingMismatchError
 from asherah_django.runtime import get_session_factory
 from tests.bindapp.models import Migrating, Patient
-from tests.unit.management.commands.conftest import database_url
+from tests.support.killed_run import rotate_killed_after_two_windows
 
 from .conftest import stored, write_raw
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[4]
 
 
 def unbound_rows(partition: str, n: int) -> dict[Any, bytes]:
@@ -101,29 +96,7 @@ def test_bind_run_killed_midway_then_rerun(settings: Any, tmp_path: Path) -> Non
     expected = unbound_rows("kill", 12)
     checkpoint = tmp_path / "bind.json"
     args = ["--bind", "bindapp.Migrating", "--batch-size", "2", "--checkpoint", str(checkpoint)]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONWARNINGS": "ignore",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "django", "asherah_rotate", *args, "--pause", "0.3", "-v", "2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    seen = []
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(line)
-            if sum(": pk " in entry for entry in seen) == 2:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-    finally:
-        process.kill()
-        _, err = process.communicate()
-    assert process.returncode == -signal.SIGKILL, (seen, err)
+    seen = rotate_killed_after_two_windows(args)
     done = [pk for pk in expected if is_bound(pk, "body", "kill")]
     assert 0 < len(done) < len(expected), seen
     assert checkpoint.exists()

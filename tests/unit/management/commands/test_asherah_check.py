@@ -19,6 +19,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from asherah_django import health
 from asherah_django.admin import health as admin_health
+from asherah_django.testing.openbao import free_port
 from tests.unit.management.commands.conftest import Vault, run_command, unique
 from tests.unit.management.commands.jsonshape import problems
 
@@ -353,3 +354,32 @@ def test_static_kms_has_no_vault_checks_and_fails_the_deploy_rule(settings: obje
     )
     settings.DEBUG = True  # type: ignore[attr-defined]
     assert run_command("asherah_check")[0] == 0
+
+
+@pytest.mark.parametrize("dead_first", [True, False], ids=["dead-node-first", "live-node-first"])
+def test_a_node_list_names_every_node_tried_and_the_one_that_answered(
+    vault: Vault, settings: object, dead_first: bool
+) -> None:
+    """VAULT_ADDR listing a dead loopback port and the live server: vault.server names the
+    node that answered (not just the first listed) and every node it tried."""
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    live = vault.bao.addr
+    nodes = [dead, live] if dead_first else [live, dead]
+    settings.ASHERAH = vault.asherah(VAULT_ADDR=",".join(nodes))  # type: ignore[attr-defined]
+    status, out, err = run_command("asherah_check")
+    assert (status, err) == (0, "")
+    tried = f"{dead}, {live}" if dead_first else live
+    # (not normalize(): the dead port may start with the live one's digits)
+    [line] = [row for row in out.splitlines() if row.startswith("vault.server")]
+    assert re.sub(r"Vault \d+\.\d+\.\d+\S* at", "Vault <VERSION> at", line) == (
+        f"vault.server      OK    Vault <VERSION> at {live} (VAULT_ADDR lists 2 nodes; tried "
+        f"{tried}; {live} answered): initialized, unsealed, active; plain http"
+    )
+    status, out, _ = run_command("asherah_check", "--json")
+    assert status == 0
+    document = json.loads(out)
+    assert problems(document, health.REPORT_SCHEMA) == []
+    [server] = [c for c in document["checks"] if c["name"] == "vault.server"]
+    assert server["data"]["nodes"] == nodes
+    assert server["data"]["tried"] == ([dead, live] if dead_first else [live])
+    assert server["data"]["answered"] == server["data"]["addr"] == live

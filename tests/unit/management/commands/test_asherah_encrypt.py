@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +19,11 @@ from django.test.utils import CaptureQueriesContext
 import asherah_django
 from asherah_django.core.records import looks_like_data_row
 from asherah_django.management.commands.asherah_encrypt import encrypt_column
+from tests.support.common import RATE, ROOT
 from tests.testapp.models import LegacyNote, TenantNote
 from tests.unit.fields.conftest import factory, raw_column, write_raw
 
-ROOT = Path(__file__).resolve().parents[4]
 #: The rate and ETA that end each progress line.
-RATE = r", [\d,]+ rows/s, ETA \d+:\d\d:\d\d$"
 
 
 def _plain_rows(
