@@ -38,6 +38,7 @@ from asherah_django.core import (
     StaticKMS,
 )
 from asherah_django.core import session as session_module
+from tests.support.canonical import reference_created
 from tests.unit.core import vectors as v
 
 if not session_module.SPEEDUPS:
@@ -113,24 +114,6 @@ def canonical_b64(text: str) -> bytes | None:
     except ValueError:  # binascii.Error, and non-ASCII str
         return None
     return raw if b2a_base64(raw, newline=False).decode() == text else None
-
-
-def reference_created(record: str, middle: str) -> int:
-    """Session._decrypt_py's fast-path checks, in Python (canonical_created's contract)."""
-    head, label, tail = session_module._HEAD, session_module._KEY_LABEL, session_module._TAIL
-    start, key_start = session_module._CREATED_START, session_module._KEY_START
-    end = session_module._KEY_END + len(middle)
-    if (
-        record[:start] == head
-        and record[start + 10 : key_start] == label
-        and record[session_module._KEY_END : end] == middle
-        and record[end + 10 : end + 21] == tail
-        and record[-2:] == '"}'
-    ):
-        numbers = record[start : start + 10] + record[end : end + 10]
-        if numbers.isascii() and numbers.isdigit() and numbers[0] != "0" != numbers[10]:
-            return int(numbers[10:])
-    return -1
 
 
 def reference_decrypt_row(ik: bytes, key_b64: str, data_b64: str) -> tuple[object, ...]:

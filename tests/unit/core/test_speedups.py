@@ -43,6 +43,7 @@ from asherah_django.core import keys as keys_module
 from asherah_django.core import session as session_module
 from asherah_django.core.kms.static import TEST_MASTER_KEY_HEX
 from tests.support import optional
+from tests.support.canonical import reference_created
 from tests.support.common import ROOT
 
 from . import vectors as v
@@ -140,22 +141,12 @@ def test_extension_is_built_and_used_when_required() -> None:
     assert Session.encrypt is encrypt_c and Session.decrypt is decrypt_c
 
 
-@pytest.mark.slow
-def test_core_suite_passes_on_the_pure_python_path() -> None:
-    env = {**os.environ, "ASHERAH_DJANGO_PURE_PYTHON": "1"}
+def run_pytest(env_overrides: dict[str, str], *arguments: str) -> None:
+    """Run pytest on ``arguments`` in a fresh interpreter with these variables; it must pass."""
+    env = {**os.environ, **env_overrides}
     env.pop("COVERAGE_PROCESS_START", None)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "tests/unit/core",
-        "-q",
-        "-x",
-        "-p",
-        "no:cacheprovider",
-    ]
     result = subprocess.run(
-        [*command, "--ignore=tests/unit/core/test_speedups.py", "--no-cov"],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *arguments],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -164,6 +155,16 @@ def test_core_suite_passes_on_the_pure_python_path() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
+
+
+@pytest.mark.slow
+def test_core_suite_passes_on_the_pure_python_path() -> None:
+    run_pytest(
+        {"ASHERAH_DJANGO_PURE_PYTHON": "1"},
+        "tests/unit/core",
+        "--ignore=tests/unit/core/test_speedups.py",
+        "--no-cov",
+    )
 
 
 @requires_c_path
@@ -185,17 +186,12 @@ def test_speedups_suite_passes_through_evp_too() -> None:
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert check.stdout.split() == ["0"], check.stderr
-    command = [sys.executable, "-m", "pytest", "tests/unit/core/test_speedups.py", "-q", "-x"]
-    result = subprocess.run(
-        [*command, "-p", "no:cacheprovider", "-k", "not through_evp and not provider_directly"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_pytest(
+        {"ASHERAH_DJANGO_SPEEDUPS_EVP": "1"},
+        "tests/unit/core/test_speedups.py",
+        "-k",
+        "not through_evp and not provider_directly",
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
 
 
 # -- known answers ---------------------------------------------------------------------
@@ -526,24 +522,6 @@ def test_b64decode_accepts_a_subset_of_strict_binascii(text: str) -> None:
 
 
 # -- the canonical-layout check ----------------------------------------------------------
-
-
-def reference_created(record: str, middle: str) -> int:
-    """The checks of Session._decrypt_py's fast path, in Python, as the reference."""
-    head, label, tail = session_module._HEAD, session_module._KEY_LABEL, session_module._TAIL
-    start, key_start = session_module._CREATED_START, session_module._KEY_START
-    end = session_module._KEY_END + len(middle)
-    if (
-        record[:start] == head
-        and record[start + 10 : key_start] == label
-        and record[session_module._KEY_END : end] == middle
-        and record[end + 10 : end + 21] == tail
-        and record[-2:] == '"}'
-    ):
-        numbers = record[start : start + 10] + record[end : end + 10]
-        if numbers.isascii() and numbers.isdigit() and numbers[0] != "0" != numbers[10]:
-            return int(numbers[10:])
-    return -1
 
 
 _EDIT_CHARS = st.sampled_from('0159A"}{:,/\\=é分🔑 \x00') | st.characters()
